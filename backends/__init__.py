@@ -1,0 +1,53 @@
+"""bpcore's backend registry: a device string -> an Array API namespace.
+
+A :class:`Backend` bundles what a layer needs to run on one device: the
+namespace ``xp`` (from array-api-compat, or array_api_strict itself), the
+device, how to move host NumPy arrays on and off it, how to wait for queued
+work, and seeded random numbers (which the Array API standard lacks).
+
+    >>> import backends
+    >>> backends.available()            # usable here, e.g. ['numpy', 'array_api_strict', 'torch']
+    >>> be = backends.get("cpu")        # or "cuda", "cuda:1", "torch", "torch:cuda", "cupy:1", ...
+    >>> a = be.asarray(host_array); host = be.to_numpy(a)
+
+Device strings: ``"cpu"`` is NumPy; ``"cuda"`` / ``"cuda:N"`` is CuPy on GPU N;
+a backend name, alone or followed by ``:device`` (``"torch:cuda:0"``), picks
+that backend. ``register()`` adds a backend without touching bpcore.
+"""
+from __future__ import annotations
+
+from ._base import Backend, BackendUnavailableError, RandomStream, is_host_array, to_host
+from ._registry import available, backend_of, get, known, register, status
+
+# bpcore checks this marker so that an unrelated PyPI project that is also
+# called "backends" is never mistaken for this registry.
+IS_BPCORE_BACKENDS = True
+
+__all__ = [
+    "Backend",
+    "BackendUnavailableError",
+    "RandomStream",
+    "available",
+    "backend_of",
+    "get",
+    "is_host_array",
+    "known",
+    "register",
+    "status",
+    "to_host",
+]
+
+
+def _register_builtin():
+    from ._cupy import make_cupy
+    from ._numpy import make_numpy
+    from ._strict import make_strict
+    from ._torch import make_torch
+
+    register("numpy", make_numpy)
+    register("array_api_strict", make_strict)
+    register("torch", make_torch, candidates=["torch", "torch:cuda"])
+    register("cupy", make_cupy, candidates=["cupy"])
+
+
+_register_builtin()

@@ -1,0 +1,130 @@
+"""The Backend base class every adapter fills in."""
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+
+
+class BackendUnavailableError(RuntimeError):
+    """A known backend cannot be used here (library missing, no device).
+
+    The message says what is missing and the command that fixes it.
+    """
+
+
+def is_host_array(obj) -> bool:
+    """True for a host NumPy array (or NumPy scalar), whatever backend is in use."""
+    return isinstance(obj, (np.ndarray, np.generic))
+
+
+def to_host(obj) -> np.ndarray:
+    """Any backend's array, or a host NumPy array -> a host NumPy array.
+
+    Raises:
+        TypeError: ``obj`` is not an array of NumPy or of a usable backend.
+    """
+    if is_host_array(obj):
+        return np.asarray(obj)
+    from ._registry import backend_of
+
+    return backend_of(obj).to_numpy(obj)
+
+
+class RandomStream:
+    """Seeded random numbers made on a backend's device.
+
+    Adapters override ``_uniform`` and ``_normal``; the default draws on the
+    host with a NumPy Generator and moves the result (used by backends that
+    have no generator of their own, such as array_api_strict).
+    """
+
+    def __init__(self, backend: "Backend", seed: int | None):
+        self.backend = backend
+        self._host = np.random.default_rng(seed)
+
+    def uniform(self, shape, dtype="float32"):
+        """Uniform numbers in [0, 1) with the given shape, on the device."""
+        return self._uniform(tuple(shape), dtype)
+
+    def normal(self, shape, dtype="float32"):
+        """Standard normal numbers with the given shape, on the device."""
+        return self._normal(tuple(shape), dtype)
+
+    def _uniform(self, shape, dtype):
+        return self.backend.asarray(self._host.random(shape).astype(dtype))
+
+    def _normal(self, shape, dtype):
+        return self.backend.asarray(self._host.standard_normal(shape).astype(dtype))
+
+
+class Backend(abc.ABC):
+    """One array library on one device.
+
+    Attributes:
+        name: the backend's registered name ("numpy", "torch", "cupy", ...).
+        xp: the Array API namespace layers compute with.
+        device: the library's device object (``xp.asarray(..., device=device)``).
+        kind: "cpu" or "cuda".
+        spec: the canonical string that ``backends.get`` maps to this backend,
+            such as "torch:cpu" or "cupy:0".
+    """
+
+    name: str = ""
+    kind: str = "cpu"
+
+    def __init__(self, xp, device, spec: str):
+        self.xp = xp
+        self.device = device
+        self.spec = spec
+
+    # -- moving data ------------------------------------------------------
+    @abc.abstractmethod
+    def asarray(self, host, dtype=None, copy=False):
+        """Host NumPy array (or anything NumPy accepts) -> array on this backend.
+
+        The dtype is kept unless ``dtype`` ("float32", "float64", ...) is given.
+        With ``copy=True`` the result never shares memory with ``host``.
+        """
+
+    @abc.abstractmethod
+    def to_numpy(self, array) -> np.ndarray:
+        """Array on this backend -> a host NumPy array that owns its memory."""
+
+    @abc.abstractmethod
+    def owns(self, array) -> bool:
+        """True when ``array`` is an array of this library on this device."""
+
+    def synchronize(self) -> None:
+        """Wait until queued device work is done (a no-op on the CPU)."""
+
+    def random(self, seed: int | None = None) -> RandomStream:
+        """A seeded stream of random numbers made on this device."""
+        return RandomStream(self, seed)
+
+    # -- small conveniences ----------------------------------------------
+    def dtype(self, name: str):
+        """The namespace's dtype object for a name such as "float32"."""
+        try:
+            return getattr(self.xp, name)
+        except AttributeError:
+            raise ValueError(f"backend {self.spec!r} has no dtype {name!r}") from None
+
+    def __repr__(self):
+        return f"Backend({self.spec!r})"
+
+    def __str__(self):
+        return self.spec
+
+    # A backend holds modules, which cannot be copied; copying a model that
+    # refers to its backend must share it.
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __reduce__(self):
+        from . import get
+
+        return (get, (self.spec,))

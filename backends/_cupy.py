@@ -1,0 +1,72 @@
+"""CuPy on a CUDA GPU, through array-api-compat's standard namespace."""
+from __future__ import annotations
+
+from ._base import Backend, BackendUnavailableError, RandomStream
+
+_INSTALL = 'pip install -e ".[cuda12]" (CUDA 12) or pip install -e ".[cuda13]" (CUDA 13)'
+
+
+class CupyRandom(RandomStream):
+    """Random numbers drawn on the GPU by a seeded cupy RandomState."""
+
+    def __init__(self, backend, seed):
+        super().__init__(backend, seed)
+        with backend.device:
+            self._state = backend.cupy.random.RandomState(seed)
+
+    def _uniform(self, shape, dtype):
+        with self.backend.device:
+            return self._state.random_sample(size=shape, dtype=dtype)
+
+    def _normal(self, shape, dtype):
+        with self.backend.device:
+            return self._state.standard_normal(size=shape, dtype=dtype)
+
+
+class CupyBackend(Backend):
+    name = "cupy"
+    kind = "cuda"
+
+    def __init__(self, cupy, index):
+        import array_api_compat.cupy as cupy_xp
+
+        self.cupy = cupy
+        super().__init__(cupy_xp, cupy.cuda.Device(index), f"cupy:{index}")
+
+    def asarray(self, host, dtype=None, copy=False):
+        # Host -> device always copies.
+        with self.device:
+            return self.cupy.asarray(host, dtype=dtype)
+
+    def to_numpy(self, array):
+        return self.cupy.asnumpy(array)
+
+    def owns(self, array):
+        return isinstance(array, self.cupy.ndarray) and array.device.id == self.device.id
+
+    def synchronize(self):
+        self.device.synchronize()
+
+    def random(self, seed=None):
+        return CupyRandom(self, seed)
+
+
+def make_cupy(device):
+    text = device or "0"
+    if not text.isdigit():
+        raise ValueError(f"a CuPy device is a GPU index such as 'cuda:0' or 'cupy:1', got {device!r}")
+    index = int(text)
+    try:
+        import cupy
+    except ImportError:
+        raise BackendUnavailableError(f"CuPy is not installed, so 'cuda' cannot be used: {_INSTALL}") from None
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as error:  # CUDARuntimeError, or a driver that fails to load
+        raise BackendUnavailableError(
+            f"CuPy is installed but no CUDA GPU is usable here ({error})") from None
+    if count == 0:
+        raise BackendUnavailableError("CuPy is installed but this machine has no CUDA GPU")
+    if index >= count:
+        raise BackendUnavailableError(f"GPU {index} does not exist: this machine has {count} GPU(s)")
+    return CupyBackend(cupy, index)

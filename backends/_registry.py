@@ -1,0 +1,118 @@
+"""The registry: names -> factories, device strings -> cached Backends."""
+from __future__ import annotations
+
+from typing import Callable
+
+from ._base import Backend, BackendUnavailableError
+
+# name -> factory(device or None) -> Backend; raises BackendUnavailableError.
+_FACTORIES: dict[str, Callable[[str | None], Backend]] = {}
+# name -> the specs available()/status() probe for it, e.g. ["torch", "torch:cuda"].
+_CANDIDATES: dict[str, list[str]] = {}
+# canonical spec ("torch:cpu") and asked-for spec ("torch") -> the one Backend.
+_CACHE: dict[str, Backend] = {}
+# Device strings that are not backend names.
+_ALIASES = {"cpu": "numpy", "cuda": "cupy"}
+
+
+def register(name: str, factory: Callable[[str | None], Backend], *,
+             candidates: list[str] | None = None, replace: bool = False) -> None:
+    """Add a backend to the registry without touching bpcore.
+
+    Args:
+        name: the name users type (``get(name)`` or ``get(name + ":" + device)``).
+        factory: ``factory(device)`` returns a :class:`Backend`; ``device`` is the
+            text after the first ":" or None. It raises
+            :class:`BackendUnavailableError` (saying why and how to fix it) when
+            the library or the device is missing here.
+        candidates: the specs ``available()`` tries for this name (default ``[name]``).
+        replace: allow replacing an already registered name.
+    """
+    if not isinstance(name, str) or not name or ":" in name:
+        raise ValueError(f"backend name must be a non-empty string without ':', got {name!r}")
+    if name in _ALIASES:
+        raise ValueError(f"backend name {name!r} is reserved as a device alias")
+    if not callable(factory):
+        raise TypeError(f"factory for backend {name!r} must be callable, got {type(factory).__name__}")
+    if name in _FACTORIES and not replace:
+        raise ValueError(f"backend {name!r} is already registered (pass replace=True to replace it)")
+    _FACTORIES[name] = factory
+    _CANDIDATES[name] = list(candidates) if candidates is not None else [name]
+    for spec in [s for s in _CACHE if s == name or s.startswith(name + ":")]:
+        del _CACHE[spec]
+
+
+def known() -> list[str]:
+    """Every registered backend name and device alias, usable here or not."""
+    return sorted(_ALIASES) + sorted(_FACTORIES)
+
+
+def _parse(spec: str) -> tuple[str, str | None]:
+    text = spec.strip().lower()
+    head, _, device = text.partition(":")
+    if head in _ALIASES:
+        if head == "cpu" and device not in ("", "0"):
+            raise ValueError(f"unknown device {spec!r}: the CPU device is just 'cpu'")
+        return _ALIASES[head], (device or None) if head == "cuda" else None
+    if head not in _FACTORIES:
+        raise ValueError(
+            f"unknown device or backend {spec!r}; known names: {', '.join(known())} "
+            f"(a backend may be followed by ':device', as in 'torch:cuda:0' or 'cupy:1')")
+    return head, device or None
+
+
+def get(spec: "str | Backend" = "cpu") -> Backend:
+    """The backend for a device string such as "cpu", "cuda:1" or "torch:cuda".
+
+    Raises:
+        ValueError: the name is unknown (the message lists the known ones).
+        BackendUnavailableError: the backend is known but cannot run here; the
+            message names what is missing and the pip command that installs it.
+    """
+    if isinstance(spec, Backend):
+        return spec
+    if not isinstance(spec, str):
+        raise TypeError(f"device must be a string such as 'cpu' or 'cuda', got {type(spec).__name__}")
+    cached = _CACHE.get(spec)
+    if cached is not None:
+        return cached
+    name, device = _parse(spec)
+    backend = _FACTORIES[name](device)
+    backend = _CACHE.setdefault(backend.spec, backend)   # one object per device
+    _CACHE[spec] = backend
+    return backend
+
+
+def status() -> dict[str, str | None]:
+    """Every candidate spec -> None when usable here, else the reason it is not."""
+    reasons: dict[str, str | None] = {}
+    for name in _FACTORIES:
+        for spec in _CANDIDATES[name]:
+            try:
+                get(spec)
+                reasons[spec] = None
+            except BackendUnavailableError as error:
+                reasons[spec] = str(error)
+    return reasons
+
+
+def available() -> list[str]:
+    """The backend specs that import and have a usable device on this machine."""
+    return [spec for spec, reason in status().items() if reason is None]
+
+
+def backend_of(array) -> Backend:
+    """The backend whose library and device hold ``array``.
+
+    Raises:
+        TypeError: no registered backend recognizes the object.
+    """
+    for backend in _CACHE.values():
+        if backend.owns(array):
+            return backend
+    for spec in available():
+        backend = get(spec)
+        if backend.owns(array):
+            return backend
+    raise TypeError(f"{type(array).__module__}.{type(array).__name__} is not an array of any "
+                    f"usable backend ({', '.join(available())})")

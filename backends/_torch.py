@@ -1,0 +1,84 @@
+"""PyTorch tensors (CPU, or CUDA when torch sees a GPU), through array-api-compat."""
+from __future__ import annotations
+
+import numpy as np
+
+from ._base import Backend, BackendUnavailableError, RandomStream
+
+
+class TorchRandom(RandomStream):
+    """Random numbers drawn by a seeded torch.Generator on the tensor's device."""
+
+    def __init__(self, backend, seed):
+        super().__init__(backend, seed)
+        torch = backend.torch
+        self._generator = torch.Generator(device=backend.device)
+        if seed is None:
+            self._generator.seed()
+        else:
+            self._generator.manual_seed(int(seed))
+
+    def _uniform(self, shape, dtype):
+        torch = self.backend.torch
+        return torch.rand(shape, generator=self._generator, device=self.backend.device,
+                          dtype=getattr(torch, dtype))
+
+    def _normal(self, shape, dtype):
+        torch = self.backend.torch
+        return torch.randn(shape, generator=self._generator, device=self.backend.device,
+                           dtype=getattr(torch, dtype))
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def __init__(self, torch, device):
+        import array_api_compat.torch as torch_xp
+
+        self.torch = torch
+        self.kind = "cuda" if device.type == "cuda" else "cpu"
+        super().__init__(torch_xp, device, f"torch:{device}")
+
+    def asarray(self, host, dtype=None, copy=False):
+        host = np.ascontiguousarray(host, dtype=dtype)
+        if copy or self.kind == "cuda":
+            return self.torch.tensor(host, device=self.device)
+        return self.torch.from_numpy(host)
+
+    def to_numpy(self, array):
+        return array.detach().cpu().numpy().copy()
+
+    def owns(self, array):
+        return isinstance(array, self.torch.Tensor) and array.device == self.device
+
+    def synchronize(self):
+        if self.kind == "cuda":
+            self.torch.cuda.synchronize(self.device)
+
+    def random(self, seed=None):
+        return TorchRandom(self, seed)
+
+
+def make_torch(device):
+    try:
+        import torch
+    except ImportError:
+        raise BackendUnavailableError(
+            "PyTorch is not installed: pip install -e \".[torch]\"") from None
+    try:
+        dev = torch.device(device or "cpu")
+    except RuntimeError as error:
+        raise ValueError(f"unknown torch device {device!r}: {error}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BackendUnavailableError(
+                f"torch {torch.__version__} sees no CUDA GPU (built for CUDA "
+                f"{torch.version.cuda or 'none: a CPU-only build'}); on a GPU machine install a "
+                f"CUDA build of torch")
+        dev = torch.device("cuda", dev.index or 0)
+        if dev.index >= torch.cuda.device_count():
+            raise BackendUnavailableError(
+                f"torch sees {torch.cuda.device_count()} GPU(s); there is no {dev}")
+    elif dev.type != "cpu":
+        raise ValueError(f"the torch backend supports 'cpu' and 'cuda[:N]', got {device!r}")
+    return TorchBackend(torch, dev)

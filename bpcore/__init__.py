@@ -1,0 +1,33 @@
+"""bpcore: backpropagation you can read, on any Array API backend.
+
+    import bpcore as bp
+    model = bp.mlp([2, 16, 8, 1], activation="tanh", seed=0).to("cpu")
+    loss_fn = bp.BCEWithLogitsLoss()
+    out = model(X); loss = loss_fn(out, y); model.backward(loss_fn.backward())
+    print(bp.gradcheck(model, loss_fn, X, y))
+"""
+from __future__ import annotations
+
+import backends as _backends
+
+if getattr(_backends, "IS_BPCORE_BACKENDS", False) is not True:
+    raise ImportError(
+        f"`import backends` found {getattr(_backends, '__file__', None) or _backends!r}, which is not "
+        f"bpcore's backend registry: an unrelated PyPI project is also named 'backends'. "
+        f"Remove it (pip uninstall backends) and reinstall bpcore (pip install -e .)")
+
+from . import data, init, optim  # noqa: E402
+from .gradcheck import GradcheckReport, gradcheck  # noqa: E402
+from .layers import (  # noqa: E402
+    GELU, ACTIVATIONS, Identity, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh, mlp,
+)
+from .losses import BCELoss, BCEWithLogitsLoss, Loss, MSELoss, SoftmaxCrossEntropyLoss  # noqa: E402
+from .module import Layer, Parameter, Sequential  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ACTIVATIONS", "BCELoss", "BCEWithLogitsLoss", "GELU", "GradcheckReport", "Identity", "Layer",
+    "LeakyReLU", "Linear", "Loss", "MSELoss", "Parameter", "ReLU", "Sequential", "Sigmoid", "Softmax",
+    "SoftmaxCrossEntropyLoss", "Tanh", "data", "gradcheck", "init", "mlp", "optim", "__version__",
+]

@@ -1,0 +1,200 @@
+"""Losses: a scalar from predictions and targets, and dL/d(pred) for backward.
+
+Each loss averages over the batch (PyTorch's ``reduction="mean"``),
+``forward(pred, target)`` returns a 0-d array on pred's backend and
+``backward()`` returns dL/dpred with pred's shape. Targets may be host NumPy
+arrays; they are moved to pred's device and cast to its dtype.
+
+Target values are checked (probabilities in [0, 1], labels in range) unless
+``check_targets`` is set to False, which saves a device-to-host sync per call
+on a GPU once the data are known to be valid.
+"""
+from __future__ import annotations
+
+import backends
+
+from .layers import stable_sigmoid
+from .module import dtype_name
+
+
+class Loss:
+    """Base class: subclasses define ``_forward(xp, pred, target)`` and ``_backward(xp)``."""
+
+    def __init__(self):
+        self.check_targets = True
+        self._backend = None
+        self._grad = None        # dL/dpred, computed in forward while its inputs are at hand
+
+    def __call__(self, pred, target):
+        return self.forward(pred, target)
+
+    def forward(self, pred, target):
+        """The mean loss over the batch as a 0-d array."""
+        backend = self._backend_for(pred)
+        target = self._accept_target(backend, pred, target)
+        return self._forward(backend.xp, pred, target)
+
+    def backward(self):
+        """dL/dpred for the last forward call, with pred's shape."""
+        if self._grad is None:
+            raise RuntimeError(f"{type(self).__name__}: backward() called before forward()")
+        return self._grad
+
+    # -- input checks ------------------------------------------------------
+    def _backend_for(self, pred):
+        backend = self._backend
+        if backend is None or not backend.owns(pred):
+            try:
+                backend = backends.backend_of(pred)
+            except TypeError:
+                raise TypeError(f"{type(self).__name__}: pred must be an array, "
+                                f"got {type(pred).__name__}") from None
+            self._backend = backend
+        if not backend.xp.isdtype(pred.dtype, "real floating"):
+            raise TypeError(f"{type(self).__name__}: pred must be floating point, got dtype {pred.dtype}")
+        if pred.ndim == 0 or pred.shape[0] == 0:
+            raise ValueError(f"{type(self).__name__}: pred must have a non-empty batch axis, "
+                             f"got shape {tuple(pred.shape)}")
+        return backend
+
+    def _move_target(self, backend, pred, target, dtype):
+        """target -> array on pred's backend with ``dtype`` (None: pred's dtype)."""
+        name = type(self).__name__
+        if backends.is_host_array(target):
+            if target.dtype.kind not in "fiub":
+                raise TypeError(f"{name}: target must be numeric, got dtype {target.dtype}")
+            return backend.asarray(target, dtype=dtype or dtype_name(pred.dtype))
+        if not backend.owns(target):
+            try:
+                other = backends.backend_of(target).spec
+            except TypeError:
+                raise TypeError(f"{name}: target must be an array (host NumPy or {backend.spec}), "
+                                f"got {type(target).__name__}") from None
+            raise TypeError(f"{name}: target is on backend {other!r} but pred is on {backend.spec!r}")
+        return target
+
+    def _match_shape(self, pred, target):
+        """Refuse shape mismatches; (N, 1) pred with (N,) target is reshaped, never broadcast."""
+        name = type(self).__name__
+        if tuple(target.shape) == tuple(pred.shape):
+            return target
+        if pred.ndim == 2 and pred.shape[1] == 1 and tuple(target.shape) == (pred.shape[0],):
+            return self._backend.xp.reshape(target, (pred.shape[0], 1))
+        if target.ndim == 0 or target.shape[0] != pred.shape[0]:
+            raise ValueError(f"{name}: batch size mismatch: pred has {pred.shape[0]} rows, "
+                             f"target has shape {tuple(target.shape)}")
+        raise ValueError(f"{name}: target shape {tuple(target.shape)} does not match pred shape "
+                         f"{tuple(pred.shape)}")
+
+    def _accept_target(self, backend, pred, target):
+        target = self._move_target(backend, pred, target, None)
+        xp = backend.xp
+        if xp.isdtype(target.dtype, "real floating"):
+            if target.dtype != pred.dtype:
+                raise TypeError(f"{type(self).__name__}: target dtype {target.dtype} differs from "
+                                f"pred dtype {pred.dtype}")
+        else:
+            target = xp.astype(target, pred.dtype)
+        return self._match_shape(pred, target)
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+def _require_range(loss: Loss, xp, values, low, high, what):
+    """Raise ValueError unless low <= values <= high (one host sync)."""
+    smallest, largest = float(xp.min(values)), float(xp.max(values))
+    if not (low <= smallest and largest <= high):
+        raise ValueError(f"{type(loss).__name__}: {what} must lie in [{low}, {high}], "
+                         f"got values from {smallest} to {largest}")
+
+
+class MSELoss(Loss):
+    """L = mean((pred - target)^2) over every entry; dL/dpred = 2 (pred - target) / size."""
+
+    def _forward(self, xp, pred, target):
+        diff = pred - target
+        size = 1
+        for n in pred.shape:
+            size *= n
+        self._grad = (2.0 / size) * diff
+        return xp.sum(diff * diff) / size
+
+
+class BCELoss(Loss):
+    """Binary cross-entropy on probabilities p in [0, 1]:
+
+    L = -mean(y log p + (1 - y) log(1 - p)), with each log clamped at -100 as
+    PyTorch does, so p = 0 or 1 gives a finite loss.
+    dL/dp = (p - y) / (p (1 - p)) / size, the denominator kept >= 1e-12.
+    """
+
+    _LOG_FLOOR = -100.0
+
+    def _forward(self, xp, pred, target):
+        if self.check_targets:
+            _require_range(self, xp, pred, 0.0, 1.0, "pred (probabilities)")
+            _require_range(self, xp, target, 0.0, 1.0, "target")
+        size = 1
+        for n in pred.shape:
+            size *= n
+        log_p = xp.clip(xp.log(pred), min=self._LOG_FLOOR)
+        log_1mp = xp.clip(xp.log(1.0 - pred), min=self._LOG_FLOOR)
+        denominator = xp.clip(pred * (1.0 - pred), min=1e-12)
+        self._grad = (pred - target) / denominator / size
+        return -xp.sum(target * log_p + (1.0 - target) * log_1mp) / size
+
+
+class BCEWithLogitsLoss(Loss):
+    """Binary cross-entropy on logits z (a sigmoid and BCE fused, stable for any |z|):
+
+    L = mean(max(z, 0) - z y + log(1 + exp(-|z|)));  dL/dz = (sigmoid(z) - y) / size.
+    """
+
+    def _forward(self, xp, pred, target):
+        if self.check_targets:
+            _require_range(self, xp, target, 0.0, 1.0, "target")
+        size = 1
+        for n in pred.shape:
+            size *= n
+        self._grad = (stable_sigmoid(xp, pred) - target) / size
+        per_entry = xp.where(pred > 0, pred, 0.0) - pred * target + xp.log1p(xp.exp(-xp.abs(pred)))
+        return xp.sum(per_entry) / size
+
+
+class SoftmaxCrossEntropyLoss(Loss):
+    """Softmax and cross-entropy fused, on logits z (batch, classes) and integer labels (batch,).
+
+    L = -mean_n log softmax(z_n)[label_n];  dL/dz = (softmax(z) - onehot(label)) / batch.
+    Labels of shape (batch, 1) are accepted and flattened.
+    """
+
+    def _accept_target(self, backend, pred, target):
+        name = type(self).__name__
+        xp = backend.xp
+        if pred.ndim != 2:
+            raise ValueError(f"{name}: pred must be logits of shape (batch, classes), got {tuple(pred.shape)}")
+        target = self._move_target(backend, pred, target, "int64")
+        if not xp.isdtype(target.dtype, "integral"):
+            raise TypeError(f"{name}: labels must be integer class indices, got dtype {target.dtype} "
+                            f"(for one-hot targets pass their argmax)")
+        batch, classes = pred.shape
+        if target.ndim == 2 and target.shape[1] == 1:
+            target = xp.reshape(target, (target.shape[0],))
+        if target.ndim != 1:
+            raise ValueError(f"{name}: labels must have shape ({batch},), got {tuple(target.shape)}")
+        if target.shape[0] != batch:
+            raise ValueError(f"{name}: batch size mismatch: pred has {batch} rows, "
+                             f"labels have {target.shape[0]}")
+        if self.check_targets:
+            _require_range(self, xp, target, 0, classes - 1, f"labels (for {classes} classes)")
+        return target
+
+    def _forward(self, xp, pred, labels):
+        batch, classes = pred.shape
+        shifted = pred - xp.max(pred, axis=1, keepdims=True)
+        log_probs = shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+        class_ids = xp.arange(classes, dtype=labels.dtype, device=self._backend.device)
+        onehot = xp.astype(xp.reshape(labels, (batch, 1)) == class_ids, pred.dtype)
+        self._grad = (xp.exp(log_probs) - onehot) / batch
+        return -xp.sum(onehot * log_probs) / batch

@@ -1,0 +1,384 @@
+"""The layer contract: Parameter, Layer and Sequential.
+
+Every layer computes ``forward(x)``, keeps in a cache exactly what its
+backward pass reads, and ``backward(grad_out)`` returns ``grad_in`` while
+adding (+=) into each of its Parameters' ``.grad``. A layer knows its backend
+(device and Array API namespace) and its float dtype; ``to()`` and
+``astype()`` change both for a layer and everything inside it.
+"""
+from __future__ import annotations
+
+import backends
+
+FLOAT_DTYPES = ("float32", "float64")
+
+
+def dtype_name(dtype) -> str:
+    """"float32" for numpy.float32, torch.float32, array_api_strict.float32, ..."""
+    return str(dtype).rpartition(".")[2]
+
+
+class Parameter:
+    """A trainable array and the gradient of the loss with respect to it.
+
+    Attributes:
+        data: the array, on the owning layer's device.
+        grad: dL/d(data), same shape and device; zeros until a backward pass
+            adds into it, and again after ``zero_grad()``.
+    """
+
+    __slots__ = ("data", "_grad", "backend")
+
+    def __init__(self, data, backend: backends.Backend):
+        self.data = data
+        self.backend = backend
+        self._grad = None   # None stands for "all zeros", made only when read
+
+    @property
+    def grad(self):
+        if self._grad is None:
+            self._grad = self.backend.xp.zeros_like(self.data)
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        if value is not None and tuple(value.shape) != tuple(self.data.shape):
+            raise ValueError(f"grad must have the parameter's shape {tuple(self.data.shape)}, "
+                             f"got {tuple(value.shape)}")
+        self._grad = value
+
+    def accumulate_grad(self, grad):
+        """Add ``grad`` into ``.grad`` (the contract's +=).
+
+        The first gradient after ``zero_grad()`` is stored as given, without
+        adding it to a fresh array of zeros, so ``grad`` must be a new array
+        that nothing else writes to (as ``x.T @ grad_out`` is).
+        """
+        if tuple(grad.shape) != tuple(self.data.shape):
+            raise ValueError(f"gradient of shape {tuple(grad.shape)} for a parameter of shape "
+                             f"{tuple(self.data.shape)}")
+        if self._grad is None:
+            self._grad = grad
+        else:
+            self._grad += grad
+
+    def zero_grad(self):
+        self._grad = None
+
+    @property
+    def shape(self):
+        return tuple(self.data.shape)
+
+    def __repr__(self):
+        return f"Parameter(shape={self.shape}, dtype={self.data.dtype}, device={self.backend})"
+
+
+class Layer:
+    """Base class: subclasses define ``forward`` and ``backward``.
+
+    Parameters are attributes holding :class:`Parameter` objects, child layers
+    are attributes holding :class:`Layer` objects; both are found in the
+    order they were assigned, as in PyTorch. ``_buffer_names`` lists array
+    attributes that are state but not trained (running statistics).
+    """
+
+    _buffer_names: tuple[str, ...] = ()
+
+    def __init__(self):
+        self.training = True
+        self._backend = backends.get("cpu")
+        self._dtype = "float32"
+        self._path = ""          # position inside the parent model, for error messages
+
+    # -- the contract ------------------------------------------------------
+    def forward(self, x):
+        """Compute the output for input ``x`` and cache what backward needs."""
+        raise TypeError(f"{type(self).__name__} does not define forward()")
+
+    def backward(self, grad_out):
+        """Given dL/d(output), add into parameter grads and return dL/d(input)."""
+        raise TypeError(f"{type(self).__name__} does not define backward()")
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    # -- helpers for subclasses ------------------------------------------
+    @property
+    def xp(self):
+        """The Array API namespace of this layer's backend."""
+        return self._backend.xp
+
+    def _name(self) -> str:
+        where = f" (layer '{self._path}')" if self._path else ""
+        return f"{self!r}{where}"
+
+    def _accept_input(self, x, what="input"):
+        """Return ``x`` as an array of this layer's backend and float dtype.
+
+        Host NumPy arrays are moved and cast to the layer's dtype; arrays
+        already on the backend must have that dtype when they are floating
+        point (no silent up- or down-casts); integer and bool arrays are cast.
+        """
+        backend = self._backend
+        dtype = backend.dtype(self._dtype)
+        if backend.owns(x):
+            if x.dtype == dtype:
+                return x
+            if backend.xp.isdtype(x.dtype, "real floating") and not backends.is_host_array(x):
+                raise TypeError(f"{self._name()}: {what} has dtype {x.dtype}, but the layer is "
+                                f"{self._dtype}; cast it, or call model.astype({dtype_name(x.dtype)!r})")
+            if not backend.xp.isdtype(x.dtype, ("real floating", "integral", "bool")):
+                raise TypeError(f"{self._name()}: {what} must be a real-valued array, got dtype {x.dtype}")
+            return backend.xp.astype(x, dtype)
+        if backends.is_host_array(x):
+            if x.dtype.kind not in "fiub":
+                raise TypeError(f"{self._name()}: {what} must be a real-valued array, got dtype {x.dtype}")
+            return backend.asarray(x, dtype=self._dtype)
+        try:
+            other = backends.backend_of(x).spec
+        except TypeError:
+            raise TypeError(f"{self._name()}: {what} must be an array (host NumPy or {backend.spec}), "
+                            f"got {type(x).__name__}") from None
+        raise TypeError(f"{self._name()}: {what} is an array on backend {other!r} but the layer is on "
+                        f"{backend.spec!r}; move the model (model.to({other!r})) or the data")
+
+    def _check_grad_out(self, grad_out, expected_shape):
+        if tuple(grad_out.shape) != tuple(expected_shape):
+            raise ValueError(f"{self._name()}: backward expected grad_out of shape "
+                             f"{tuple(expected_shape)} (the forward output), got {tuple(grad_out.shape)}")
+
+    def _no_forward(self):
+        return RuntimeError(f"{self._name()}: backward() called before forward(); "
+                            f"run a forward pass first")
+
+    def _make_parameter(self, host_array) -> Parameter:
+        """A Parameter on this layer's backend and dtype from a host array."""
+        return Parameter(self._backend.asarray(host_array, dtype=self._dtype, copy=True), self._backend)
+
+    # -- walking the model ----------------------------------------------
+    def _own_parameters(self):
+        """(name, Parameter) pairs held directly by this layer, in assignment order."""
+        return [(name, value) for name, value in vars(self).items() if isinstance(value, Parameter)]
+
+    def children(self):
+        """(name, layer) pairs of the layers directly inside this one."""
+        return [(name, value) for name, value in vars(self).items() if isinstance(value, Layer)]
+
+    def modules(self):
+        """This layer and every layer inside it, parents first."""
+        found = [self]
+        for _, child in self.children():
+            found.extend(child.modules())
+        return found
+
+    def named_parameters(self, prefix: str = ""):
+        """[(dotted name, Parameter)] in a fixed order: own parameters, then children's."""
+        named = [(prefix + name, p) for name, p in self._own_parameters()]
+        for name, child in self.children():
+            named.extend(child.named_parameters(prefix + name + "."))
+        return named
+
+    def parameters(self):
+        """The Parameters of this layer and its children, in ``named_parameters`` order."""
+        return [p for _, p in self.named_parameters()]
+
+    def named_buffers(self, prefix: str = ""):
+        """[(dotted name, array)] of non-trained state such as running statistics."""
+        named = [(prefix + name, getattr(self, name)) for name in self._buffer_names]
+        for name, child in self.children():
+            named.extend(child.named_buffers(prefix + name + "."))
+        return named
+
+    def _set_paths(self, path: str = ""):
+        self._path = path
+        for name, child in self.children():
+            child._set_paths(f"{path}.{name}" if path else name)
+
+    # -- modes, devices, dtypes -------------------------------------------
+    def train(self, mode: bool = True):
+        """Training mode (Dropout drops, BatchNorm uses batch statistics). Returns self."""
+        for layer in self.modules():
+            layer.training = bool(mode)
+        return self
+
+    def eval(self):
+        """Evaluation mode; the same as ``train(False)``. Returns self."""
+        return self.train(False)
+
+    def zero_grad(self):
+        """Set every parameter's gradient to zero."""
+        for p in self.parameters():
+            p.zero_grad()
+
+    def to(self, device):
+        """Move every parameter and buffer to ``device`` ("cpu", "cuda", "torch", ...).
+
+        Returns self. Gradients move too; the values are copied exactly.
+        """
+        target = backends.get(device)
+        for layer in self.modules():
+            source = layer._backend
+            if source is target:
+                continue
+            for _, p in layer._own_parameters():
+                p.data = target.asarray(source.to_numpy(p.data))
+                if p._grad is not None:
+                    p._grad = target.asarray(source.to_numpy(p._grad))
+                p.backend = target
+            for name in layer._buffer_names:
+                setattr(layer, name, target.asarray(source.to_numpy(getattr(layer, name))))
+            layer._backend = target
+        return self
+
+    def astype(self, dtype: str):
+        """Cast every parameter, gradient and floating buffer to "float32" or "float64". Returns self."""
+        if dtype not in FLOAT_DTYPES:
+            raise ValueError(f"dtype must be one of {FLOAT_DTYPES}, got {dtype!r}")
+        for layer in self.modules():
+            xp, new = layer.xp, layer._backend.dtype(dtype)
+            for _, p in layer._own_parameters():
+                p.data = xp.astype(p.data, new)
+                if p._grad is not None:
+                    p._grad = xp.astype(p._grad, new)
+            for name in layer._buffer_names:
+                buffer = getattr(layer, name)
+                if xp.isdtype(buffer.dtype, "real floating"):
+                    setattr(layer, name, xp.astype(buffer, new))
+            layer._dtype = dtype
+        return self
+
+    @property
+    def device(self) -> backends.Backend:
+        """The backend this layer's arrays live on."""
+        return self._backend
+
+    @property
+    def dtype(self) -> str:
+        """The float dtype name of this layer's parameters: "float32" or "float64"."""
+        return self._dtype
+
+    # -- state -------------------------------------------------------------
+    def state_dict(self):
+        """{name: host NumPy copy} of every parameter and buffer ("0.W", "1.running_mean")."""
+        state = {name: p.backend.to_numpy(p.data) for name, p in self.named_parameters()}
+        for name, buffer in self.named_buffers():
+            state[name] = backends.to_host(buffer).copy()
+        return state
+
+    def load_state_dict(self, state_dict):
+        """Copy values from ``state_dict`` (as made by :meth:`state_dict`) into this model.
+
+        Values are cast to the model's dtype and moved to its device. Nothing
+        is changed unless every name is present, none is unexpected and every
+        shape matches.
+
+        Raises:
+            TypeError: ``state_dict`` is not a mapping, or a value is not an array.
+            KeyError: names are missing or unexpected (all of them are listed).
+            ValueError: a shape differs, or a value is not finite real numbers.
+        """
+        if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
+            raise TypeError(f"load_state_dict expects a dict of arrays, got {type(state_dict).__name__}")
+        targets = dict(self.named_parameters())
+        buffers = dict(self.named_buffers())
+        expected = list(targets) + list(buffers)
+        missing = [k for k in expected if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in targets and k not in buffers]
+        if missing or unexpected:
+            raise KeyError(f"state_dict does not fit {type(self).__name__}: missing {missing}, "
+                           f"unexpected {unexpected}")
+        host_values = {}
+        for name in expected:
+            try:
+                value = backends.to_host(state_dict[name])
+            except TypeError:
+                raise TypeError(f"state_dict[{name!r}] must be an array, "
+                                f"got {type(state_dict[name]).__name__}") from None
+            want = targets[name].shape if name in targets else tuple(buffers[name].shape)
+            if tuple(value.shape) != tuple(want):
+                raise ValueError(f"state_dict[{name!r}] has shape {tuple(value.shape)}, "
+                                 f"the model expects {tuple(want)}")
+            if value.dtype.kind not in "fiub":
+                raise ValueError(f"state_dict[{name!r}] has non-numeric dtype {value.dtype}")
+            host_values[name] = value
+        # Everything checked: now write, so a refused dict changes nothing.
+        for path, layer in self._layers_by_path().items():
+            prefix = f"{path}." if path else ""
+            for name, p in layer._own_parameters():
+                p.data = layer._backend.asarray(host_values[prefix + name], dtype=layer._dtype, copy=True)
+            for name in layer._buffer_names:
+                value, old = host_values[prefix + name], getattr(layer, name)
+                dtype = layer._dtype if layer.xp.isdtype(old.dtype, "real floating") else str(value.dtype)
+                setattr(layer, name, layer._backend.asarray(value, dtype=dtype, copy=True))
+
+    def _layers_by_path(self):
+        """{dotted path: layer} for this layer ("") and every layer inside it."""
+        found = {"": self}
+        for name, child in self.children():
+            for path, layer in child._layers_by_path().items():
+                found[f"{name}.{path}" if path else name] = layer
+        return found
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class Sequential(Layer):
+    """Layers applied one after another; backward runs them in reverse.
+
+    ``Sequential(Linear(2, 16), Tanh(), Linear(16, 1))``; the layers are in
+    ``model.layers`` and their parameters are named "0.W", "0.b", "2.W", ...
+    """
+
+    def __init__(self, *layers):
+        super().__init__()
+        if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
+            layers = tuple(layers[0])
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"Sequential: item {i} must be a Layer, got {type(layer).__name__}")
+        self.layers = list(layers)
+        placed = {(layer._backend.spec, layer._dtype) for layer in self.layers
+                  for sub in layer.modules() if sub.parameters() or sub._buffer_names}
+        if len(placed) > 1:
+            raise ValueError(f"Sequential: layers live on different devices or dtypes {sorted(placed)}; "
+                             f"build them alike or call .to()/.astype() on each first")
+        spec, dtype = next(iter(placed)) if placed else ("cpu", "float32")
+        self._backend = backends.get(spec)
+        self._dtype = dtype
+        for layer in self.modules():
+            layer._backend, layer._dtype = self._backend, dtype
+        self._set_paths()
+
+    def children(self):
+        return [(str(i), layer) for i, layer in enumerate(self.layers)]
+
+    def forward(self, x):
+        """Run every layer in order. x: (batch, n_in) -> (batch, n_out)."""
+        x = self._accept_input(x)
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, grad_out):
+        """Backprop grad_out = dL/d(output) through every layer, last first; returns dL/dx."""
+        grad = grad_out
+        for layer in reversed(self.layers):
+            grad = layer.backward(grad)
+        return grad
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __getitem__(self, index):
+        return self.layers[index]
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __repr__(self):
+        inner = "".join(f"\n  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
+        return f"Sequential({inner}\n)" if inner else "Sequential()"
+
+    def _name(self) -> str:
+        return f"Sequential of {len(self.layers)} layers" + (f" (layer '{self._path}')" if self._path else "")

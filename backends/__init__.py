@@ -17,7 +17,7 @@ that backend. ``register()`` adds a backend without touching bpcore.
 from __future__ import annotations
 
 from ._base import Backend, BackendUnavailableError, RandomStream, is_host_array, to_host
-from ._registry import available, backend_of, get, known, register, status
+from ._registry import available, backend_of, get, known, register, status, unregister
 
 # bpcore checks this marker so that an unrelated PyPI project that is also
 # called "backends" is never mistaken for this registry.
@@ -35,6 +35,7 @@ __all__ = [
     "register",
     "status",
     "to_host",
+    "unregister",
 ]
 
 

@@ -42,6 +42,15 @@ def register(name: str, factory: Callable[[str | None], Backend], *,
         del _CACHE[spec]
 
 
+def unregister(name: str) -> None:
+    """Remove a backend added with :func:`register` (and forget its cached instances)."""
+    if name not in _FACTORIES:
+        raise ValueError(f"backend {name!r} is not registered; known names: {', '.join(known())}")
+    del _FACTORIES[name], _CANDIDATES[name]
+    for spec in [s for s, be in _CACHE.items() if s == name or s.startswith(name + ":") or be.name == name]:
+        del _CACHE[spec]
+
+
 def known() -> list[str]:
     """Every registered backend name and device alias, usable here or not."""
     return sorted(_ALIASES) + sorted(_FACTORIES)

@@ -138,11 +138,18 @@ class BCELoss(Loss):
         size = 1
         for n in pred.shape:
             size *= n
-        log_p = xp.clip(xp.log(pred), min=self._LOG_FLOOR)
-        log_1mp = xp.clip(xp.log(1.0 - pred), min=self._LOG_FLOOR)
+        log_p = self._clamped_log(xp, pred)
+        log_1mp = self._clamped_log(xp, 1.0 - pred)
         denominator = xp.clip(pred * (1.0 - pred), min=1e-12)
         self._grad = (pred - target) / denominator / size
         return -xp.sum(target * log_p + (1.0 - target) * log_1mp) / size
+
+
+    def _clamped_log(self, xp, p):
+        """max(log p, -100), without ever evaluating log(0)."""
+        positive = p > 0
+        return xp.clip(xp.where(positive, xp.log(xp.where(positive, p, 1.0)), self._LOG_FLOOR),
+                       min=self._LOG_FLOOR)
 
 
 class BCEWithLogitsLoss(Loss):

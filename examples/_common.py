@@ -1,0 +1,50 @@
+"""What every example shares: its command line and turning --device into a backend."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import backends
+
+
+def parser(description: str, epochs: int, seed: int = 0) -> argparse.ArgumentParser:
+    """--device, --epochs and --seed, with this example's defaults."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--device", default="cpu",
+                   help="cpu (NumPy), cuda[:N] (CuPy), or any backend spec such as torch, "
+                        "torch:cuda, array_api_strict (default: cpu)")
+    p.add_argument("--epochs", type=_positive_int, default=epochs, help=f"training epochs (default: {epochs})")
+    p.add_argument("--seed", type=int, default=seed, help=f"seed for weights and data (default: {seed})")
+    return p
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def resolve_device(spec: str) -> backends.Backend:
+    """The backend for --device, or exit 2 with one line saying what is missing."""
+    try:
+        return backends.get(spec)
+    except (backends.BackendUnavailableError, ValueError, TypeError) as error:
+        print(f"error: --device {spec}: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def train_full_batch(model, loss_fn, optimizer, X, y, epochs: int, report_every: int, report):
+    """Plain full-batch gradient descent; calls report(epoch, loss, out) every report_every epochs.
+
+    Returns the last loss (a float) and the last output.
+    """
+    for epoch in range(1, epochs + 1):
+        optimizer.zero_grad()
+        out = model(X)                           # forward: every layer caches what backward needs
+        loss = loss_fn.forward(out, y)
+        model.backward(loss_fn.backward())       # backward: dL/dout through every layer, last first
+        optimizer.step()                         # theta -= lr * dL/dtheta
+        if epoch % report_every == 0 or epoch == epochs:
+            report(epoch, float(loss), out)
+    return float(loss), out

@@ -1,0 +1,62 @@
+"""Shared fixtures: the `backend` fixture runs a test once per registered backend.
+
+A backend that cannot run here (no torch, no CuPy, no GPU) is SKIPPED with its
+reason, never dropped. Backends on a GPU carry the `gpu` marker; with
+BPCORE_REQUIRE_GPU=1 the run fails when no GPU case passed (ci/gpu.sh sets it).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import backends
+
+BACKEND_STATUS = backends.status()
+
+
+def is_gpu_spec(spec: str) -> bool:
+    return "cuda" in spec or spec.startswith("cupy")
+
+
+def _backend_params():
+    for spec, reason in BACKEND_STATUS.items():
+        marks = [pytest.mark.gpu] if is_gpu_spec(spec) else []
+        if reason is not None:
+            marks.append(pytest.mark.skip(reason=f"backend {spec} unusable here: {reason}"))
+        yield pytest.param(spec, marks=marks, id=spec)
+
+
+BACKEND_PARAMS = list(_backend_params())
+
+
+@pytest.fixture(params=BACKEND_PARAMS)
+def backend(request):
+    """A usable Backend; tests using it run once per backend."""
+    return backends.get(request.param)
+
+
+@pytest.fixture
+def rng():
+    """A seeded host Generator: every backend sees the same numbers."""
+    return np.random.default_rng(1234)
+
+
+_gpu_cases_passed = 0
+
+
+def pytest_runtest_logreport(report):
+    global _gpu_cases_passed
+    if report.when == "call" and report.passed and "gpu" in report.keywords:
+        _gpu_cases_passed += 1
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if os.environ.get("BPCORE_REQUIRE_GPU") == "1" and _gpu_cases_passed == 0:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = ("BPCORE_REQUIRE_GPU=1 but no GPU test case passed: every GPU backend was skipped "
+                   f"({ {s: r for s, r in BACKEND_STATUS.items() if is_gpu_spec(s)} })")
+        if reporter is not None:
+            reporter.write_line(message, red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -1,0 +1,179 @@
+"""The backend registry: device strings, availability, errors, moving data, random numbers."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import backends
+import bpcore as bp
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_numpy_and_strict_are_always_available():
+    available = backends.available()
+    assert "numpy" in available
+    assert "array_api_strict" in available
+
+
+def test_cpu_is_numpy():
+    be = backends.get("cpu")
+    assert be is backends.get("numpy")
+    assert (be.name, be.kind) == ("numpy", "cpu")
+
+
+def test_same_device_gives_the_same_backend_object():
+    torch = pytest.importorskip("torch")
+    del torch
+    assert backends.get("torch") is backends.get("torch:cpu")
+    assert backends.get("torch").kind == "cpu"
+
+
+def test_unknown_spec_lists_known_names():
+    with pytest.raises(ValueError) as info:
+        backends.get("tpu9")
+    message = str(info.value)
+    assert "tpu9" in message
+    for name in ("cpu", "cuda", "numpy", "torch", "cupy", "array_api_strict"):
+        assert name in message
+
+
+def test_non_string_spec_is_a_type_error():
+    with pytest.raises(TypeError, match="device must be a string"):
+        backends.get(3)
+
+
+@pytest.mark.parametrize("spec", ["cuda", "cuda:0", "cupy", "cupy:1"])
+def test_cuda_without_cupy_or_gpu_says_why_and_how_to_fix(spec):
+    reason = backends.status().get("cupy")
+    if reason is None:
+        pytest.skip("CuPy and a GPU are usable here")
+    with pytest.raises(backends.BackendUnavailableError) as info:
+        backends.get(spec)
+    message = str(info.value)
+    if "not installed" in message:
+        assert 'pip install -e ".[cuda12]"' in message
+    else:
+        assert "GPU" in message
+
+
+def test_cuda_device_must_be_an_index():
+    with pytest.raises(ValueError, match="GPU index"):
+        backends.get("cuda:x")
+
+
+def test_status_gives_a_reason_for_every_unusable_backend():
+    for spec, reason in backends.status().items():
+        assert reason is None or (isinstance(reason, str) and reason)
+        assert (reason is None) == (spec in backends.available())
+
+
+def test_round_trip_keeps_values_and_dtype(backend, rng):
+    for dtype in ("float32", "float64", "int64"):
+        host = (rng.standard_normal((3, 4)) * 10).astype(dtype)
+        on_device = backend.asarray(host)
+        assert backend.owns(on_device)
+        back = backend.to_numpy(on_device)
+        assert back.dtype == host.dtype
+        np.testing.assert_array_equal(back, host)
+
+
+def test_to_numpy_owns_its_memory(backend):
+    host = np.arange(6.0)
+    on_device = backend.asarray(host, copy=True)
+    back = backend.to_numpy(on_device)
+    back[0] = 99.0
+    assert backend.to_numpy(on_device)[0] == 0.0
+    assert host[0] == 0.0
+
+
+def test_asarray_casts_on_request(backend):
+    on_device = backend.asarray(np.arange(3), dtype="float32")
+    assert backend.to_numpy(on_device).dtype == np.float32
+
+
+def test_backend_of_finds_the_owner(backend):
+    array = backend.asarray(np.zeros(2))
+    assert backends.backend_of(array) is backend
+    with pytest.raises(TypeError, match="not an array"):
+        backends.backend_of([1, 2])
+
+
+def test_random_numbers_are_seeded_and_on_device(backend):
+    first = backend.random(7).uniform((1000,), "float32")
+    again = backend.random(7).uniform((1000,), "float32")
+    other = backend.random(8).uniform((1000,), "float32")
+    assert backend.owns(first)
+    a, b, c = (backend.to_numpy(x) for x in (first, again, other))
+    assert a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert 0.0 <= a.min() and a.max() < 1.0
+    assert abs(a.mean() - 0.5) < 0.05
+    normal = backend.to_numpy(backend.random(7).normal((4000,), "float64"))
+    assert normal.dtype == np.float64
+    assert abs(normal.mean()) < 0.1 and abs(normal.std() - 1.0) < 0.1
+
+
+def test_synchronize_returns(backend):
+    assert backend.synchronize() is None
+
+
+def test_register_a_user_backend():
+    base = backends.get("numpy")
+
+    class Tagged(type(base)):
+        name = "tagged"
+
+        def __init__(self):
+            super().__init__()
+            self.spec = "tagged"
+
+    backends.register("tagged", lambda device: Tagged())
+    try:
+        _check_tagged(Tagged)
+    finally:
+        backends.unregister("tagged")
+    assert "tagged" not in backends.available()
+    with pytest.raises(ValueError, match="unknown device"):
+        backends.get("tagged")
+
+
+def _check_tagged(Tagged):
+    be = backends.get("tagged")
+    assert be.spec == "tagged"
+    assert "tagged" in backends.available()
+    model = bp.mlp([2, 3, 1], seed=0).to("tagged")
+    assert model.device is be
+    with pytest.raises(ValueError, match="already registered"):
+        backends.register("tagged", lambda device: Tagged())
+    with pytest.raises(ValueError, match="reserved"):
+        backends.register("cuda", lambda device: Tagged())
+
+
+def test_register_refuses_bad_arguments():
+    with pytest.raises(ValueError):
+        backends.register("a:b", lambda device: None)
+    with pytest.raises(TypeError):
+        backends.register("notcallable", 42)
+
+
+def test_an_unrelated_backends_package_is_refused(tmp_path):
+    fake = tmp_path / "backends"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("VERSION = 'someone else'\n")
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        sys.path.insert(1, {REPO!r})
+        import bpcore
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "not bpcore's backend registry" in result.stderr
+    assert "pip uninstall backends" in result.stderr

@@ -63,6 +63,8 @@ class Loss:
         if backends.is_host_array(target):
             if target.dtype.kind not in "fiub":
                 raise TypeError(f"{name}: target must be numeric, got dtype {target.dtype}")
+            if dtype is not None and target.dtype.kind not in "iu":
+                return backend.asarray(target)      # not integers: keep the dtype, the caller refuses it
             return backend.asarray(target, dtype=dtype or dtype_name(pred.dtype))
         if not backend.owns(target):
             try:

@@ -64,14 +64,18 @@ class Linear(Layer):
             dL/dx = grad_out @ W^T, shape (batch, n_in). Adds dL/dW = x^T @ grad_out
             and dL/db = sum over the batch of grad_out into W.grad and b.grad.
         """
+        self.backward_params(grad_out)
+        return grad_out @ self.W.data.T
+
+    def backward_params(self, grad_out):
+        """Only the parameter gradients of :meth:`backward`; skips the matmul for dL/dx."""
         x = self._x
         if x is None:
             raise self._no_forward()
         self._check_grad_out(grad_out, (x.shape[0], self.n_out))
-        self.W.accumulate_grad(x.T @ grad_out)
+        self.W.accumulate_grad(x.T @ grad_out)          # dL/dW = x^T @ dL/dy
         if self.b is not None:
-            self.b.accumulate_grad(self.xp.sum(grad_out, axis=0))
-        return grad_out @ self.W.data.T
+            self.b.accumulate_grad(self.xp.sum(grad_out, axis=0))   # dL/db = sum_batch dL/dy
 
     def __repr__(self):
         extra = "" if self.b is not None else ", bias=False"
@@ -111,20 +115,24 @@ class Identity(_Elementwise):
 
 
 class ReLU(_Elementwise):
-    """y = max(x, 0); dy/dx = 1 where x > 0, else 0."""
+    """y = max(x, 0); dy/dx = 1 where x > 0, else 0.
+
+    The slope is cached as a 0/1 float array: multiplying by it is much
+    faster than ``where`` on a random mask (no branch per entry).
+    """
 
     def __init__(self):
         super().__init__()
-        self._mask = None
+        self._slope = None
 
     def forward(self, x):
         x = self._start(x)
-        self._mask = x > 0
-        return self.xp.where(self._mask, x, 0.0)
+        self._slope = self.xp.astype(x > 0, x.dtype)
+        return self.xp.maximum(x, 0.0)
 
     def backward(self, grad_out):
-        mask = self._cached(self._mask, grad_out)
-        return self.xp.where(mask, grad_out, 0.0)
+        slope = self._cached(self._slope, grad_out)
+        return grad_out * slope
 
 
 class LeakyReLU(_Elementwise):
@@ -140,16 +148,17 @@ class LeakyReLU(_Elementwise):
         if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not math.isfinite(slope):
             raise ValueError(f"LeakyReLU: slope must be a finite number, got {slope!r}")
         self.slope = float(slope)
-        self._mask = None
+        self._local_slope = None
 
     def forward(self, x):
         x = self._start(x)
-        self._mask = x > 0
-        return self.xp.where(self._mask, x, self.slope * x)
+        # dy/dx per entry: 1 where x > 0, else slope (arithmetic, not where: see ReLU)
+        self._local_slope = self.xp.astype(x > 0, x.dtype) * (1.0 - self.slope) + self.slope
+        return x * self._local_slope
 
     def backward(self, grad_out):
-        mask = self._cached(self._mask, grad_out)
-        return self.xp.where(mask, grad_out, self.slope * grad_out)
+        local_slope = self._cached(self._local_slope, grad_out)
+        return grad_out * local_slope
 
     def __repr__(self):
         return f"LeakyReLU({self.slope})"
@@ -176,10 +185,17 @@ class Sigmoid(_Elementwise):
         return grad_out * y * (1.0 - y)
 
 
-def stable_sigmoid(xp, x):
-    """Sigmoid of x without overflow for any |x| (shared by Sigmoid and BCEWithLogitsLoss)."""
-    e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+def stable_sigmoid(xp, x, exp_neg_abs=None):
+    """Sigmoid of x without overflow for any |x| (shared by Sigmoid and BCEWithLogitsLoss).
+
+    With e = exp(-|x|) <= 1: sigmoid(x) = 1 / (1 + e) for x >= 0 and e / (1 + e)
+    for x < 0, written as (p + (1 - p) e) / (1 + e) with p = 1 if x >= 0 else 0,
+    which is exact in both branches and needs no ``where``. ``exp_neg_abs``
+    may pass e when the caller has it already.
+    """
+    e = xp.exp(-xp.abs(x)) if exp_neg_abs is None else exp_neg_abs
+    nonnegative = xp.astype(x >= 0, x.dtype)
+    return (nonnegative + (1.0 - nonnegative) * e) / (1.0 + e)
 
 
 class Tanh(_Elementwise):

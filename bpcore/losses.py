@@ -166,8 +166,9 @@ class BCEWithLogitsLoss(Loss):
         size = 1
         for n in pred.shape:
             size *= n
-        self._grad = (stable_sigmoid(xp, pred) - target) / size
-        per_entry = xp.where(pred > 0, pred, 0.0) - pred * target + xp.log1p(xp.exp(-xp.abs(pred)))
+        exp_neg_abs = xp.exp(-xp.abs(pred))          # shared by the loss and sigmoid(z)
+        self._grad = (stable_sigmoid(xp, pred, exp_neg_abs) - target) / size
+        per_entry = xp.maximum(pred, 0.0) - pred * target + xp.log1p(exp_neg_abs)
         return xp.sum(per_entry) / size
 
 

@@ -99,6 +99,14 @@ class Layer:
         """Given dL/d(output), add into parameter grads and return dL/d(input)."""
         raise TypeError(f"{type(self).__name__} does not define backward()")
 
+    def backward_params(self, grad_out):
+        """Add the parameter gradients of ``backward(grad_out)`` without returning dL/dx.
+
+        Training never needs the gradient with respect to the data, so the first
+        layer of a model may skip computing it (``Linear`` skips a matmul).
+        """
+        self.backward(grad_out)
+
     def __call__(self, x):
         return self.forward(x)
 
@@ -360,12 +368,25 @@ class Sequential(Layer):
             x = layer.forward(x)
         return x
 
-    def backward(self, grad_out):
-        """Backprop grad_out = dL/d(output) through every layer, last first; returns dL/dx."""
+    def backward(self, grad_out, input_grad: bool = True):
+        """Backprop grad_out = dL/d(output) through every layer, last first.
+
+        Returns dL/dx, shape (batch, n_in); with ``input_grad=False`` the first
+        layer only adds its parameter gradients and None is returned, which is
+        all a training step needs.
+        """
         grad = grad_out
-        for layer in reversed(self.layers):
+        for layer in reversed(self.layers[1:]):
             grad = layer.backward(grad)
-        return grad
+        if not self.layers:
+            return grad
+        if input_grad:
+            return self.layers[0].backward(grad)
+        self.layers[0].backward_params(grad)
+        return None
+
+    def backward_params(self, grad_out):
+        self.backward(grad_out, input_grad=False)
 
     def __len__(self):
         return len(self.layers)

@@ -43,7 +43,8 @@ def train_full_batch(model, loss_fn, optimizer, X, y, epochs: int, report_every:
         optimizer.zero_grad()
         out = model(X)                           # forward: every layer caches what backward needs
         loss = loss_fn.forward(out, y)
-        model.backward(loss_fn.backward())       # backward: dL/dout through every layer, last first
+        # backward: dL/dout through every layer, last first (dL/dX itself is not needed)
+        model.backward(loss_fn.backward(), input_grad=False)
         optimizer.step()                         # theta -= lr * dL/dtheta
         if epoch % report_every == 0 or epoch == epochs:
             report(epoch, float(loss), out)

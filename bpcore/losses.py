@@ -105,7 +105,8 @@ class Loss:
 
 def _require_range(loss: Loss, xp, values, low, high, what):
     """Raise ValueError unless low <= values <= high (one host sync)."""
-    smallest, largest = float(xp.min(values)), float(xp.max(values))
+    to_python = int if xp.isdtype(values.dtype, "integral") else float
+    smallest, largest = to_python(xp.min(values)), to_python(xp.max(values))
     if not (low <= smallest and largest <= high):
         raise ValueError(f"{type(loss).__name__}: {what} must lie in [{low}, {high}], "
                          f"got values from {smallest} to {largest}")

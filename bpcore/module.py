@@ -133,7 +133,7 @@ class Layer:
             if x.dtype == dtype:
                 return x
             if backend.xp.isdtype(x.dtype, "real floating") and not backends.is_host_array(x):
-                raise TypeError(f"{self._name()}: {what} has dtype {x.dtype}, but the layer is "
+                raise TypeError(f"{self._name()}: {what} has dtype {dtype_name(x.dtype)}, but the layer is "
                                 f"{self._dtype}; cast it, or call model.astype({dtype_name(x.dtype)!r})")
             if not backend.xp.isdtype(x.dtype, ("real floating", "integral", "bool")):
                 raise TypeError(f"{self._name()}: {what} must be a real-valued array, got dtype {x.dtype}")

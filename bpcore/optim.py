@@ -23,11 +23,17 @@ def _check_number(owner: str, name: str, value, low=0.0, high=math.inf, high_ope
 
 
 class Optimizer:
-    """Base class: holds the parameter list and per-parameter state.
+    """Base class: holds the parameter list, hyper-parameters and per-parameter state.
 
     Args:
         params: an iterable of :class:`Parameter` (e.g. ``model.parameters()``).
+
+    ``lr`` is a plain attribute, so schedules (``StepLR``, ...) and users can change it
+    between steps. ``state_dict()`` / ``load_state_dict()`` save and restore the
+    hyper-parameters and every buffer (momentum, Adam's moments) as host NumPy.
     """
+
+    _hyper: tuple[str, ...] = ("lr",)   # attributes saved by state_dict
 
     def __init__(self, params):
         name = type(self).__name__
@@ -68,6 +74,51 @@ class Optimizer:
                                                copy=True)
         return state
 
+    def state_dict(self) -> dict:
+        """{"type", "hyper": {name: value}, "state": {param index: {buffer: host array or number}}}."""
+        state = {}
+        for index, p in enumerate(self.params):
+            buffers = self.state.get(id(p))
+            if buffers:
+                state[index] = {k: (backends.to_host(v).copy() if hasattr(v, "shape") else v)
+                                for k, v in buffers.items()}
+        return {"type": type(self).__name__,
+                "hyper": {name: getattr(self, name) for name in self._hyper},
+                "state": state}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore what :meth:`state_dict` saved; refuses (changing nothing) a dict that does not fit."""
+        name = type(self).__name__
+        if not isinstance(state_dict, dict) or not {"type", "hyper", "state"} <= set(state_dict):
+            raise TypeError(f"{name}.load_state_dict expects the dict made by state_dict()")
+        if state_dict["type"] != name:
+            raise ValueError(f"{name}.load_state_dict: the state is of a {state_dict['type']}")
+        new_state = {}
+        for index, buffers in state_dict["state"].items():
+            index = int(index)
+            if not 0 <= index < len(self.params):
+                raise ValueError(f"{name}.load_state_dict: state for parameter {index}, "
+                                 f"but the optimizer has {len(self.params)}")
+            p = self.params[index]
+            moved = {}
+            for key, value in buffers.items():
+                if hasattr(value, "shape"):
+                    if tuple(value.shape) not in (p.shape, ()):
+                        raise ValueError(f"{name}.load_state_dict: {key} of parameter {index} has shape "
+                                         f"{tuple(value.shape)}, the parameter {p.shape}")
+                    value = p.backend.asarray(backends.to_host(value), dtype=dtype_name(p.data.dtype),
+                                              copy=True)
+                moved[key] = value
+            new_state[id(p)] = moved
+        for key in self._hyper:
+            if key in state_dict["hyper"]:
+                setattr(self, key, state_dict["hyper"][key])
+        self.state = new_state
+
+    def __repr__(self):
+        settings = ", ".join(f"{k}={getattr(self, k)}" for k in self._hyper)
+        return f"{type(self).__name__}({settings})"
+
 
 class SGD(Optimizer):
     """Stochastic gradient descent, as ``torch.optim.SGD``.
@@ -77,6 +128,8 @@ class SGD(Optimizer):
                    g = g + momentum * buf (nesterov) or g = buf
     theta -= lr * g
     """
+
+    _hyper = ("lr", "momentum", "dampening", "weight_decay", "nesterov")
 
     def __init__(self, params, lr: float, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False):
@@ -103,6 +156,172 @@ class SGD(Optimizer):
             grad = grad + self.momentum * buf if self.nesterov else buf
         p.data -= self.lr * grad
 
-    def __repr__(self):
-        return (f"SGD(lr={self.lr}, momentum={self.momentum}, dampening={self.dampening}, "
-                f"weight_decay={self.weight_decay}, nesterov={self.nesterov})")
+
+
+class Adam(Optimizer):
+    """Adam, as ``torch.optim.Adam`` (weight decay added to the gradient, L2 style).
+
+    g = grad + weight_decay * theta;  t += 1
+    m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2   (v_max = max(v_max, v) with amsgrad)
+    theta -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+    """
+
+    _hyper = ("lr", "betas", "eps", "weight_decay", "amsgrad")
+    _decoupled = False
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, amsgrad: bool = False):
+        super().__init__(params)
+        name = type(self).__name__
+        self.lr = _check_number(name, "lr", lr)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"{name}: betas must be a pair (beta1, beta2), got {betas!r}")
+        self.betas = (_check_number(name, "betas[0]", betas[0], 0.0, 1.0, high_open=True),
+                      _check_number(name, "betas[1]", betas[1], 0.0, 1.0, high_open=True))
+        self.eps = _check_number(name, "eps", eps)
+        self.weight_decay = _check_number(name, "weight_decay", weight_decay)
+        self.amsgrad = bool(amsgrad)
+
+    def _update(self, p, state):
+        xp = p.backend.xp
+        beta1, beta2 = self.betas
+        grad = p.grad
+        if self.weight_decay:
+            if self._decoupled:
+                p.data *= 1.0 - self.lr * self.weight_decay     # AdamW: decay the weights directly
+            else:
+                grad = grad + self.weight_decay * p.data
+        if "exp_avg" not in state:
+            state["step"] = 0
+            state["exp_avg"] = xp.zeros_like(p.data)
+            state["exp_avg_sq"] = xp.zeros_like(p.data)
+            if self.amsgrad:
+                state["max_exp_avg_sq"] = xp.zeros_like(p.data)
+        state["step"] += 1
+        step = state["step"]
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        exp_avg *= beta1
+        exp_avg += (1.0 - beta1) * grad
+        exp_avg_sq *= beta2
+        exp_avg_sq += (1.0 - beta2) * (grad * grad)
+        if self.amsgrad:
+            state["max_exp_avg_sq"] = second_moment = xp.maximum(state["max_exp_avg_sq"], exp_avg_sq)
+        else:
+            second_moment = exp_avg_sq
+        bias_correction1 = 1.0 - beta1 ** step
+        bias_correction2_sqrt = math.sqrt(1.0 - beta2 ** step)
+        denominator = xp.sqrt(second_moment) / bias_correction2_sqrt + self.eps
+        p.data -= (self.lr / bias_correction1) * (exp_avg / denominator)
+
+
+class AdamW(Adam):
+    """AdamW, as ``torch.optim.AdamW``: Adam with decoupled weight decay.
+
+    theta *= 1 - lr * weight_decay, then the Adam step on the plain gradient.
+    """
+
+    _decoupled = True
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
+
+
+class RMSprop(Optimizer):
+    """RMSprop, as ``torch.optim.RMSprop``.
+
+    g = grad + weight_decay * theta;  s = alpha s + (1 - alpha) g^2
+    centered: a = alpha a + (1 - alpha) g, denominator = sqrt(s - a^2) + eps; else sqrt(s) + eps
+    momentum > 0: buf = momentum buf + g / denominator, theta -= lr buf; else theta -= lr g / denominator
+    """
+
+    _hyper = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered")
+
+    def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False):
+        super().__init__(params)
+        self.lr = _check_number("RMSprop", "lr", lr)
+        self.alpha = _check_number("RMSprop", "alpha", alpha, 0.0, 1.0)
+        self.eps = _check_number("RMSprop", "eps", eps)
+        self.weight_decay = _check_number("RMSprop", "weight_decay", weight_decay)
+        self.momentum = _check_number("RMSprop", "momentum", momentum)
+        self.centered = bool(centered)
+
+    def _update(self, p, state):
+        xp = p.backend.xp
+        grad = p.grad
+        if self.weight_decay:
+            grad = grad + self.weight_decay * p.data
+        if "square_avg" not in state:
+            state["step"] = 0
+            state["square_avg"] = xp.zeros_like(p.data)
+            if self.momentum > 0:
+                state["momentum_buffer"] = xp.zeros_like(p.data)
+            if self.centered:
+                state["grad_avg"] = xp.zeros_like(p.data)
+        state["step"] += 1
+        square_avg = state["square_avg"]
+        square_avg *= self.alpha
+        square_avg += (1.0 - self.alpha) * (grad * grad)
+        if self.centered:
+            grad_avg = state["grad_avg"]
+            grad_avg *= self.alpha
+            grad_avg += (1.0 - self.alpha) * grad
+            denominator = xp.sqrt(square_avg - grad_avg * grad_avg) + self.eps
+        else:
+            denominator = xp.sqrt(square_avg) + self.eps
+        if self.momentum > 0:
+            buf = state["momentum_buffer"]
+            buf *= self.momentum
+            buf += grad / denominator
+            p.data -= self.lr * buf
+        else:
+            p.data -= self.lr * (grad / denominator)
+
+
+def _grads(params, owner):
+    params = list(params.parameters() if hasattr(params, "parameters") else params)
+    for i, p in enumerate(params):
+        if not isinstance(p, Parameter):
+            raise TypeError(f"{owner}: params[{i}] must be a Parameter, got {type(p).__name__}")
+    return params
+
+
+def clip_grad_norm_(params, max_norm: float, norm_type: float = 2.0):
+    """Scale all gradients together so their joint norm is at most ``max_norm`` (as PyTorch).
+
+    total = (sum over every gradient entry of |g|^p)^(1/p) (max |g| for p = inf);
+    every g *= min(1, max_norm / (total + 1e-6)). Runs on the device without a sync.
+    Returns the total norm before clipping, a 0-d array.
+    """
+    params = _grads(params, "clip_grad_norm_")
+    max_norm = _check_number("clip_grad_norm_", "max_norm", max_norm)
+    if isinstance(norm_type, bool) or not isinstance(norm_type, (int, float)) or not norm_type > 0:
+        raise ValueError(f"clip_grad_norm_: norm_type must be > 0 (or inf), got {norm_type!r}")
+    if not params:
+        raise ValueError("clip_grad_norm_: no parameters given")
+    xp = params[0].backend.xp
+    if math.isinf(norm_type):
+        total = xp.max(xp.stack([xp.max(xp.abs(p.grad)) for p in params]))
+    else:
+        total = xp.sum(xp.stack([xp.sum(xp.abs(p.grad) ** norm_type) for p in params])) ** (1.0 / norm_type)
+    scale = xp.clip(max_norm / (total + 1e-6), max=1.0)
+    for p in params:
+        p.grad = p.grad * scale
+    return total
+
+
+def clip_grad_value_(params, clip_value: float) -> None:
+    """Clamp every gradient entry to [-clip_value, clip_value] (as PyTorch)."""
+    params = _grads(params, "clip_grad_value_")
+    clip_value = _check_number("clip_grad_value_", "clip_value", clip_value)
+    for p in params:
+        p.grad = p.backend.xp.clip(p.grad, min=-clip_value, max=clip_value)
+
+
+from .schedules import (  # noqa: E402  (re-exported: bp.optim.StepLR, ...)
+    CosineAnnealingLR, ExponentialLR, LinearLR, LRScheduler, ReduceLROnPlateau, StepLR,
+)
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_grad_norm_", "clip_grad_value_",
+           "LRScheduler", "StepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR", "ReduceLROnPlateau"]

@@ -1,0 +1,182 @@
+"""Learning-rate schedules, stepped once per epoch, with ``torch.optim.lr_scheduler``'s values.
+
+    opt = bp.optim.SGD(model.parameters(), lr=0.1)
+    sched = bp.optim.StepLR(opt, step_size=30, gamma=0.1)
+    for epoch in range(100):
+        ...train one epoch...
+        sched.step()                     # sets opt.lr for the next epoch
+
+``bp.fit(..., scheduler=sched)`` does the stepping for you (ReduceLROnPlateau gets
+the validation loss when there is one, else the training loss).
+"""
+from __future__ import annotations
+
+import math
+
+
+def _positive_int(owner, name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}")
+    return value
+
+
+def _number(owner, name, value, low=0.0, high=math.inf):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ValueError(f"{owner}: {name} must be a number in [{low}, {high}], got {value!r}")
+    return float(value)
+
+
+class LRScheduler:
+    """Base class: ``lr_at(epoch)`` gives the learning rate for an epoch count."""
+
+    def __init__(self, optimizer):
+        if not hasattr(optimizer, "lr") or not hasattr(optimizer, "step"):
+            raise TypeError(f"{type(self).__name__}: expected a bpcore optimizer, got {type(optimizer).__name__}")
+        self.optimizer = optimizer
+        self.base_lr = float(optimizer.lr)
+        self.last_epoch = 0
+        optimizer.lr = self.lr_at(0)
+
+    def lr_at(self, epoch: int) -> float:
+        return self.base_lr
+
+    def step(self):
+        """Advance one epoch and set the optimizer's lr."""
+        self.last_epoch += 1
+        self.optimizer.lr = self.lr_at(self.last_epoch)
+
+    def get_last_lr(self) -> list:
+        """[the current learning rate] (a list, as in PyTorch)."""
+        return [self.optimizer.lr]
+
+    def state_dict(self) -> dict:
+        return {k: v for k, v in vars(self).items() if k != "optimizer"}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, value in state.items():
+            if key not in vars(self):
+                raise KeyError(f"{type(self).__name__}.load_state_dict: unknown entry {key!r}")
+            setattr(self, key, value)
+
+
+class StepLR(LRScheduler):
+    """lr = base_lr * gamma ** (epoch // step_size)."""
+
+    def __init__(self, optimizer, step_size: int, gamma: float = 0.1):
+        self.step_size = _positive_int("StepLR", "step_size", step_size)
+        self.gamma = _number("StepLR", "gamma", gamma)
+        super().__init__(optimizer)
+
+    def lr_at(self, epoch):
+        return self.base_lr * self.gamma ** (epoch // self.step_size)
+
+
+class ExponentialLR(LRScheduler):
+    """lr = base_lr * gamma ** epoch."""
+
+    def __init__(self, optimizer, gamma: float):
+        self.gamma = _number("ExponentialLR", "gamma", gamma)
+        super().__init__(optimizer)
+
+    def lr_at(self, epoch):
+        return self.base_lr * self.gamma ** epoch
+
+
+class CosineAnnealingLR(LRScheduler):
+    """lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * epoch / T_max)) / 2."""
+
+    def __init__(self, optimizer, T_max: int, eta_min: float = 0.0):
+        self.T_max = _positive_int("CosineAnnealingLR", "T_max", T_max)
+        self.eta_min = _number("CosineAnnealingLR", "eta_min", eta_min)
+        super().__init__(optimizer)
+
+    def lr_at(self, epoch):
+        return self.eta_min + (self.base_lr - self.eta_min) * (1 + math.cos(math.pi * epoch / self.T_max)) / 2
+
+
+class LinearLR(LRScheduler):
+    """Linear warm-up: the factor goes from start_factor to end_factor over total_iters epochs.
+
+    lr = base_lr * (start_factor + (end_factor - start_factor) * min(epoch, total_iters) / total_iters)
+    """
+
+    def __init__(self, optimizer, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
+                 total_iters: int = 5):
+        self.start_factor = _number("LinearLR", "start_factor", start_factor, 0.0, 1.0)
+        if self.start_factor == 0:
+            raise ValueError("LinearLR: start_factor must be > 0 (as in PyTorch)")
+        self.end_factor = _number("LinearLR", "end_factor", end_factor, 0.0, 1.0)
+        self.total_iters = _positive_int("LinearLR", "total_iters", total_iters)
+        super().__init__(optimizer)
+
+    def lr_at(self, epoch):
+        progress = min(epoch, self.total_iters) / self.total_iters
+        return self.base_lr * (self.start_factor + (self.end_factor - self.start_factor) * progress)
+
+
+class ReduceLROnPlateau:
+    """Multiply the lr by ``factor`` when a metric stops improving for ``patience`` epochs (as PyTorch).
+
+    ``step(metric)`` once per epoch. Improvement means metric < best * (1 - threshold) in
+    mode "min" with threshold_mode "rel" (mode "max" and "abs" as in PyTorch). After a
+    reduction, ``cooldown`` epochs pass before counting again; lr never goes below min_lr.
+    """
+
+    def __init__(self, optimizer, mode: str = "min", factor: float = 0.1, patience: int = 10,
+                 threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0,
+                 min_lr: float = 0.0, eps: float = 1e-8):
+        if mode not in ("min", "max"):
+            raise ValueError(f"ReduceLROnPlateau: mode must be 'min' or 'max', got {mode!r}")
+        if threshold_mode not in ("rel", "abs"):
+            raise ValueError(f"ReduceLROnPlateau: threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}")
+        self.factor = _number("ReduceLROnPlateau", "factor", factor, 0.0, 1.0)
+        if self.factor == 1.0:
+            raise ValueError("ReduceLROnPlateau: factor must be < 1")
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"ReduceLROnPlateau: patience must be an int >= 0, got {patience!r}")
+        if isinstance(cooldown, bool) or not isinstance(cooldown, int) or cooldown < 0:
+            raise ValueError(f"ReduceLROnPlateau: cooldown must be an int >= 0, got {cooldown!r}")
+        self.optimizer = optimizer
+        self.mode, self.threshold_mode = mode, threshold_mode
+        self.patience, self.cooldown = patience, cooldown
+        self.threshold = _number("ReduceLROnPlateau", "threshold", threshold)
+        self.min_lr = _number("ReduceLROnPlateau", "min_lr", min_lr)
+        self.eps = _number("ReduceLROnPlateau", "eps", eps)
+        self.best = math.inf if mode == "min" else -math.inf
+        self.num_bad_epochs = 0
+        self.cooldown_counter = 0
+        self.last_epoch = 0
+
+    def _is_better(self, value):
+        if self.mode == "min":
+            bound = self.best * (1 - self.threshold) if self.threshold_mode == "rel" else self.best - self.threshold
+            return value < bound
+        bound = self.best * (1 + self.threshold) if self.threshold_mode == "rel" else self.best + self.threshold
+        return value > bound
+
+    def step(self, metric):
+        """Record this epoch's metric (a number or 0-d array) and reduce the lr if it plateaued."""
+        value = float(metric)
+        if not math.isfinite(value):
+            raise ValueError(f"ReduceLROnPlateau: the metric is {value}")
+        self.last_epoch += 1
+        if self._is_better(value):
+            self.best = value
+            self.num_bad_epochs = 0
+        else:
+            self.num_bad_epochs += 1
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0
+        if self.num_bad_epochs > self.patience:
+            new_lr = max(self.optimizer.lr * self.factor, self.min_lr)
+            if self.optimizer.lr - new_lr > self.eps:
+                self.optimizer.lr = new_lr
+            self.cooldown_counter = self.cooldown
+            self.num_bad_epochs = 0
+
+    def get_last_lr(self) -> list:
+        return [self.optimizer.lr]
+
+    state_dict = LRScheduler.state_dict
+    load_state_dict = LRScheduler.load_state_dict

@@ -17,17 +17,20 @@ if getattr(_backends, "IS_BPCORE_BACKENDS", False) is not True:
         f"Remove it (pip uninstall backends) and reinstall bpcore (pip install -e .)")
 
 from . import data, init, optim  # noqa: E402
+from .callbacks import Callback, EarlyStopping  # noqa: E402
 from .gradcheck import GradcheckReport, gradcheck  # noqa: E402
 from .layers import (  # noqa: E402
     GELU, ACTIVATIONS, Identity, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh, mlp,
 )
 from .losses import BCELoss, BCEWithLogitsLoss, Loss, MSELoss, SoftmaxCrossEntropyLoss  # noqa: E402
 from .module import Layer, Parameter, Sequential  # noqa: E402
+from .train import DivergenceError, History, evaluate, fit, predict  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ACTIVATIONS", "BCELoss", "BCEWithLogitsLoss", "GELU", "GradcheckReport", "Identity", "Layer",
+    "ACTIVATIONS", "BCELoss", "BCEWithLogitsLoss", "Callback", "DivergenceError", "EarlyStopping",
+    "History", "evaluate", "fit", "predict", "GELU", "GradcheckReport", "Identity", "Layer",
     "LeakyReLU", "Linear", "Loss", "MSELoss", "Parameter", "ReLU", "Sequential", "Sigmoid", "Softmax",
     "SoftmaxCrossEntropyLoss", "Tanh", "data", "gradcheck", "init", "mlp", "optim", "__version__",
 ]

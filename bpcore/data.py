@@ -54,3 +54,48 @@ def spiral(n: int = 400, noise: float = 0.3, seed=0):
     X = (points - points.mean(axis=0)) / points.std(axis=0)
     y = np.concatenate([np.zeros(n0), np.ones(n1)])[:, None]
     return X.astype(np.float32), y.astype(np.float32)
+
+
+def moons(n: int = 200, noise: float = 0.15, seed=0):
+    """Two interleaving half circles: X (n, 2) float32, y (n, 1) float32 in {0, 1}.
+
+    Class 0 is (cos t, sin t) and class 1 is (1 - cos t, 0.5 - sin t) for t evenly
+    spaced in [0, pi] (as scikit-learn's make_moons), shuffled, plus Gaussian noise of
+    std ``noise``. Class 0 has ceil(n/2) points.
+    """
+    n = _check_count("moons", n)
+    noise = _check_noise("moons", noise)
+    rng = host_rng(seed)
+    n0 = (n + 1) // 2
+    n1 = n - n0
+    t0, t1 = np.linspace(0, np.pi, n0), np.linspace(0, np.pi, n1)
+    points = np.concatenate([np.stack([np.cos(t0), np.sin(t0)], axis=1),
+                             np.stack([1 - np.cos(t1), 0.5 - np.sin(t1)], axis=1)])
+    labels = np.concatenate([np.zeros(n0), np.ones(n1)])
+    order = rng.permutation(n)
+    points, labels = points[order], labels[order]
+    points += rng.normal(0.0, noise, points.shape)
+    return points.astype(np.float32), labels[:, None].astype(np.float32)
+
+
+def train_test_split(X, y, test_size: float = 0.2, seed=0):
+    """Shuffle and split: returns X_train, X_test, y_train, y_test (scikit-learn's order).
+
+    ``test_size`` is a fraction in (0, 1) or a number of samples; the test part has
+    ceil(test_size * n) samples, as in scikit-learn.
+    """
+    X, y = np.asarray(X), np.asarray(y)
+    if X.ndim == 0 or y.ndim == 0 or len(X) != len(y):
+        raise ValueError(f"train_test_split: X and y must have the same length, got "
+                         f"{X.shape} and {y.shape}")
+    n = len(X)
+    if isinstance(test_size, bool) or not isinstance(test_size, (int, float, np.integer, np.floating)):
+        raise ValueError(f"train_test_split: test_size must be a number, got {test_size!r}")
+    n_test = int(test_size) if isinstance(test_size, (int, np.integer)) else int(np.ceil(test_size * n))
+    if isinstance(test_size, (float, np.floating)) and not 0 < test_size < 1:
+        raise ValueError(f"train_test_split: a fractional test_size must be in (0, 1), got {test_size}")
+    if not 0 < n_test < n:
+        raise ValueError(f"train_test_split: test_size {test_size} leaves {n_test} of {n} samples for testing")
+    order = host_rng(seed).permutation(n)
+    test, train = order[:n_test], order[n_test:]
+    return X[train], X[test], y[train], y[test]

@@ -319,6 +319,26 @@ class Layer:
                 dtype = layer._dtype if layer.xp.isdtype(old.dtype, "real floating") else str(value.dtype)
                 setattr(layer, name, layer._backend.asarray(value, dtype=dtype, copy=True))
 
+    def _snapshot(self) -> dict:
+        """Device copies of every parameter and buffer (no host transfer), for :meth:`_restore`."""
+        copies = {}
+        for path, layer in self._layers_by_path().items():
+            for name, p in layer._own_parameters():
+                copies[(path, name)] = layer.xp.asarray(p.data, copy=True)
+            for name in layer._buffer_names:
+                copies[(path, name)] = layer.xp.asarray(getattr(layer, name), copy=True)
+        return copies
+
+    def _restore(self, snapshot: dict) -> None:
+        """Put back values taken by :meth:`_snapshot` (same device and dtype)."""
+        layers = self._layers_by_path()
+        for (path, name), value in snapshot.items():
+            target = getattr(layers[path], name)
+            if isinstance(target, Parameter):
+                target.data = layers[path].xp.asarray(value, copy=True)
+            else:
+                setattr(layers[path], name, layers[path].xp.asarray(value, copy=True))
+
     def _layers_by_path(self):
         """{dotted path: layer} for this layer ("") and every layer inside it."""
         found = {"": self}

@@ -1,0 +1,408 @@
+"""fit, evaluate, predict: the training loop, written once for every backend.
+
+The data move to the model's device once per fit. Each epoch draws a seeded
+permutation on the host (one small index transfer), and minibatches are taken
+on the device with ``xp.take``. Per-batch losses, metric counts and the
+per-parameter norms stay on the device until the end of the epoch, where one
+transfer brings them to the host: nothing else syncs a GPU inside the loop.
+"""
+from __future__ import annotations
+
+import math
+import signal
+import threading
+
+import backends
+
+from . import init as _init
+from .callbacks import Callback
+from .losses import BCELoss, BCEWithLogitsLoss, Loss, SoftmaxCrossEntropyLoss
+from .module import Layer
+from .optim import Optimizer
+
+
+class DivergenceError(FloatingPointError):
+    """The loss became NaN or infinite; ``.history`` holds the epochs completed before it."""
+
+    def __init__(self, message, history):
+        super().__init__(message)
+        self.history = history
+
+
+class History:
+    """What ``fit`` records, one value per completed epoch.
+
+    ``hist["loss"]``, ``hist["val_loss"]``, ``hist["accuracy"]``, ``hist["val_accuracy"]``,
+    ``hist["lr"]`` (the rate used during that epoch); ``hist.grad_norms[name]`` and
+    ``hist.weight_norms[name]`` give each parameter's L2 norm ("0.W", ...) after the last
+    batch of each epoch: the numbers that show vanishing gradients layer by layer.
+    """
+
+    def __init__(self):
+        self.history: dict[str, list] = {}
+        self.grad_norms: dict[str, list] = {}
+        self.weight_norms: dict[str, list] = {}
+        self.epochs: list[int] = []
+        self.interrupted = False
+
+    def __getitem__(self, key):
+        try:
+            return self.history[key]
+        except KeyError:
+            raise KeyError(f"History has no {key!r}; it has {sorted(self.history)}") from None
+
+    def __contains__(self, key):
+        return key in self.history
+
+    def keys(self):
+        return self.history.keys()
+
+    def _record(self, epoch, logs, grad_norms, weight_norms):
+        self.epochs.append(epoch)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+        for key, value in grad_norms.items():
+            self.grad_norms.setdefault(key, []).append(value)
+        for key, value in weight_norms.items():
+            self.weight_norms.setdefault(key, []).append(value)
+
+    def __repr__(self):
+        return f"History({len(self.epochs)} epochs: {', '.join(self.history)})"
+
+
+# -- metrics -------------------------------------------------------------------
+def _accuracy_counter(loss_fn):
+    """(correct count as a 0-d device array, number of items) for a batch, by the loss's kind."""
+    if isinstance(loss_fn, SoftmaxCrossEntropyLoss):
+        def count(xp, out, target):
+            predicted = xp.argmax(out, axis=1)
+            return xp.sum(xp.astype(predicted == xp.astype(target, predicted.dtype), out.dtype)), out.shape[0]
+    elif isinstance(loss_fn, (BCEWithLogitsLoss, BCELoss)):
+        threshold = 0.0 if isinstance(loss_fn, BCEWithLogitsLoss) else 0.5
+        def count(xp, out, target):
+            agree = (out > threshold) == (target > 0.5)
+            return xp.sum(xp.astype(agree, out.dtype)), math.prod(out.shape)
+    else:
+        raise ValueError(f"metric 'accuracy' needs a classification loss (BCELoss, BCEWithLogitsLoss, "
+                         f"SoftmaxCrossEntropyLoss), got {type(loss_fn).__name__}")
+    return count
+
+
+_METRICS = {"accuracy": _accuracy_counter}
+
+
+def _resolve_metrics(metrics, loss_fn):
+    if metrics is None:
+        return {}
+    if isinstance(metrics, str) or not hasattr(metrics, "__iter__"):
+        raise TypeError(f"metrics must be a list of names such as ['accuracy'], got {metrics!r}")
+    resolved = {}
+    for name in metrics:
+        if name not in _METRICS:
+            raise ValueError(f"unknown metric {name!r}; available: {', '.join(_METRICS)}")
+        resolved[name] = _METRICS[name](loss_fn)
+    return resolved
+
+
+# -- checking and moving the data ------------------------------------------------
+def _check_int(name, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def _prepare(model, loss_fn, X, y, what):
+    """(X, y) on the model's device, y shaped and typed for the loss; every check done once."""
+    X = model._accept_input(X, f"{what} X")
+    xp = model.xp
+    if X.ndim < 1 or X.shape[0] == 0:
+        raise ValueError(f"{what}: X must hold at least one sample, got shape {tuple(X.shape)}")
+    if not hasattr(y, "shape") or not hasattr(y, "dtype"):
+        raise TypeError(f"{what}: y must be an array (host NumPy or {model.device.spec}), "
+                        f"got {type(y).__name__}")
+    if len(y.shape) == 0 or y.shape[0] != X.shape[0]:
+        n_y = y.shape[0] if len(y.shape) else "a scalar"
+        raise ValueError(f"{what}: X has {X.shape[0]} samples but y has {n_y}")
+    if not bool(xp.all(xp.isfinite(X))):
+        raise ValueError(f"{what}: X contains NaN or infinite values")
+    was_training = model.training
+    model.eval()
+    try:
+        example = model.forward(X[:1, ...])
+    finally:
+        model.train(was_training)
+    template = xp.zeros((X.shape[0],) + tuple(example.shape[1:]), dtype=example.dtype,
+                        device=model.device.device)
+    backend = loss_fn._backend_for(template)
+    target = loss_fn._accept_target(backend, template, y)
+    if xp.isdtype(target.dtype, "real floating") and not bool(xp.all(xp.isfinite(target))):
+        raise ValueError(f"{what}: y contains NaN or infinite values")
+    return X, target
+
+
+def _check_common(model, loss_fn, batch_size):
+    if not isinstance(model, Layer):
+        raise TypeError(f"model must be a bpcore Layer, got {type(model).__name__}")
+    if not isinstance(loss_fn, Loss):
+        raise TypeError(f"loss_fn must be a bpcore loss such as BCEWithLogitsLoss(), got {type(loss_fn).__name__}")
+    _check_int("batch_size", batch_size)
+
+
+# -- the loop ------------------------------------------------------------------------
+class _InterruptFlag:
+    """Turns Ctrl-C into a flag checked after each batch (a second Ctrl-C stops at once)."""
+
+    def __init__(self):
+        self.raised = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.raised:
+            raise KeyboardInterrupt
+        self.raised = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def fit(model, loss_fn, optimizer, X, y, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
+        seed=0, validation_data=None, metrics=None, callbacks=None, progress: bool = True,
+        scheduler=None) -> History:
+    """Train ``model`` with minibatches; returns a :class:`History`.
+
+    Args:
+        X: inputs (n, features), host NumPy or on the model's device; y: targets for ``loss_fn``.
+        epochs: passes over the data. batch_size: samples per step (the last batch may be smaller).
+        shuffle, seed: a new seeded permutation each epoch; the same seed gives the same history.
+        validation_data: (X_val, y_val), evaluated after each epoch ("val_loss", "val_accuracy").
+        metrics: e.g. ["accuracy"] (binary or multi-class, chosen from the loss).
+        callbacks: :class:`Callback` objects, e.g. ``EarlyStopping``.
+        progress: show a tqdm bar (one step per epoch, with loss, metrics and time).
+        scheduler: a schedule from ``bp.optim`` stepped after each epoch (ReduceLROnPlateau is
+            given val_loss, or loss without validation data).
+    Raises:
+        DivergenceError: the loss became NaN or infinite; the model is put back to its
+            parameters (and the optimizer to its state) at the start of that epoch.
+    Ctrl-C stops after the current batch and returns the history of the completed epochs.
+    """
+    _check_common(model, loss_fn, batch_size)
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be a bpcore optimizer, got {type(optimizer).__name__}")
+    _check_int("epochs", epochs)
+    callbacks = list(callbacks or [])
+    for i, callback in enumerate(callbacks):
+        if not isinstance(callback, Callback):
+            raise TypeError(f"callbacks[{i}] must be a bp.Callback, got {type(callback).__name__}")
+    X, y = _prepare(model, loss_fn, X, y, "fit")
+    validation = None
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise TypeError("validation_data must be a pair (X_val, y_val)")
+        validation = _prepare(model, loss_fn, *validation_data, "validation_data")
+    counters = _resolve_metrics(metrics, loss_fn)
+    rng = _init.host_rng(seed)
+
+    history = History()
+    for callback in callbacks:
+        callback.set_context(model, optimizer, history)
+    bar = _progress_bar(epochs, progress)
+    checked_targets, loss_fn.check_targets = loss_fn.check_targets, False   # y was checked once above
+    model.stop_training = False
+    model.train()
+    try:
+        with _InterruptFlag() as interrupt:
+            for callback in callbacks:
+                callback.on_train_begin()
+            for epoch in range(epochs):
+                for callback in callbacks:
+                    callback.on_epoch_begin(epoch)
+                logs, grad_norms, weight_norms = _run_epoch(model, loss_fn, optimizer, X, y, batch_size,
+                                                            rng if shuffle else None, counters, callbacks,
+                                                            interrupt, epoch, history)
+                if logs is None:                       # interrupted: the partial epoch is not recorded
+                    history.interrupted = True
+                    break
+                if validation is not None:
+                    scores = _evaluate_prepared(model, loss_fn, *validation, 1024, counters)
+                    logs.update({f"val_{k}": v for k, v in scores.items()})
+                logs["lr"] = optimizer.lr
+                history._record(epoch, logs, grad_norms, weight_norms)
+                if scheduler is not None:
+                    _step_scheduler(scheduler, logs)
+                for callback in callbacks:
+                    callback.on_epoch_end(epoch, logs)
+                bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=False)
+                bar.update(1)
+                if model.stop_training or interrupt.raised:
+                    history.interrupted = interrupt.raised
+                    break
+            for callback in callbacks:
+                callback.on_train_end()
+    finally:
+        loss_fn.check_targets = checked_targets
+        bar.close()
+    if history.interrupted:
+        print(f"fit: interrupted; returning the history of {len(history.epochs)} completed epochs")
+    return history
+
+
+def _run_epoch(model, loss_fn, optimizer, X, y, batch_size, rng, counters, callbacks, interrupt,
+               epoch, history):
+    xp = model.xp
+    n = X.shape[0]
+    order = model.device.asarray(rng.permutation(n)) if rng is not None else None
+    start_params, start_state = model._snapshot(), _copy_optimizer_state(optimizer)
+    weighted_losses, counts = [], {name: [] for name in counters}
+    items = dict.fromkeys(counters, 0)
+    for batch, start in enumerate(range(0, n, batch_size)):
+        stop = min(n, start + batch_size)
+        if order is None:
+            x_batch, y_batch = X[start:stop, ...], y[start:stop, ...]
+        else:
+            index = order[start:stop]
+            x_batch, y_batch = xp.take(X, index, axis=0), xp.take(y, index, axis=0)
+        for callback in callbacks:
+            callback.on_batch_begin(batch)
+        optimizer.zero_grad()
+        out = model.forward(x_batch)
+        loss = loss_fn.forward(out, y_batch)
+        model.backward(loss_fn.backward(), input_grad=False)
+        optimizer.step()
+        weighted_losses.append(loss * (stop - start))
+        for name, count in counters.items():
+            correct, total = count(xp, out, y_batch)
+            counts[name].append(correct)
+            items[name] += total
+        for callback in callbacks:
+            callback.on_batch_end(batch, {"loss": loss})
+        if interrupt.raised:
+            return None, None, None
+    # One device-to-host transfer for everything this epoch measured.
+    named = model.named_parameters()
+    grad_norms = [xp.sqrt(xp.sum(p.grad * p.grad)) for _, p in named]
+    weight_norms = [xp.sqrt(xp.sum(p.data * p.data)) for _, p in named]
+    values = [xp.astype(xp.asarray(v), X.dtype) for v in weighted_losses + grad_norms + weight_norms]
+    for name in counters:
+        values.extend(xp.astype(xp.asarray(c), X.dtype) for c in counts[name])
+    host = model.device.to_numpy(xp.stack(values)).astype("float64")
+    n_batches, n_params = len(weighted_losses), len(named)
+    losses = host[:n_batches]
+    if not all(math.isfinite(v) for v in losses):
+        _diverged(model, optimizer, epoch, losses, batch_size, n, start_params, start_state, history)
+    logs = {"loss": float(losses.sum()) / n}
+    offset = n_batches + 2 * n_params
+    for name in counters:
+        logs[name] = float(host[offset:offset + n_batches].sum()) / items[name]
+        offset += n_batches
+    names = [name for name, _ in named]
+    return (logs, dict(zip(names, host[n_batches:n_batches + n_params].tolist())),
+            dict(zip(names, host[n_batches + n_params:n_batches + 2 * n_params].tolist())))
+
+
+def _diverged(model, optimizer, epoch, weighted_losses, batch_size, n, start_params, start_state, history):
+    bad = next(i for i, v in enumerate(weighted_losses) if not math.isfinite(v))
+    last_finite = None
+    if bad > 0:
+        size = min(batch_size, n - (bad - 1) * batch_size)
+        last_finite = f"{weighted_losses[bad - 1] / size:.6g} at batch {bad}"
+    elif history.history.get("loss"):
+        last_finite = f"{history['loss'][-1]:.6g} (mean of epoch {epoch})"
+    model._restore(start_params)
+    optimizer.state = start_state
+    raise DivergenceError(
+        f"training diverged: the loss became {weighted_losses[bad]} at epoch {epoch + 1}, batch {bad + 1}; "
+        f"last finite loss: {last_finite or 'none'}. The model keeps its parameters from the start of "
+        f"epoch {epoch + 1}, the last ones known to be finite. Hint: lower the learning rate "
+        f"(now {optimizer.lr:g}) or clip gradients (bp.optim.clip_grad_norm_).", history)
+
+
+def _copy_optimizer_state(optimizer):
+    """Device copies of the optimizer's buffers (numbers such as Adam's step are kept as is)."""
+    return {key: {name: (backends.backend_of(value).xp.asarray(value, copy=True) if hasattr(value, "shape")
+                         else value)
+                  for name, value in buffers.items()}
+            for key, buffers in optimizer.state.items()}
+
+
+def _step_scheduler(scheduler, logs):
+    from .schedules import ReduceLROnPlateau
+
+    if isinstance(scheduler, ReduceLROnPlateau):
+        scheduler.step(logs.get("val_loss", logs["loss"]))
+    else:
+        scheduler.step()
+
+
+def _progress_bar(epochs, enabled):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=epochs, unit="epoch", disable=not enabled, dynamic_ncols=True)
+
+
+# -- evaluation and prediction -------------------------------------------------------
+def _evaluate_prepared(model, loss_fn, X, y, batch_size, counters):
+    xp = model.xp
+    was_training = model.training
+    model.eval()
+    checked, loss_fn.check_targets = loss_fn.check_targets, False
+    try:
+        values, items = [], dict.fromkeys(counters, 0)
+        for start in range(0, X.shape[0], batch_size):
+            stop = min(X.shape[0], start + batch_size)
+            out = model.forward(X[start:stop, ...])
+            row = [loss_fn.forward(out, y[start:stop, ...]) * (stop - start)]
+            for name, count in counters.items():
+                correct, total = count(xp, out, y[start:stop, ...])
+                row.append(correct)
+                items[name] += total
+            values.append(xp.stack([xp.astype(xp.asarray(v), X.dtype) for v in row]))
+    finally:
+        loss_fn.check_targets = checked
+        model.train(was_training)
+    sums = model.device.to_numpy(xp.sum(xp.stack(values), axis=0)).astype("float64")
+    scores = {"loss": float(sums[0]) / X.shape[0]}
+    for i, name in enumerate(counters, start=1):
+        scores[name] = float(sums[i]) / items[name]
+    return scores
+
+
+def evaluate(model, loss_fn, X, y, metrics=None, batch_size: int = 1024) -> dict:
+    """Mean loss (and metrics) over (X, y) in eval mode: {"loss": float, "accuracy": float, ...}."""
+    _check_common(model, loss_fn, batch_size)
+    X, y = _prepare(model, loss_fn, X, y, "evaluate")
+    return _evaluate_prepared(model, loss_fn, X, y, batch_size, _resolve_metrics(metrics, loss_fn))
+
+
+def predict(model, X, batch_size: int = 1024, probabilities: bool = False):
+    """The model's outputs for X in eval mode, as a host NumPy array.
+
+    With ``probabilities=True`` the outputs are taken as logits: a sigmoid is applied
+    when there is one output column, a softmax over the columns otherwise.
+    """
+    if not isinstance(model, Layer):
+        raise TypeError(f"model must be a bpcore Layer, got {type(model).__name__}")
+    _check_int("batch_size", batch_size)
+    X = model._accept_input(X, "predict X")
+    xp = model.xp
+    was_training = model.training
+    model.eval()
+    try:
+        outputs = [model.forward(X[start:start + batch_size, ...]) for start in range(0, X.shape[0], batch_size)]
+    finally:
+        model.train(was_training)
+    out = xp.concat(outputs, axis=0) if outputs else X[:0, ...]
+    if probabilities:
+        from .layers import stable_sigmoid
+
+        if out.ndim == 2 and out.shape[1] > 1:
+            shifted = xp.exp(out - xp.max(out, axis=1, keepdims=True))
+            out = shifted / xp.sum(shifted, axis=1, keepdims=True)
+        else:
+            out = stable_sigmoid(xp, out)
+    return model.device.to_numpy(out)

@@ -393,7 +393,8 @@ def predict(model, X, batch_size: int = 1024, probabilities: bool = False):
     was_training = model.training
     model.eval()
     try:
-        outputs = [model.forward(X[start:start + batch_size, ...]) for start in range(0, X.shape[0], batch_size)]
+        n = X.shape[0]
+        outputs = [model.forward(X[start:min(n, start + batch_size), ...]) for start in range(0, n, batch_size)]
     finally:
         model.train(was_training)
     out = xp.concat(outputs, axis=0) if outputs else X[:0, ...]

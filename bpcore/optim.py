@@ -103,16 +103,17 @@ class Optimizer:
             moved = {}
             for key, value in buffers.items():
                 if hasattr(value, "shape"):
-                    if tuple(value.shape) not in (p.shape, ()):
+                    if tuple(value.shape) != p.shape:
                         raise ValueError(f"{name}.load_state_dict: {key} of parameter {index} has shape "
                                          f"{tuple(value.shape)}, the parameter {p.shape}")
                     value = p.backend.asarray(backends.to_host(value), dtype=dtype_name(p.data.dtype),
                                               copy=True)
                 moved[key] = value
             new_state[id(p)] = moved
-        for key in self._hyper:
-            if key in state_dict["hyper"]:
-                setattr(self, key, state_dict["hyper"][key])
+        hyper = {k: v for k, v in state_dict["hyper"].items() if k in self._hyper}
+        type(self)(self.params, **hyper)            # the constructor's checks, on the loaded values
+        for key, value in hyper.items():
+            setattr(self, key, value)
         self.state = new_state
 
     def __repr__(self):

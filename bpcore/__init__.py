@@ -23,13 +23,15 @@ from .layers import (  # noqa: E402
     GELU, ACTIVATIONS, Identity, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh, mlp,
 )
 from .losses import BCELoss, BCEWithLogitsLoss, Loss, MSELoss, SoftmaxCrossEntropyLoss  # noqa: E402
-from .module import Layer, Parameter, Sequential  # noqa: E402
+from .dropout import Dropout  # noqa: E402
+from .module import Layer, Parameter, Residual, Sequential  # noqa: E402
+from .normalization import BatchNorm1d, LayerNorm  # noqa: E402
 from .train import DivergenceError, History, evaluate, fit, predict  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ACTIVATIONS", "BCELoss", "BCEWithLogitsLoss", "Callback", "DivergenceError", "EarlyStopping",
+    "ACTIVATIONS", "BatchNorm1d", "Dropout", "LayerNorm", "Residual", "BCELoss", "BCEWithLogitsLoss", "Callback", "DivergenceError", "EarlyStopping",
     "History", "evaluate", "fit", "predict", "GELU", "GradcheckReport", "Identity", "Layer",
     "LeakyReLU", "Linear", "Loss", "MSELoss", "Parameter", "ReLU", "Sequential", "Sigmoid", "Softmax",
     "SoftmaxCrossEntropyLoss", "Tanh", "data", "gradcheck", "init", "mlp", "optim", "__version__",

@@ -63,3 +63,8 @@ def _uniform(rng, limit, shape):
 def zeros(size: int) -> np.ndarray:
     """A host vector of zeros (biases start at zero)."""
     return np.zeros(size)
+
+
+def ones(size: int) -> np.ndarray:
+    """A host vector of ones (normalization scales start at one)."""
+    return np.ones(size)

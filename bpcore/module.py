@@ -197,6 +197,19 @@ class Layer:
             named.extend(child.named_buffers(prefix + name + "."))
         return named
 
+    def _adopt_children(self):
+        """Take the device and dtype of the layers inside (they must agree); name their places."""
+        placed = {(sub._backend.spec, sub._dtype) for sub in self.modules()[1:]
+                  if sub._own_parameters() or sub._buffer_names}
+        if len(placed) > 1:
+            raise ValueError(f"{type(self).__name__}: layers live on different devices or dtypes "
+                             f"{sorted(placed)}; build them alike or call .to()/.astype() on each first")
+        spec, dtype = next(iter(placed)) if placed else ("cpu", "float32")
+        backend = backends.get(spec)
+        for layer in self.modules():
+            layer._backend, layer._dtype = backend, dtype
+        self._set_paths()
+
     def _set_paths(self, path: str = ""):
         self._path = path
         for name, child in self.children():
@@ -366,17 +379,7 @@ class Sequential(Layer):
             if not isinstance(layer, Layer):
                 raise TypeError(f"Sequential: item {i} must be a Layer, got {type(layer).__name__}")
         self.layers = list(layers)
-        placed = {(layer._backend.spec, layer._dtype) for layer in self.layers
-                  for sub in layer.modules() if sub.parameters() or sub._buffer_names}
-        if len(placed) > 1:
-            raise ValueError(f"Sequential: layers live on different devices or dtypes {sorted(placed)}; "
-                             f"build them alike or call .to()/.astype() on each first")
-        spec, dtype = next(iter(placed)) if placed else ("cpu", "float32")
-        self._backend = backends.get(spec)
-        self._dtype = dtype
-        for layer in self.modules():
-            layer._backend, layer._dtype = self._backend, dtype
-        self._set_paths()
+        self._adopt_children()
 
     def children(self):
         return [(str(i), layer) for i, layer in enumerate(self.layers)]
@@ -418,8 +421,51 @@ class Sequential(Layer):
         return iter(self.layers)
 
     def __repr__(self):
-        inner = "".join(f"\n  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
+        inner = "".join(f"\n  ({i}): " + repr(layer).replace("\n", "\n  ") for i, layer in enumerate(self.layers))
         return f"Sequential({inner}\n)" if inner else "Sequential()"
 
     def _name(self) -> str:
         return f"Sequential of {len(self.layers)} layers" + (f" (layer '{self._path}')" if self._path else "")
+
+
+class Residual(Layer):
+    """y = x + block(x): a skip connection around ``block``.
+
+    Backward: dL/dx = grad_out + block.backward(grad_out), so the gradient reaches
+    earlier layers through the identity path even when the block's own gradient
+    vanishes. The block must keep the shape (for example Linear(n, n)).
+    Its parameters are named "block.0.W", ... inside the residual.
+    """
+
+    def __init__(self, block: Layer):
+        super().__init__()
+        if not isinstance(block, Layer):
+            raise TypeError(f"Residual: block must be a Layer, got {type(block).__name__}")
+        self.block = block
+        self._adopt_children()
+        self._shape = None
+
+    def forward(self, x):
+        """x: (batch, n) -> x + block(x): (batch, n)."""
+        x = self._accept_input(x)
+        out = self.block.forward(x)
+        if tuple(out.shape) != tuple(x.shape):
+            raise ValueError(f"{self._name()}: the block maps shape {tuple(x.shape)} to {tuple(out.shape)}, "
+                             f"but y = x + block(x) needs the shape kept (a width-preserving block such as "
+                             f"Linear(n, n))")
+        self._shape = tuple(x.shape)
+        return x + out
+
+    def backward(self, grad_out):
+        """dL/dx = grad_out (identity path) + the block's dL/dx."""
+        if self._shape is None:
+            raise self._no_forward()
+        self._check_grad_out(grad_out, self._shape)
+        return grad_out + self.block.backward(grad_out)
+
+    def __repr__(self):
+        inner = repr(self.block).replace("\n", "\n  ")
+        return f"Residual(\n  {inner}\n)"
+
+    def _name(self) -> str:
+        return "Residual" + (f" (layer '{self._path}')" if self._path else "")

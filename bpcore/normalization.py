@@ -1,0 +1,171 @@
+"""BatchNorm1d and LayerNorm with their full hand-written backward passes.
+
+Both normalize x to x_hat = (x - mean) / sqrt(var + eps) and output
+y = weight * x_hat + bias. They differ in the axis the statistics run over:
+the batch (axis 0, one mean per feature) for BatchNorm, the features (last
+axis, one mean per sample) for LayerNorm.
+
+The backward pass goes through the mean and the variance too (they depend on
+every x_i). With g = dL/dy, dx_hat = g * weight, and m the number of values
+averaged (batch for BatchNorm, features for LayerNorm):
+
+    dL/dx_i = (1 / (m sigma)) (m dx_hat_i - sum_j dx_hat_j - x_hat_i sum_j dx_hat_j x_hat_j)
+
+Derivation: x_hat_i = (x_i - mu) / sigma with sigma = sqrt(var + eps),
+d mu / d x_j = 1/m and d var / d x_j = 2 (x_j - mu) / m, so
+d x_hat_i / d x_j = (delta_ij - 1/m) / sigma - x_hat_i x_hat_j / (m sigma).
+Summing dx_hat_i against it gives the line above. The parameters get
+dL/dweight = sum g * x_hat and dL/dbias = sum g over the same axis the
+statistics did not average (the batch, for both layers).
+"""
+from __future__ import annotations
+
+import math
+
+from . import init as _init
+from .layers import _check_size
+from .module import Layer
+
+
+def _check_eps(owner, eps):
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < math.inf:
+        raise ValueError(f"{owner}: eps must be a positive number, got {eps!r}")
+    return float(eps)
+
+
+def _normalized_backward(xp, grad_x_hat, x_hat, inv_std, axis):
+    """dL/dx from dL/dx_hat through x_hat = (x - mean) / std, statistics taken along ``axis``."""
+    count = x_hat.shape[axis]
+    sum_grad = xp.sum(grad_x_hat, axis=axis, keepdims=True)
+    sum_grad_x_hat = xp.sum(grad_x_hat * x_hat, axis=axis, keepdims=True)
+    return (inv_std / count) * (count * grad_x_hat - sum_grad - x_hat * sum_grad_x_hat)
+
+
+class BatchNorm1d(Layer):
+    """Batch normalization over the batch axis of (batch, n) inputs, as ``torch.nn.BatchNorm1d``.
+
+    Training: normalize with the batch mean and the biased batch variance, and update
+    running_mean = (1 - momentum) running_mean + momentum mean and running_var likewise
+    with the unbiased variance (var * batch / (batch - 1)). Eval: normalize with the running
+    statistics. A training batch of one sample is refused, as PyTorch does.
+
+    Args:
+        n: features. eps: added to the variance. momentum: weight of the new batch statistics.
+        affine: learn ``weight`` (starts at 1) and ``bias`` (starts at 0).
+    """
+
+    _buffer_names = ("running_mean", "running_var")
+
+    def __init__(self, n: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True):
+        super().__init__()
+        self.n = _check_size("BatchNorm1d", "n", n)
+        self.eps = _check_eps("BatchNorm1d", eps)
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum <= 1:
+            raise ValueError(f"BatchNorm1d: momentum must be in [0, 1], got {momentum!r}")
+        self.momentum = float(momentum)
+        self.affine = bool(affine)
+        self.weight = self._make_parameter(_init.ones(n)) if affine else None
+        self.bias = self._make_parameter(_init.zeros(n)) if affine else None
+        self.running_mean = self._backend.asarray(_init.zeros(n), dtype=self._dtype)
+        self.running_var = self._backend.asarray(_init.ones(n), dtype=self._dtype)
+        self._x_hat = None
+        self._inv_std = None
+        self._used_batch_statistics = False
+
+    def forward(self, x):
+        """x: (batch, n) -> (batch, n)."""
+        x = self._accept_input(x)
+        if x.ndim != 2 or x.shape[1] != self.n:
+            raise ValueError(f"{self._name()}: expected input of shape (batch, {self.n}), got {tuple(x.shape)}")
+        xp = self.xp
+        batch = x.shape[0]
+        if self.training:
+            if batch < 2:
+                raise ValueError(f"{self._name()}: training needs more than 1 sample per batch to estimate "
+                                 f"the variance, got input of shape {tuple(x.shape)} (use eval() to predict one)")
+            mean = xp.mean(x, axis=0)
+            centered = x - mean
+            var = xp.mean(centered * centered, axis=0)                  # biased: used to normalize
+            m = self.momentum
+            self.running_mean = (1 - m) * self.running_mean + m * mean
+            self.running_var = (1 - m) * self.running_var + m * (var * (batch / (batch - 1)))
+        else:
+            centered = x - self.running_mean
+            var = self.running_var
+        self._inv_std = 1.0 / xp.sqrt(var + self.eps)
+        self._x_hat = centered * self._inv_std
+        self._used_batch_statistics = self.training
+        if not self.affine:
+            return self._x_hat
+        return self._x_hat * self.weight.data + self.bias.data
+
+    def backward(self, grad_out):
+        """grad_out: (batch, n) -> dL/dx (batch, n); adds dL/dweight, dL/dbias (n,)."""
+        x_hat = self._x_hat
+        if x_hat is None:
+            raise self._no_forward()
+        self._check_grad_out(grad_out, x_hat.shape)
+        xp = self.xp
+        if self.affine:
+            self.weight.accumulate_grad(xp.sum(grad_out * x_hat, axis=0))
+            self.bias.accumulate_grad(xp.sum(grad_out, axis=0))
+            grad_x_hat = grad_out * self.weight.data
+        else:
+            grad_x_hat = grad_out
+        if not self._used_batch_statistics:          # eval: mean and var are constants
+            return grad_x_hat * self._inv_std
+        return _normalized_backward(xp, grad_x_hat, x_hat, self._inv_std, axis=0)
+
+    def __repr__(self):
+        return f"BatchNorm1d({self.n}, eps={self.eps:g}, momentum={self.momentum:g}, affine={self.affine})"
+
+
+class LayerNorm(Layer):
+    """Layer normalization over the last axis, as ``torch.nn.LayerNorm(n)``.
+
+    Each sample is normalized by its own mean and (biased) variance over its n
+    features, in training and eval alike; ``weight`` (n,) starts at 1 and ``bias`` at 0.
+    """
+
+    def __init__(self, n: int, eps: float = 1e-5, elementwise_affine: bool = True):
+        super().__init__()
+        self.n = _check_size("LayerNorm", "n", n)
+        self.eps = _check_eps("LayerNorm", eps)
+        self.elementwise_affine = bool(elementwise_affine)
+        self.weight = self._make_parameter(_init.ones(n)) if elementwise_affine else None
+        self.bias = self._make_parameter(_init.zeros(n)) if elementwise_affine else None
+        self._x_hat = None
+        self._inv_std = None
+
+    def forward(self, x):
+        """x: (..., n) -> (..., n)."""
+        x = self._accept_input(x)
+        if x.ndim < 1 or x.shape[-1] != self.n:
+            raise ValueError(f"{self._name()}: expected input of shape (..., {self.n}), got {tuple(x.shape)}")
+        xp = self.xp
+        centered = x - xp.mean(x, axis=-1, keepdims=True)
+        var = xp.mean(centered * centered, axis=-1, keepdims=True)
+        self._inv_std = 1.0 / xp.sqrt(var + self.eps)
+        self._x_hat = centered * self._inv_std
+        if not self.elementwise_affine:
+            return self._x_hat
+        return self._x_hat * self.weight.data + self.bias.data
+
+    def backward(self, grad_out):
+        """grad_out: (..., n) -> dL/dx (..., n); adds dL/dweight, dL/dbias (n,) summed over the rest."""
+        x_hat = self._x_hat
+        if x_hat is None:
+            raise self._no_forward()
+        self._check_grad_out(grad_out, x_hat.shape)
+        xp = self.xp
+        if self.elementwise_affine:
+            leading = tuple(range(grad_out.ndim - 1))
+            self.weight.accumulate_grad(xp.sum(grad_out * x_hat, axis=leading))
+            self.bias.accumulate_grad(xp.sum(grad_out, axis=leading))
+            grad_x_hat = grad_out * self.weight.data
+        else:
+            grad_x_hat = grad_out
+        return _normalized_backward(xp, grad_x_hat, x_hat, self._inv_std, axis=-1)
+
+    def __repr__(self):
+        return f"LayerNorm({self.n}, eps={self.eps:g})"

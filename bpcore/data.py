@@ -99,3 +99,18 @@ def train_test_split(X, y, test_size: float = 0.2, seed=0):
     order = host_rng(seed).permutation(n)
     test, train = order[:n_test], order[n_test:]
     return X[train], X[test], y[train], y[test]
+
+
+def digits():
+    """scikit-learn's bundled 8x8 handwritten digits (no download).
+
+    Returns X (1797, 64) float32 scaled to [0, 1] and y (1797,) int64 labels 0-9, the
+    shape ``SoftmaxCrossEntropyLoss`` takes. Needs scikit-learn: pip install -e ".[data]".
+    """
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise ImportError('bp.data.digits() needs scikit-learn, which is not installed: '
+                          'pip install -e ".[data]" (or pip install scikit-learn)') from None
+    bunch = load_digits()
+    return (bunch.data / 16.0).astype(np.float32), bunch.target.astype(np.int64)

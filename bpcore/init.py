@@ -68,3 +68,85 @@ def zeros(size: int) -> np.ndarray:
 def ones(size: int) -> np.ndarray:
     """A host vector of ones (normalization scales start at one)."""
     return np.ones(size)
+
+
+# -- initializers for existing parameters (PyTorch's torch.nn.init names) ------------------
+_GAINS = {"linear": 1.0, "identity": 1.0, "sigmoid": 1.0, "tanh": 5.0 / 3, "relu": math.sqrt(2.0),
+          "selu": 3.0 / 4}
+
+
+def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
+    """The gain that keeps activations' variance steady through ``nonlinearity`` (as PyTorch).
+
+    linear/identity/sigmoid 1, tanh 5/3, relu sqrt(2), leaky_relu sqrt(2 / (1 + slope^2))
+    with slope ``param`` (default 0.01), selu 3/4.
+    """
+    if nonlinearity == "leaky_relu":
+        slope = 0.01 if param is None else param
+        if isinstance(slope, bool) or not isinstance(slope, (int, float)):
+            raise ValueError(f"calculate_gain: the leaky_relu slope must be a number, got {slope!r}")
+        return math.sqrt(2.0 / (1 + slope ** 2))
+    if nonlinearity not in _GAINS:
+        raise ValueError(f"calculate_gain: unknown nonlinearity {nonlinearity!r}; choose one of "
+                         f"{', '.join(sorted(list(_GAINS) + ['leaky_relu']))}")
+    return _GAINS[nonlinearity]
+
+
+def _fans(param, owner):
+    from .module import Parameter
+
+    if not isinstance(param, Parameter):
+        raise TypeError(f"{owner}: expected a Parameter (such as layer.W), got {type(param).__name__}")
+    if len(param.shape) != 2:
+        raise ValueError(f"{owner}: needs a 2-D weight (n_in, n_out) to know its fans, got shape {param.shape}")
+    return param.shape          # bpcore's W is (fan_in, fan_out)
+
+
+def _write(param, host_values):
+    from .module import dtype_name
+
+    param.data = param.backend.asarray(host_values, dtype=dtype_name(param.data.dtype), copy=True)
+    return param
+
+
+def kaiming_normal_(param, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu", seed=None):
+    """He/Kaiming normal: N(0, std^2), std = gain / sqrt(fan), fan = n_in ("fan_in") or n_out ("fan_out")."""
+    fan = _fan_for_mode(param, mode, "kaiming_normal_")
+    std = calculate_gain(nonlinearity, a) / math.sqrt(fan)
+    return _write(param, host_rng(seed).normal(0.0, std, param.shape))
+
+
+def kaiming_uniform_(param, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu", seed=None):
+    """He/Kaiming uniform: U(-bound, bound), bound = gain * sqrt(3 / fan)."""
+    fan = _fan_for_mode(param, mode, "kaiming_uniform_")
+    bound = calculate_gain(nonlinearity, a) * math.sqrt(3.0 / fan)
+    return _write(param, host_rng(seed).uniform(-bound, bound, param.shape))
+
+
+def xavier_normal_(param, gain: float = 1.0, seed=None):
+    """Xavier/Glorot normal: N(0, std^2), std = gain * sqrt(2 / (n_in + n_out))."""
+    fan_in, fan_out = _fans(param, "xavier_normal_")
+    return _write(param, host_rng(seed).normal(0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), param.shape))
+
+
+def xavier_uniform_(param, gain: float = 1.0, seed=None):
+    """Xavier/Glorot uniform: U(-bound, bound), bound = gain * sqrt(6 / (n_in + n_out))."""
+    fan_in, fan_out = _fans(param, "xavier_uniform_")
+    bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
+    return _write(param, host_rng(seed).uniform(-bound, bound, param.shape))
+
+
+def zeros_(param):
+    """Set a parameter to zeros (any shape)."""
+    from .module import Parameter
+
+    if not isinstance(param, Parameter):
+        raise TypeError(f"zeros_: expected a Parameter, got {type(param).__name__}")
+    return _write(param, np.zeros(param.shape))
+
+
+def _fan_for_mode(param, mode, owner):
+    fan_in, fan_out = _fans(param, owner)
+    if mode not in ("fan_in", "fan_out"):
+        raise ValueError(f"{owner}: mode must be 'fan_in' or 'fan_out', got {mode!r}")
+    return fan_in if mode == "fan_in" else fan_out

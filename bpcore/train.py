@@ -215,6 +215,8 @@ def fit(model, loss_fn, optimizer, X, y, epochs: int = 1, batch_size: int = 32, 
     checked_targets, loss_fn.check_targets = loss_fn.check_targets, False   # y was checked once above
     model.stop_training = False
     model.train()
+    named = model.named_parameters()
+    last_good = _LastGoodState(model, optimizer)
     try:
         with _InterruptFlag() as interrupt:
             for callback in callbacks:
@@ -224,7 +226,7 @@ def fit(model, loss_fn, optimizer, X, y, epochs: int = 1, batch_size: int = 32, 
                     callback.on_epoch_begin(epoch)
                 logs, grad_norms, weight_norms = _run_epoch(model, loss_fn, optimizer, X, y, batch_size,
                                                             rng if shuffle else None, counters, callbacks,
-                                                            interrupt, epoch, history)
+                                                            interrupt, epoch, history, named, last_good)
                 if logs is None:                       # interrupted: the partial epoch is not recorded
                     history.interrupted = True
                     break
@@ -253,11 +255,11 @@ def fit(model, loss_fn, optimizer, X, y, epochs: int = 1, batch_size: int = 32, 
 
 
 def _run_epoch(model, loss_fn, optimizer, X, y, batch_size, rng, counters, callbacks, interrupt,
-               epoch, history):
+               epoch, history, named, last_good):
     xp = model.xp
     n = X.shape[0]
     order = model.device.asarray(rng.permutation(n)) if rng is not None else None
-    start_params, start_state = model._snapshot(), _copy_optimizer_state(optimizer)
+    last_good.take()
     weighted_losses, counts = [], {name: [] for name in counters}
     items = dict.fromkeys(counters, 0)
     for batch, start in enumerate(range(0, n, batch_size)):
@@ -284,28 +286,32 @@ def _run_epoch(model, loss_fn, optimizer, X, y, batch_size, rng, counters, callb
         if interrupt.raised:
             return None, None, None
     # One device-to-host transfer for everything this epoch measured.
-    named = model.named_parameters()
-    grad_norms = [xp.sqrt(xp.sum(p.grad * p.grad)) for _, p in named]
-    weight_norms = [xp.sqrt(xp.sum(p.data * p.data)) for _, p in named]
-    values = [xp.astype(xp.asarray(v), X.dtype) for v in weighted_losses + grad_norms + weight_norms]
+    squared_norms = [_squared_norm(xp, p.grad) for _, p in named] + [_squared_norm(xp, p.data) for _, p in named]
+    values = weighted_losses + squared_norms                 # all 0-d, all in the model's dtype
     for name in counters:
-        values.extend(xp.astype(xp.asarray(c), X.dtype) for c in counts[name])
+        values.extend(counts[name])
     host = model.device.to_numpy(xp.stack(values)).astype("float64")
     n_batches, n_params = len(weighted_losses), len(named)
     losses = host[:n_batches]
     if not all(math.isfinite(v) for v in losses):
-        _diverged(model, optimizer, epoch, losses, batch_size, n, start_params, start_state, history)
+        _diverged(optimizer, epoch, losses, batch_size, n, last_good, history)
     logs = {"loss": float(losses.sum()) / n}
     offset = n_batches + 2 * n_params
     for name in counters:
         logs[name] = float(host[offset:offset + n_batches].sum()) / items[name]
         offset += n_batches
     names = [name for name, _ in named]
-    return (logs, dict(zip(names, host[n_batches:n_batches + n_params].tolist())),
-            dict(zip(names, host[n_batches + n_params:n_batches + 2 * n_params].tolist())))
+    norms = host[n_batches:n_batches + 2 * n_params] ** 0.5
+    return logs, dict(zip(names, norms[:n_params].tolist())), dict(zip(names, norms[n_params:].tolist()))
 
 
-def _diverged(model, optimizer, epoch, weighted_losses, batch_size, n, start_params, start_state, history):
+def _squared_norm(xp, array):
+    """sum of squares as one dot product of the flattened array (a 0-d array, no sync)."""
+    flat = xp.reshape(array, (-1,))
+    return flat @ flat
+
+
+def _diverged(optimizer, epoch, weighted_losses, batch_size, n, last_good, history):
     bad = next(i for i, v in enumerate(weighted_losses) if not math.isfinite(v))
     last_finite = None
     if bad > 0:
@@ -313,8 +319,7 @@ def _diverged(model, optimizer, epoch, weighted_losses, batch_size, n, start_par
         last_finite = f"{weighted_losses[bad - 1] / size:.6g} at batch {bad}"
     elif history.history.get("loss"):
         last_finite = f"{history['loss'][-1]:.6g} (mean of epoch {epoch})"
-    model._restore(start_params)
-    optimizer.state = start_state
+    last_good.restore()
     raise DivergenceError(
         f"training diverged: the loss became {weighted_losses[bad]} at epoch {epoch + 1}, batch {bad + 1}; "
         f"last finite loss: {last_finite or 'none'}. The model keeps its parameters from the start of "
@@ -322,12 +327,32 @@ def _diverged(model, optimizer, epoch, weighted_losses, batch_size, n, start_par
         f"(now {optimizer.lr:g}) or clip gradients (bp.optim.clip_grad_norm_).", history)
 
 
-def _copy_optimizer_state(optimizer):
-    """Device copies of the optimizer's buffers (numbers such as Adam's step are kept as is)."""
-    return {key: {name: (backends.backend_of(value).xp.asarray(value, copy=True) if hasattr(value, "shape")
-                         else value)
-                  for name, value in buffers.items()}
-            for key, buffers in optimizer.state.items()}
+class _LastGoodState:
+    """Device copies of the parameters, buffers and optimizer state, taken at each epoch start.
+
+    The lists are gathered once per fit, so taking a copy costs one array copy per tensor.
+    """
+
+    def __init__(self, model, optimizer):
+        self.params = model.parameters()
+        self.buffers = [(layer, name) for layer in model.modules() for name in layer._buffer_names]
+        self.optimizer = optimizer
+        self.by_id = {id(p): p for p in optimizer.params}
+
+    def take(self):
+        self.param_copies = [p.backend.xp.asarray(p.data, copy=True) for p in self.params]
+        self.buffer_copies = [layer.xp.asarray(getattr(layer, name), copy=True) for layer, name in self.buffers]
+        self.optimizer_state = {
+            key: {name: (self.by_id[key].backend.xp.asarray(value, copy=True) if hasattr(value, "shape")
+                         else value) for name, value in buffers.items()}
+            for key, buffers in self.optimizer.state.items()}
+
+    def restore(self):
+        for p, copy in zip(self.params, self.param_copies):
+            p.data = copy
+        for (layer, name), copy in zip(self.buffers, self.buffer_copies):
+            setattr(layer, name, copy)
+        self.optimizer.state = self.optimizer_state
 
 
 def _step_scheduler(scheduler, logs):

@@ -16,14 +16,15 @@ if getattr(_backends, "IS_BPCORE_BACKENDS", False) is not True:
         f"bpcore's backend registry: an unrelated PyPI project is also named 'backends'. "
         f"Remove it (pip uninstall backends) and reinstall bpcore (pip install -e .)")
 
-from . import data, init, optim  # noqa: E402
-from .callbacks import Callback, EarlyStopping  # noqa: E402
+from . import data, init, io, optim  # noqa: E402
+from .callbacks import Callback, EarlyStopping, ModelCheckpoint  # noqa: E402
 from .gradcheck import GradcheckReport, gradcheck  # noqa: E402
 from .layers import (  # noqa: E402
     GELU, ACTIVATIONS, Identity, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh, mlp,
 )
 from .losses import BCELoss, BCEWithLogitsLoss, Loss, MSELoss, SoftmaxCrossEntropyLoss  # noqa: E402
 from .dropout import Dropout  # noqa: E402
+from .io import CheckpointError, load, load_checkpoint, save_checkpoint  # noqa: E402
 from .module import Layer, Parameter, Residual, Sequential  # noqa: E402
 from .normalization import BatchNorm1d, LayerNorm  # noqa: E402
 from .train import DivergenceError, History, evaluate, fit, predict  # noqa: E402
@@ -31,7 +32,7 @@ from .train import DivergenceError, History, evaluate, fit, predict  # noqa: E40
 __version__ = "0.1.0"
 
 __all__ = [
-    "ACTIVATIONS", "BatchNorm1d", "Dropout", "LayerNorm", "Residual", "BCELoss", "BCEWithLogitsLoss", "Callback", "DivergenceError", "EarlyStopping",
+    "ACTIVATIONS", "CheckpointError", "load", "load_checkpoint", "save_checkpoint", "BatchNorm1d", "Dropout", "LayerNorm", "Residual", "BCELoss", "BCEWithLogitsLoss", "Callback", "DivergenceError", "EarlyStopping", "ModelCheckpoint",
     "History", "evaluate", "fit", "predict", "GELU", "GradcheckReport", "Identity", "Layer",
     "LeakyReLU", "Linear", "Loss", "MSELoss", "Parameter", "ReLU", "Sequential", "Sigmoid", "Softmax",
     "SoftmaxCrossEntropyLoss", "Tanh", "data", "gradcheck", "init", "mlp", "optim", "__version__",

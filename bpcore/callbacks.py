@@ -40,6 +40,35 @@ class Callback:
         """``logs["loss"]`` is the batch loss as a 0-d device array (reading it syncs a GPU)."""
 
 
+class _Monitor:
+    """Tracks the best value of one epoch log entry ("val_loss", "accuracy", ...)."""
+
+    def __init__(self, owner: str, monitor: str, mode: str, min_delta: float = 0.0):
+        if not isinstance(monitor, str):
+            raise TypeError(f"{owner}: monitor must be a string, got {type(monitor).__name__}")
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"{owner}: mode must be 'auto', 'min' or 'max', got {mode!r}")
+        self.owner, self.monitor, self.min_delta = owner, monitor, min_delta
+        self.mode = ("max" if "acc" in monitor else "min") if mode == "auto" else mode
+        self.reset()
+
+    def reset(self):
+        self.best = math.inf if self.mode == "min" else -math.inf
+
+    def improved(self, logs) -> bool:
+        """Read the monitored value from ``logs``; True (and remember it) when it is a new best."""
+        logs = logs or {}
+        if self.monitor not in logs:
+            raise ValueError(f"{self.owner}: monitor {self.monitor!r} is not among this fit's values "
+                             f"{sorted(logs)} (val_* needs validation_data)")
+        value = logs[self.monitor]
+        better = (value < self.best - self.min_delta if self.mode == "min"
+                  else value > self.best + self.min_delta)
+        if better:
+            self.best = value
+        return better
+
+
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
 
@@ -55,36 +84,28 @@ class EarlyStopping(Callback):
 
     def __init__(self, monitor: str = "val_loss", patience: int = 10, min_delta: float = 0.0,
                  mode: str = "auto", restore_best_weights: bool = False):
-        if not isinstance(monitor, str):
-            raise TypeError(f"EarlyStopping: monitor must be a string, got {type(monitor).__name__}")
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
             raise ValueError(f"EarlyStopping: patience must be an int >= 0, got {patience!r}")
         if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or min_delta < 0:
             raise ValueError(f"EarlyStopping: min_delta must be a number >= 0, got {min_delta!r}")
-        if mode not in ("auto", "min", "max"):
-            raise ValueError(f"EarlyStopping: mode must be 'auto', 'min' or 'max', got {mode!r}")
-        if mode == "auto":
-            mode = "max" if "acc" in monitor else "min"
-        self.monitor, self.patience, self.min_delta, self.mode = monitor, patience, float(min_delta), mode
+        self._monitor = _Monitor("EarlyStopping", monitor, mode, float(min_delta))
+        self.monitor, self.mode, self.patience = monitor, self._monitor.mode, patience
         self.restore_best_weights = bool(restore_best_weights)
 
+    @property
+    def best(self):
+        return self._monitor.best
+
     def on_train_begin(self, logs=None):
-        self.best = math.inf if self.mode == "min" else -math.inf
+        self._monitor.reset()
         self.best_epoch = None
         self.stopped_epoch = None
         self.wait = 0
         self._best_weights = None
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        if self.monitor not in logs:
-            raise ValueError(f"EarlyStopping: monitor {self.monitor!r} is not among this fit's values "
-                             f"{sorted(logs)} (val_* needs validation_data)")
-        value = logs[self.monitor]
-        better = (value < self.best - self.min_delta if self.mode == "min"
-                  else value > self.best + self.min_delta)
-        if better:
-            self.best, self.best_epoch, self.wait = value, epoch, 0
+        if self._monitor.improved(logs):
+            self.best_epoch, self.wait = epoch, 0
             if self.restore_best_weights:
                 self._best_weights = self.model._snapshot()
             return
@@ -96,3 +117,33 @@ class EarlyStopping(Callback):
     def on_train_end(self, logs=None):
         if self.restore_best_weights and self._best_weights is not None:
             self.model._restore(self._best_weights)
+
+
+class ModelCheckpoint(Callback):
+    """Save a checkpoint (model, optimizer, epoch, history) to ``path`` at the end of epochs.
+
+    With ``save_best_only`` only when ``monitor`` reaches a new best (mode as in
+    EarlyStopping); otherwise every epoch. Writes are atomic; ``bp.load(path)`` gives the
+    model back and ``bp.load_checkpoint(path)`` everything.
+    """
+
+    def __init__(self, path, monitor: str = "val_loss", save_best_only: bool = False, mode: str = "auto"):
+        import os
+
+        self.path = os.fspath(path)
+        self.save_best_only = bool(save_best_only)
+        self._monitor = _Monitor("ModelCheckpoint", monitor, mode)
+        self.monitor = monitor
+        self.saved_epochs: list[int] = []
+
+    def on_train_begin(self, logs=None):
+        self._monitor.reset()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.save_best_only and not self._monitor.improved(logs):
+            return
+        from .io import save_checkpoint
+
+        save_checkpoint(self.path, model=self.model, optimizer=self.optimizer, epoch=epoch + 1,
+                        history=self.history)
+        self.saved_epochs.append(epoch)

@@ -29,6 +29,9 @@ class Dropout(Layer):
         self._scale = None       # mask / (1 - p); None means the identity was applied
         self._shape = None
 
+    def config(self) -> dict:
+        return {"p": self.p, "seed": self.seed}
+
     def forward(self, x):
         """x: any shape -> same shape."""
         x = self._accept_input(x)

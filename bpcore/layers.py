@@ -43,6 +43,9 @@ class Linear(Layer):
         self.b = self._make_parameter(_init.zeros(n_out)) if bias else None
         self._x = None
 
+    def config(self) -> dict:
+        return {"n_in": self.n_in, "n_out": self.n_out, "init": self.init, "bias": self.b is not None}
+
     def forward(self, x):
         """x: (batch, n_in) -> y = x @ W + b: (batch, n_out)."""
         x = self._accept_input(x)
@@ -150,6 +153,9 @@ class LeakyReLU(_Elementwise):
         self.slope = float(slope)
         self._local_slope = None
 
+    def config(self) -> dict:
+        return {"slope": self.slope}
+
     def forward(self, x):
         x = self._start(x)
         # dy/dx per entry: 1 where x > 0, else slope (arithmetic, not where: see ReLU)
@@ -228,6 +234,9 @@ class Softmax(_Elementwise):
             raise ValueError(f"Softmax: dim must be an int, got {dim!r}")
         self.dim = dim
         self._y = None
+
+    def config(self) -> dict:
+        return {"dim": self.dim}
 
     def forward(self, x):
         x = self._start(x)

@@ -110,6 +110,16 @@ class Layer:
     def __call__(self, x):
         return self.forward(x)
 
+    def config(self) -> dict:
+        """The constructor's arguments as plain data, so a checkpoint can rebuild the layer."""
+        return {}
+
+    def save(self, path) -> None:
+        """Save the architecture, parameters and buffers to ``path`` (see ``bp.load``); atomic."""
+        from .io import save
+
+        save(self, path)
+
     # -- helpers for subclasses ------------------------------------------
     @property
     def xp(self):

@@ -72,6 +72,9 @@ class BatchNorm1d(Layer):
         self._inv_std = None
         self._used_batch_statistics = False
 
+    def config(self) -> dict:
+        return {"n": self.n, "eps": self.eps, "momentum": self.momentum, "affine": self.affine}
+
     def forward(self, x):
         """x: (batch, n) -> (batch, n)."""
         x = self._accept_input(x)
@@ -136,6 +139,9 @@ class LayerNorm(Layer):
         self.bias = self._make_parameter(_init.zeros(n)) if elementwise_affine else None
         self._x_hat = None
         self._inv_std = None
+
+    def config(self) -> dict:
+        return {"n": self.n, "eps": self.eps, "elementwise_affine": self.elementwise_affine}
 
     def forward(self, x):
         """x: (..., n) -> (..., n)."""

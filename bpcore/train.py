@@ -173,12 +173,13 @@ class _InterruptFlag:
 
 def fit(model, loss_fn, optimizer, X, y, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
         seed=0, validation_data=None, metrics=None, callbacks=None, progress: bool = True,
-        scheduler=None) -> History:
+        scheduler=None, checkpoint=None, checkpoint_every: int = 1, resume=None) -> History:
     """Train ``model`` with minibatches; returns a :class:`History`.
 
     Args:
         X: inputs (n, features), host NumPy or on the model's device; y: targets for ``loss_fn``.
-        epochs: passes over the data. batch_size: samples per step (the last batch may be smaller).
+        epochs: the total number of passes over the data (with ``resume``, counted from the start).
+        batch_size: samples per step (the last batch may be smaller).
         shuffle, seed: a new seeded permutation each epoch; the same seed gives the same history.
         validation_data: (X_val, y_val), evaluated after each epoch ("val_loss", "val_accuracy").
         metrics: e.g. ["accuracy"] (binary or multi-class, chosen from the loss).
@@ -186,15 +187,22 @@ def fit(model, loss_fn, optimizer, X, y, epochs: int = 1, batch_size: int = 32, 
         progress: show a tqdm bar (one step per epoch, with loss, metrics and time).
         scheduler: a schedule from ``bp.optim`` stepped after each epoch (ReduceLROnPlateau is
             given val_loss, or loss without validation data).
+        checkpoint: a path; every ``checkpoint_every`` epochs (and after the last) the model,
+            optimizer, epoch, history, shuffling RNG and scheduler are saved there atomically.
+        resume: a checkpoint path to continue from (its epoch up to ``epochs``); the result is
+            bitwise the same as one uninterrupted run on the same backend. A missing file
+            starts from epoch 0, so ``checkpoint=p, resume=p`` is one command for both.
     Raises:
         DivergenceError: the loss became NaN or infinite; the model is put back to its
             parameters (and the optimizer to its state) at the start of that epoch.
-    Ctrl-C stops after the current batch and returns the history of the completed epochs.
+    Ctrl-C stops after the current batch and returns the history of the completed epochs;
+    with ``checkpoint`` the partial epoch is rolled back and a final checkpoint is written.
     """
     _check_common(model, loss_fn, batch_size)
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be a bpcore optimizer, got {type(optimizer).__name__}")
     _check_int("epochs", epochs)
+    _check_int("checkpoint_every", checkpoint_every)
     callbacks = list(callbacks or [])
     for i, callback in enumerate(callbacks):
         if not isinstance(callback, Callback):
@@ -207,11 +215,17 @@ def fit(model, loss_fn, optimizer, X, y, epochs: int = 1, batch_size: int = 32, 
         validation = _prepare(model, loss_fn, *validation_data, "validation_data")
     counters = _resolve_metrics(metrics, loss_fn)
     rng = _init.host_rng(seed)
+    history, start_epoch = _resume(resume, model, optimizer, scheduler, rng, epochs)
 
-    history = History()
+    def save(completed_epochs):
+        from .io import save_checkpoint
+
+        save_checkpoint(checkpoint, model=model, optimizer=optimizer, epoch=completed_epochs,
+                        history=history, rng_state=rng.bit_generator.state, scheduler=scheduler)
+
     for callback in callbacks:
         callback.set_context(model, optimizer, history)
-    bar = _progress_bar(epochs, progress)
+    bar = _progress_bar(epochs, progress, start_epoch)
     checked_targets, loss_fn.check_targets = loss_fn.check_targets, False   # y was checked once above
     model.stop_training = False
     model.train()
@@ -221,14 +235,19 @@ def fit(model, loss_fn, optimizer, X, y, epochs: int = 1, batch_size: int = 32, 
         with _InterruptFlag() as interrupt:
             for callback in callbacks:
                 callback.on_train_begin()
-            for epoch in range(epochs):
+            for epoch in range(start_epoch, epochs):
                 for callback in callbacks:
                     callback.on_epoch_begin(epoch)
+                rng_at_start = rng.bit_generator.state
                 logs, grad_norms, weight_norms = _run_epoch(model, loss_fn, optimizer, X, y, batch_size,
                                                             rng if shuffle else None, counters, callbacks,
                                                             interrupt, epoch, history, named, last_good)
                 if logs is None:                       # interrupted: the partial epoch is not recorded
                     history.interrupted = True
+                    if checkpoint is not None:         # roll back to the epoch boundary, then save it
+                        last_good.restore()
+                        rng.bit_generator.state = rng_at_start
+                        save(epoch)
                     break
                 if validation is not None:
                     scores = _evaluate_prepared(model, loss_fn, *validation, 1024, counters)
@@ -237,6 +256,9 @@ def fit(model, loss_fn, optimizer, X, y, epochs: int = 1, batch_size: int = 32, 
                 history._record(epoch, logs, grad_norms, weight_norms)
                 if scheduler is not None:
                     _step_scheduler(scheduler, logs)
+                if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs
+                                               or interrupt.raised):
+                    save(epoch + 1)
                 for callback in callbacks:
                     callback.on_epoch_end(epoch, logs)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=False)
@@ -250,8 +272,35 @@ def fit(model, loss_fn, optimizer, X, y, epochs: int = 1, batch_size: int = 32, 
         loss_fn.check_targets = checked_targets
         bar.close()
     if history.interrupted:
-        print(f"fit: interrupted; returning the history of {len(history.epochs)} completed epochs")
+        print(f"fit: interrupted; returning the history of {len(history.epochs)} completed epochs"
+              + (f" (saved to {checkpoint})" if checkpoint is not None else ""))
     return history
+
+
+def _resume(path, model, optimizer, scheduler, rng, epochs):
+    """(history, first epoch to run): fresh, or restored from the checkpoint at ``path``."""
+    import os
+
+    if path is None:
+        return History(), 0
+    if not os.path.exists(path):
+        print(f"fit: no checkpoint at {path} yet; starting from epoch 0")
+        return History(), 0
+    from .io import CheckpointError, load_checkpoint
+
+    saved = load_checkpoint(path, model=model, optimizer=optimizer)
+    start = saved["epoch"] or 0
+    if start > epochs:
+        raise ValueError(f"fit: {path} already holds {start} epochs, more than epochs={epochs} "
+                         f"(epochs is the total, counted from the start)")
+    if saved["rng_state"] is not None:
+        try:
+            rng.bit_generator.state = saved["rng_state"]
+        except (TypeError, ValueError, KeyError) as error:
+            raise CheckpointError(f"{path}: unusable shuffling RNG state ({error})") from None
+    if scheduler is not None and saved["scheduler"] is not None:
+        scheduler.load_state_dict(saved["scheduler"])
+    return saved["history"] or History(), start
 
 
 def _run_epoch(model, loss_fn, optimizer, X, y, batch_size, rng, counters, callbacks, interrupt,
@@ -364,10 +413,10 @@ def _step_scheduler(scheduler, logs):
         scheduler.step()
 
 
-def _progress_bar(epochs, enabled):
+def _progress_bar(epochs, enabled, start=0):
     from tqdm.auto import tqdm
 
-    return tqdm(total=epochs, unit="epoch", disable=not enabled, dynamic_ncols=True)
+    return tqdm(total=epochs, initial=start, unit="epoch", disable=not enabled, dynamic_ncols=True)
 
 
 # -- evaluation and prediction -------------------------------------------------------

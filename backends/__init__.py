@@ -16,7 +16,7 @@ that backend. ``register()`` adds a backend without touching bpcore.
 """
 from __future__ import annotations
 
-from ._base import Backend, BackendUnavailableError, RandomStream, is_host_array, to_host
+from ._base import Backend, BackendUnavailableError, RandomStream, host_array_from, is_host_array, to_host
 from ._registry import available, backend_of, get, known, register, status, unregister
 
 # bpcore checks this marker so that an unrelated PyPI project that is also
@@ -30,6 +30,7 @@ __all__ = [
     "available",
     "backend_of",
     "get",
+    "host_array_from",
     "is_host_array",
     "known",
     "register",

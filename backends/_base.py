@@ -31,6 +31,23 @@ def to_host(obj) -> np.ndarray:
     return backend_of(obj).to_numpy(obj)
 
 
+def host_array_from(obj, what: str = "input") -> np.ndarray:
+    """A host NumPy array from a list, tuple, or a table with ``to_numpy()`` (pandas).
+
+    Raises:
+        TypeError: the values are not numbers (ragged lists, strings, objects).
+    """
+    if hasattr(obj, "to_numpy") and callable(obj.to_numpy):
+        obj = obj.to_numpy()
+    try:
+        array = np.asarray(obj)
+    except ValueError as error:                 # ragged nested lists
+        raise TypeError(f"{what} cannot be made into an array: {error}") from None
+    if array.dtype.kind not in "fiub":
+        raise TypeError(f"{what} must hold numbers, got values of dtype {array.dtype}")
+    return array
+
+
 class RandomStream:
     """Seeded random numbers made on a backend's device.
 

@@ -111,9 +111,17 @@ def _check_int(name, value, minimum=1):
     return value
 
 
+def _table_to_array(value, what):
+    """Lists, tuples and pandas tables become host arrays (as Keras accepts them); arrays pass."""
+    if isinstance(value, (list, tuple)) or (hasattr(value, "to_numpy") and not hasattr(value, "__dlpack__")):
+        return backends.host_array_from(value, what)
+    return value
+
+
 def _prepare(model, loss_fn, X, y, what):
     """(X, y) on the model's device, y shaped and typed for the loss; every check done once."""
-    X = model._accept_input(X, f"{what} X")
+    X = model._accept_input(_table_to_array(X, f"{what}: X"), f"{what} X")
+    y = _table_to_array(y, f"{what}: y")
     xp = model.xp
     if X.ndim < 1 or X.shape[0] == 0:
         raise ValueError(f"{what}: X must hold at least one sample, got shape {tuple(X.shape)}")
@@ -462,7 +470,7 @@ def predict(model, X, batch_size: int = 1024, probabilities: bool = False):
     if not isinstance(model, Layer):
         raise TypeError(f"model must be a bpcore Layer, got {type(model).__name__}")
     _check_int("batch_size", batch_size)
-    X = model._accept_input(X, "predict X")
+    X = model._accept_input(_table_to_array(X, "predict: X"), "predict X")
     xp = model.xp
     was_training = model.training
     model.eval()

@@ -229,7 +229,8 @@ def _fit(X=None, y=None, loss_fn=None, **kwargs):
     ({"callbacks": [print]}, TypeError, "callbacks\\[0\\]"),
     ({"validation_data": np.ones((4, 2))}, TypeError, "validation_data"),
     ({"X": np.ones((0, 2)), "y": np.zeros(0, dtype=np.int64)}, ValueError, "at least one sample"),
-    ({"y": [0, 1, 0, 1]}, TypeError, "y must be an array"),
+    ({"y": [0, 1, 0, "a"]}, TypeError, "y must hold numbers"),
+    ({"X": [[1.0, 2.0], [3.0]] * 2}, TypeError, "X cannot be made into an array"),
 ])
 def test_fit_refuses_bad_input(kwargs, error, match):
     with pytest.raises(error, match=match):
@@ -244,3 +245,20 @@ def test_fit_refuses_bad_input_before_touching_the_model():
                np.ones((4, 2)), np.array([0, 1, 2, 7]), progress=False)
     for name, value in model.state_dict().items():
         np.testing.assert_array_equal(value, before[name])
+
+
+def test_fit_accepts_lists_and_tables_as_keras_does():
+    class Table:                     # what pandas offers: to_numpy()
+        def __init__(self, values):
+            self.values = values
+
+        def to_numpy(self):
+            return np.asarray(self.values)
+
+    X = [[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0]]
+    model = bp.mlp([2, 1], seed=0)
+    hist = bp.fit(model, bp.BCEWithLogitsLoss(), bp.optim.SGD(model.parameters(), lr=0.1), Table(X),
+                  [1, 1, 0, 0], epochs=2, progress=False)
+    assert len(hist["loss"]) == 2
+    assert bp.predict(model, X).shape == (4, 1)
+    assert set(bp.evaluate(model, bp.BCEWithLogitsLoss(), Table(X), (1, 1, 0, 0))) == {"loss"}

@@ -16,7 +16,7 @@ if getattr(_backends, "IS_BPCORE_BACKENDS", False) is not True:
         f"bpcore's backend registry: an unrelated PyPI project is also named 'backends'. "
         f"Remove it (pip uninstall backends) and reinstall bpcore (pip install -e .)")
 
-from . import data, init, io, optim  # noqa: E402
+from . import data, init, io, optim, viz  # noqa: E402
 from .callbacks import Callback, EarlyStopping, ModelCheckpoint  # noqa: E402
 from .gradcheck import GradcheckReport, gradcheck  # noqa: E402
 from .layers import (  # noqa: E402
@@ -35,5 +35,5 @@ __all__ = [
     "ACTIVATIONS", "CheckpointError", "load", "load_checkpoint", "save_checkpoint", "BatchNorm1d", "Dropout", "LayerNorm", "Residual", "BCELoss", "BCEWithLogitsLoss", "Callback", "DivergenceError", "EarlyStopping", "ModelCheckpoint",
     "History", "evaluate", "fit", "predict", "GELU", "GradcheckReport", "Identity", "Layer",
     "LeakyReLU", "Linear", "Loss", "MSELoss", "Parameter", "ReLU", "Sequential", "Sigmoid", "Softmax",
-    "SoftmaxCrossEntropyLoss", "Tanh", "data", "gradcheck", "init", "mlp", "optim", "__version__",
+    "SoftmaxCrossEntropyLoss", "Tanh", "data", "gradcheck", "init", "mlp", "optim", "viz", "__version__",
 ]

@@ -114,3 +114,85 @@ def digits():
                           'pip install -e ".[data]" (or pip install scikit-learn)') from None
     bunch = load_digits()
     return (bunch.data / 16.0).astype(np.float32), bunch.target.astype(np.int64)
+
+
+def _binary_or_multiclass(labels, n_classes):
+    """(n, 1) float32 for two classes (binary cross-entropy), (n,) int64 for more (softmax)."""
+    if n_classes == 2:
+        return labels[:, None].astype(np.float32)
+    return labels.astype(np.int64)
+
+
+def circles(n: int = 200, noise: float = 0.05, factor: float = 0.5, seed=0):
+    """Two concentric circles: X (n, 2) float32, y (n, 1) float32 (1 = inner circle).
+
+    The outer circle has radius 1 and ceil(n/2) points at evenly spaced angles; the inner
+    one radius ``factor``; points shuffled, then Gaussian noise of std ``noise`` (as
+    scikit-learn's make_circles).
+    """
+    n = _check_count("circles", n)
+    noise = _check_noise("circles", noise)
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor < 1:
+        raise ValueError(f"circles: factor must be in (0, 1), got {factor!r}")
+    rng = host_rng(seed)
+    n_outer = (n + 1) // 2
+    n_inner = n - n_outer
+    outer = np.linspace(0, 2 * np.pi, n_outer, endpoint=False)
+    inner = np.linspace(0, 2 * np.pi, n_inner, endpoint=False)
+    points = np.concatenate([np.stack([np.cos(outer), np.sin(outer)], axis=1),
+                             factor * np.stack([np.cos(inner), np.sin(inner)], axis=1)])
+    labels = np.concatenate([np.zeros(n_outer), np.ones(n_inner)])
+    order = rng.permutation(n)
+    points, labels = points[order], labels[order]
+    points += rng.normal(0.0, noise, points.shape)
+    return points.astype(np.float32), _binary_or_multiclass(labels, 2)
+
+
+def blobs(n: int = 200, centers=((-1.0, -1.0), (1.0, 1.0)), std: float = 0.5 ** 0.5, seed=0):
+    """Gaussian blobs, one class per center.
+
+    Args:
+        n: points in all, split as evenly as possible over the centers.
+        centers: a list of (x1, x2, ...) centers (default: the lesson's (-1, -1) and (1, 1)),
+            or an int k for k centers drawn uniformly in [-10, 10]^2.
+        std: the standard deviation of every blob (default sqrt(0.5), the lesson's).
+    Returns:
+        X (n, d) float32; y (n, 1) float32 for two centers, (n,) int64 labels for more.
+    """
+    n = _check_count("blobs", n)
+    rng = host_rng(seed)
+    if isinstance(centers, (int, np.integer)) and not isinstance(centers, bool):
+        if centers < 2:
+            raise ValueError(f"blobs: need at least 2 centers, got {centers}")
+        centers = rng.uniform(-10.0, 10.0, (int(centers), 2))
+    centers = np.asarray(centers, dtype=np.float64)
+    if centers.ndim != 2 or len(centers) < 2:
+        raise ValueError(f"blobs: centers must be an int >= 2 or a list of at least 2 points, "
+                         f"got shape {centers.shape}")
+    if isinstance(std, bool) or not isinstance(std, (int, float)) or not 0 <= std < np.inf:
+        raise ValueError(f"blobs: std must be a finite number >= 0, got {std!r}")
+    k = len(centers)
+    counts = [n // k + (1 if i < n % k else 0) for i in range(k)]
+    points = np.concatenate([rng.normal(c, std, (m, centers.shape[1])) for c, m in zip(centers, counts)])
+    labels = np.concatenate([np.full(m, i) for i, m in enumerate(counts)])
+    return points.astype(np.float32), _binary_or_multiclass(labels, k)
+
+
+def standardize(X_train, *others):
+    """Scale features to mean 0, std 1 using the training set's statistics.
+
+    Returns the standardized X_train followed by each array in ``others`` scaled with the
+    same mean and std (so test data never leak into the statistics). Constant features are
+    left centred, not divided by zero.
+    """
+    X_train = np.asarray(X_train)
+    if X_train.ndim != 2 or len(X_train) == 0:
+        raise ValueError(f"standardize: X_train must be (n, features) with n > 0, got {X_train.shape}")
+    mean = X_train.mean(axis=0)
+    std = X_train.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    scaled = [((np.asarray(X) - mean) / std).astype(X_train.dtype) for X in (X_train, *others)]
+    for X in scaled[1:]:
+        if X.ndim != 2 or X.shape[1] != X_train.shape[1]:
+            raise ValueError(f"standardize: every array must have {X_train.shape[1]} features, got {X.shape}")
+    return scaled[0] if not others else tuple(scaled)

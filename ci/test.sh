@@ -13,13 +13,13 @@ venv="${BPCORE_VENV:-.venv}"
 [ -x "$venv/bin/python" ] || "${PYTHON:-python3}" -m venv "$venv"
 python="$venv/bin/python"
 
-extras="test,data"
+extras="test,data,viz"
 torch_req="${BPCORE_TORCH:-torch==2.13.0}"
 if [ "$torch_req" != "none" ]; then
     # A pinned CPU build first: on this project's machines torch==2.13.0 is a local CPU wheel,
     # while an unpinned "torch" would pull a CUDA build of several GB.
     "$python" -m pip install --quiet "$torch_req"
-    extras="test,data,torch"
+    extras="test,data,viz,torch"
 fi
 "$python" -m pip install --quiet -e ".[$extras]"
 

@@ -2,19 +2,24 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import backends
+import bpcore as bp
 
 
-def parser(description: str, epochs: int, seed: int = 0) -> argparse.ArgumentParser:
-    """--device, --epochs and --seed, with this example's defaults."""
+def parser(description: str, epochs: int | None, seed: int = 0, draws: bool = False) -> argparse.ArgumentParser:
+    """--device, --epochs (when the example trains), --seed, and --out (when it draws)."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--device", default="cpu",
                    help="cpu (NumPy), cuda[:N] (CuPy), or any backend spec such as torch, "
                         "torch:cuda, array_api_strict (default: cpu)")
-    p.add_argument("--epochs", type=_positive_int, default=epochs, help=f"training epochs (default: {epochs})")
+    if epochs is not None:
+        p.add_argument("--epochs", type=_positive_int, default=epochs, help=f"training epochs (default: {epochs})")
     p.add_argument("--seed", type=int, default=seed, help=f"seed for weights and data (default: {seed})")
+    if draws:
+        p.add_argument("--out", default="out", help="folder for the PNG figures (default: out)")
     return p
 
 
@@ -49,3 +54,27 @@ def train_full_batch(model, loss_fn, optimizer, X, y, epochs: int, report_every:
         if epoch % report_every == 0 or epoch == epochs:
             report(epoch, float(loss), out)
     return float(loss), out
+
+
+def save_figure(draw, out_dir: str, name: str):
+    """Call draw(path) to write out_dir/name, or say how to get matplotlib when it is missing."""
+    path = os.path.join(out_dir, name)
+    try:
+        draw(path)
+    except ImportError as error:
+        print(f"(no {name}: {error})")
+        return None
+    print(f"wrote {path}")
+    return path
+
+
+class PrintEvery(bp.Callback):
+    """Print the epoch's logs every ``every`` epochs (and after the last)."""
+
+    def __init__(self, every: int, epochs: int):
+        self.every, self.epochs = max(1, every), epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every == 0 or epoch + 1 == self.epochs:
+            shown = "  ".join(f"{k} {v:.4f}" for k, v in logs.items() if k != "lr")
+            print(f"epoch {epoch + 1:>5}  {shown}")

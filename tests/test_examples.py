@@ -20,12 +20,65 @@ def load_example(name):
     return module
 
 
-@pytest.mark.parametrize("name", ["xor", "spiral"])
-def test_example_runs_briefly_on_every_backend(backend, name, capsys):
-    result = load_example(name).main(["--device", backend.spec, "--epochs", "20", "--seed", "3"])
-    assert result["loss"] > 0
+TRAINING_EXAMPLES = ["xor", "spiral", "moons", "blobs", "digits", "deep_nets"]
+DRAWING_EXAMPLES = {"spiral": ["spiral_boundary.png", "spiral_curves.png"], "moons": ["moons_boundary.png"],
+                    "blobs": ["blobs_boundary.png", "blobs_curves.png"],
+                    "digits": ["digits_confusion.png", "digits_curves.png"],
+                    "vanishing_gradients": ["vanishing_gradients.png"]}
+
+
+def run_args(name, backend, tmp_path, epochs="2"):
+    args = ["--device", backend.spec, "--seed", "3"]
+    if name in TRAINING_EXAMPLES:
+        args += ["--epochs", epochs]
+    if name in DRAWING_EXAMPLES:
+        args += ["--out", str(tmp_path)]
+    return args
+
+
+@pytest.mark.parametrize("name", TRAINING_EXAMPLES + ["gradient_check", "chain_rule", "vanishing_gradients"])
+def test_example_runs_briefly_on_every_backend(backend, name, tmp_path, capsys):
+    if name in ("digits", "deep_nets"):
+        pytest.importorskip("sklearn", reason="the digits need scikit-learn (pip install -e '.[data]')")
+    result = load_example(name).main(run_args(name, backend, tmp_path))
+    assert result
     output = capsys.readouterr().out
-    assert backend.spec in output and "loss" in output
+    assert output.strip()
+    for png in DRAWING_EXAMPLES.get(name, []):
+        if importlib.util.find_spec("matplotlib") is not None:
+            assert (tmp_path / png).stat().st_size > 5000, png
+            assert f"wrote {tmp_path / png}" in output
+
+
+def test_lesson_figures_at_full_length(tmp_path):
+    """spiral 1.0 (training), blobs >= 0.95, moons >= 0.95 (test), with the lessons' settings."""
+    out = ["--out", str(tmp_path)]
+    assert load_example("spiral").main(out)["accuracy"] == 1.0
+    assert load_example("blobs").main(out)["accuracy"] >= 0.95
+    assert load_example("moons").main(out)["accuracy"] >= 0.95
+
+
+def test_gradient_check_example_passes_then_catches_the_bug():
+    result = load_example("gradient_check").main([])
+    assert result["correct"].passed
+    assert not result["planted"].passed
+    assert {row.name for row in result["planted"].rows if not row.passed} == {"0.W", "0.b", "input"}
+
+
+def test_chain_rule_numbers_agree():
+    result = load_example("chain_rule").main([])
+    assert result["dy_dx"] == 30.0 and result["dy_dx_numeric"] == pytest.approx(30.0, rel=1e-8)
+    for by_hand, backprop, numeric in zip(result["by_hand"], result["backprop"], result["numeric"]):
+        assert backprop == pytest.approx(by_hand, rel=1e-12)
+        assert numeric == pytest.approx(by_hand, rel=1e-6)
+
+
+def test_vanishing_gradients_decay_in_the_sigmoid_net(tmp_path):
+    result = load_example("vanishing_gradients").main(["--out", str(tmp_path)])
+    sigmoid = result["norms"]["sigmoid"]
+    assert sigmoid[0] < sigmoid[-1] / 50                   # orders of magnitude across 6 layers
+    relu = result["norms"]["relu_he"]
+    assert relu[0] / relu[-1] > 10 * sigmoid[0] / sigmoid[-1]
 
 
 def test_xor_learns_xor():
@@ -35,9 +88,9 @@ def test_xor_learns_xor():
     assert max(low, low_b) < 0.1 and min(high_a, high_b) > 0.9
 
 
-def test_spiral_reaches_full_training_accuracy(backend):
+def test_spiral_reaches_full_training_accuracy(backend, tmp_path):
     """The lesson's figure: 2-16-8-1 tanh, lr 0.5, 1000 epochs -> training accuracy 1.0."""
-    result = load_example("spiral").main(["--device", backend.spec])
+    result = load_example("spiral").main(["--device", backend.spec, "--out", str(tmp_path)])
     assert result["accuracy"] == 1.0
     assert result["loss"] < 0.02
 

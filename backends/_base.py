@@ -68,6 +68,18 @@ class RandomStream:
         """Standard normal numbers with the given shape, on the device."""
         return self._normal(tuple(shape), dtype)
 
+    def get_state(self):
+        """The stream's position as JSON-able data (None where the library cannot export it)."""
+        return {"kind": "host", "state": self._host.bit_generator.state}
+
+    def set_state(self, state) -> None:
+        """Continue from a position given by :meth:`get_state`."""
+        if state is None:
+            return
+        if not isinstance(state, dict) or state.get("kind") != "host":
+            raise ValueError(f"not a state of this random stream: {str(state)[:80]}")
+        self._host.bit_generator.state = state["state"]
+
     def _uniform(self, shape, dtype):
         return self.backend.asarray(self._host.random(shape).astype(dtype))
 

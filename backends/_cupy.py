@@ -14,6 +14,13 @@ class CupyRandom(RandomStream):
         with backend.device:
             self._state = backend.cupy.random.RandomState(seed)
 
+    def get_state(self):
+        return None          # cupy.random.RandomState has no state export: resumes redraw from the seed
+
+    def set_state(self, state) -> None:
+        if state is not None:
+            raise ValueError("a CuPy random stream cannot be set to a saved state")
+
     def _uniform(self, shape, dtype):
         with self.backend.device:
             return self._state.random_sample(size=shape, dtype=dtype)

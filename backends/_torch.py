@@ -18,6 +18,16 @@ class TorchRandom(RandomStream):
         else:
             self._generator.manual_seed(int(seed))
 
+    def get_state(self):
+        return {"kind": "torch", "state": self._generator.get_state().tolist()}
+
+    def set_state(self, state) -> None:
+        if state is None:
+            return
+        if not isinstance(state, dict) or state.get("kind") != "torch":
+            raise ValueError(f"not a state of a torch random stream: {str(state)[:80]}")
+        self._generator.set_state(self.backend.torch.tensor(state["state"], dtype=self.backend.torch.uint8))
+
     def _uniform(self, shape, dtype):
         torch = self.backend.torch
         return torch.rand(shape, generator=self._generator, device=self.backend.device,

@@ -45,6 +45,15 @@ class Dropout(Layer):
         self._scale = self.xp.astype(keep, x.dtype) * (1.0 / (1.0 - self.p))
         return x * self._scale
 
+    def random_state(self):
+        """The mask stream's position (JSON-able), saved in checkpoints; None before the first mask."""
+        return self._stream.get_state() if self._stream is not None else None
+
+    def set_random_state(self, state) -> None:
+        """Continue drawing masks from a position given by :meth:`random_state`."""
+        self._stream = self._backend.random(self.seed)
+        self._stream.set_state(state)
+
     def backward(self, grad_out):
         if self._shape is None:
             raise self._no_forward()

@@ -9,11 +9,15 @@ A bpcore file is
               per array (name, dtype, shape, byte offset, byte count), the payload's length
               and its SHA-256, plus JSON-able extras (epoch, history, optimizer settings)
     payload   the arrays' raw little-endian bytes, one after another
+    32 bytes  SHA-256 of everything before it (magic, length, header and payload), so a
+              flipped bit anywhere, in the architecture too, is caught
 
 Loading checks everything before it changes anything: the magic (a pickle, a zip/.npz or
 any other file is refused by name), the header, the format version, that every array lies
-inside the payload with the size its dtype and shape imply, the payload's length and
-SHA-256, and that every layer type is known. Arrays are read with ``np.frombuffer`` from
+inside the payload with the size its dtype and shape imply, the payload's length, the
+file's SHA-256, that every layer type is known and its sizes are plausible for the arrays
+(before any layer is built), and, when loading into an existing model, that the file
+describes the same architecture. Arrays are read with ``np.frombuffer`` from
 a fixed list of numeric dtypes, so no code from the file ever runs.
 
 Why not safetensors: it would be a standard and equally safe container, but it stores no
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import struct
 import tempfile
@@ -38,6 +43,7 @@ FORMAT = "bpcore-checkpoint"
 FORMAT_VERSION = 1
 _DTYPES = {"float32": "<f4", "float64": "<f8", "int64": "<i8", "int32": "<i4", "uint8": "u1", "bool": "|b1"}
 _MAX_HEADER = 64 * 1024 * 1024
+_DIGEST = 32                     # bytes of the SHA-256 trailer
 
 
 class CheckpointError(ValueError):
@@ -142,7 +148,8 @@ def write_file(path, arrays: dict, meta: dict) -> None:
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=_temporary_prefix(path), suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as stream:
-            stream.write(MAGIC + struct.pack("<Q", len(header_bytes)) + header_bytes + payload)
+            body = MAGIC + struct.pack("<Q", len(header_bytes)) + header_bytes + payload
+            stream.write(body + hashlib.sha256(body).digest())
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
@@ -160,12 +167,13 @@ def _temporary_prefix(path):
 def _remove_stale_temporaries(path):
     """Delete temporary files left by writers of ``path`` whose process no longer exists."""
     directory = os.path.dirname(os.path.abspath(path))
-    stem = f".{os.path.basename(path)}."
+    owner = f".{os.path.basename(path)}"
     for entry in os.listdir(directory):
-        if not (entry.startswith(stem) and entry.endswith(".tmp")):
+        if not entry.endswith(".tmp"):
             continue
-        pid_text = entry[len(stem):].split(".", 1)[0]
-        if not pid_text.isdigit() or _process_alive(int(pid_text)):
+        # ".<name>.<pid>.<random>.tmp", read from the right: <name> itself may contain dots
+        parts = entry[:-len(".tmp")].rsplit(".", 2)
+        if len(parts) != 3 or parts[0] != owner or not parts[1].isdigit() or _process_alive(int(parts[1])):
             continue
         try:
             os.unlink(os.path.join(directory, entry))
@@ -210,8 +218,12 @@ def read_file(path):
     if not content.startswith(MAGIC):
         raise CheckpointError(f"{path}: not a bpcore checkpoint ({_describe(content)}); bpcore never loads "
                               f"pickles or .npz archives")
-    if len(content) < 16:
-        raise CheckpointError(f"{path}: truncated: the header length is missing")
+    if len(content) < 16 + _DIGEST:
+        raise CheckpointError(f"{path}: truncated: {len(content)} bytes is too short for a checkpoint")
+    body, digest = content[:-_DIGEST], content[-_DIGEST:]
+    if hashlib.sha256(body).digest() != digest:
+        raise CheckpointError(f"{path}: the file's SHA-256 does not match: it is truncated or corrupt")
+    content = body
     (header_length,) = struct.unpack("<Q", content[8:16])
     if header_length > min(_MAX_HEADER, len(content) - 16):
         raise CheckpointError(f"{path}: truncated or corrupt: the header claims {header_length} bytes, "
@@ -251,13 +263,13 @@ def _arrays(path, header, payload):
             raise CheckpointError(f"{path}: tensor {name!r} has dtype {dtype!r}, not one of {', '.join(_DTYPES)}")
         if not (isinstance(shape, list) and all(isinstance(n, int) and n >= 0 for n in shape)):
             raise CheckpointError(f"{path}: tensor {name!r} has an invalid shape {shape!r}")
-        expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(_DTYPES[dtype]).itemsize
+        count = math.prod(shape)                       # Python ints: no overflow
+        expected = count * np.dtype(_DTYPES[dtype]).itemsize
         if not (isinstance(offset, int) and isinstance(nbytes, int)) or nbytes != expected \
                 or offset != end or offset + nbytes > len(payload):
             raise CheckpointError(f"{path}: the header lies about tensor {name!r}: {nbytes} bytes at offset "
                                   f"{offset} for shape {shape} {dtype} ({expected} bytes expected at {end}, "
                                   f"payload {len(payload)} bytes)")
-        count = int(np.prod(shape, dtype=np.int64))
         # astype copies into a native-order, writable array that owns its memory
         arrays[name] = np.frombuffer(payload, dtype=_DTYPES[dtype], count=count,
                                      offset=offset).reshape(shape).astype(dtype)
@@ -306,7 +318,9 @@ def save_checkpoint(path, model: Layer, optimizer=None, epoch=None, history=None
     if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0):
         raise ValueError(f"save_checkpoint: epoch must be an int >= 0, got {epoch!r}")
     arrays = {f"model/{name}": value for name, value in model.state_dict().items()}
-    meta = {"architecture": architecture(model), "dtype": model.dtype, "epoch": epoch,
+    streams = {path: layer.random_state() for path, layer in model._layers_by_path().items()
+               if hasattr(layer, "random_state") and layer.random_state() is not None}
+    meta = {"architecture": architecture(model), "dtype": model.dtype, "epoch": epoch, "random_streams": streams,
             "rng_state": rng_state, "scheduler": scheduler.state_dict() if scheduler is not None else None}
     if optimizer is not None:
         state = optimizer.state_dict()
@@ -335,6 +349,10 @@ def load_checkpoint(path, model: Layer | None = None, optimizer=None, device=Non
 
     arrays, header = read_file(path)
     state = {name[len("model/"):]: value for name, value in arrays.items() if name.startswith("model/")}
+    _check_architecture(header.get("architecture"), state, path)
+    if model is not None and _comparable(architecture(model)) != _comparable(header.get("architecture")):
+        raise CheckpointError(f"{path}: holds a different architecture than this model:\n  file:  "
+                              f"{_comparable(header.get('architecture'))}\n  model: {_comparable(architecture(model))}")
     if model is None:
         model = build(header.get("architecture"), path)
         model.astype(header.get("dtype", "float32") if header.get("dtype") in ("float32", "float64") else "float32")
@@ -357,6 +375,7 @@ def load_checkpoint(path, model: Layer | None = None, optimizer=None, device=Non
         except (KeyError, ValueError, TypeError) as error:
             model._restore(before)        # all or nothing
             raise CheckpointError(f"{path}: does not fit this optimizer: {error}") from None
+    _set_random_streams(model, header.get("random_streams") or {})
     history = None
     if header.get("history") is not None:
         history = History()
@@ -366,6 +385,65 @@ def load_checkpoint(path, model: Layer | None = None, optimizer=None, device=Non
     return {"model": model, "epoch": header.get("epoch"), "history": history,
             "rng_state": header.get("rng_state"), "scheduler": header.get("scheduler"),
             "optimizer": optimizer_state}
+
+
+_SIZE_KEYS = ("n_in", "n_out", "n")
+
+
+def _check_architecture(spec, state, path):
+    """Every layer type known and every layer size plausible for the saved arrays, before building.
+
+    A size no saved array has as a dimension, or a Linear with more weights than the file
+    holds numbers, would only allocate memory before the shape check refuses the file.
+    """
+    largest_dim = max((d for value in state.values() for d in value.shape), default=0)
+    total = sum(value.size for value in state.values())
+    types = _layer_types()
+    pending = [spec]
+    while pending:
+        item = pending.pop()
+        if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+            raise CheckpointError(f"{path}: malformed architecture entry {str(item)[:80]}")
+        kind = item["type"]
+        if kind == "Sequential":
+            pending.extend(item.get("layers") if isinstance(item.get("layers"), list) else [None])
+            continue
+        if kind == "Residual":
+            pending.append(item.get("block"))
+            continue
+        if kind not in types:
+            raise CheckpointError(f"{path}: unknown layer type {kind!r} (known: {', '.join(sorted(types))}); "
+                                  f"a custom layer must be registered with bp.io.register_layer first")
+        config = item.get("config", {})
+        sizes = [config.get(key) for key in _SIZE_KEYS if isinstance(config, dict) and key in config]
+        if any(isinstance(n, int) and n > max(largest_dim, 1) for n in sizes) or (
+                kind == "Linear" and all(isinstance(n, int) for n in sizes) and math.prod(sizes) > total):
+            raise CheckpointError(f"{path}: layer {kind} {config} is larger than any array the file holds")
+
+
+def _comparable(spec):
+    """The architecture without settings that do not change a trained model (init, seed)."""
+    if isinstance(spec, dict):
+        return {k: _comparable(v) for k, v in spec.items() if k not in ("init", "seed")}
+    if isinstance(spec, list):
+        return [_comparable(v) for v in spec]
+    return spec
+
+
+def _set_random_streams(model, streams):
+    """Put Dropout (and any layer with set_random_state) back at its saved position.
+
+    Streams are per library: a state saved on another kind of backend cannot be used, and
+    that layer's stream restarts from its seed (only exact resumes need the position).
+    """
+    layers = model._layers_by_path()
+    for layer_path, state in streams.items():
+        layer = layers.get(layer_path)
+        if layer is not None and hasattr(layer, "set_random_state"):
+            try:
+                layer.set_random_state(state)
+            except ValueError:
+                layer.set_random_state(None)
 
 
 def _optimizer_state(path, saved, arrays):

@@ -294,13 +294,13 @@ def _resume(path, model, optimizer, scheduler, rng, epochs):
     if not os.path.exists(path):
         print(f"fit: no checkpoint at {path} yet; starting from epoch 0")
         return History(), 0
-    from .io import CheckpointError, load_checkpoint
+    from .io import CheckpointError, load_checkpoint, read_file
 
-    saved = load_checkpoint(path, model=model, optimizer=optimizer)
-    start = saved["epoch"] or 0
+    start = read_file(path)[1].get("epoch") or 0       # checked before anything is loaded
     if start > epochs:
         raise ValueError(f"fit: {path} already holds {start} epochs, more than epochs={epochs} "
                          f"(epochs is the total, counted from the start)")
+    saved = load_checkpoint(path, model=model, optimizer=optimizer)
     if saved["rng_state"] is not None:
         try:
             rng.bit_generator.state = saved["rng_state"]

@@ -24,6 +24,7 @@ from .layers import (  # noqa: E402
 )
 from .losses import BCELoss, BCEWithLogitsLoss, Loss, MSELoss, SoftmaxCrossEntropyLoss  # noqa: E402
 from .dropout import Dropout  # noqa: E402
+from .flow import FlowRecorder  # noqa: E402
 from .io import CheckpointError, load, load_checkpoint, save_checkpoint  # noqa: E402
 from .module import Layer, Parameter, Residual, Sequential  # noqa: E402
 from .normalization import BatchNorm1d, LayerNorm  # noqa: E402
@@ -32,7 +33,7 @@ from .train import DivergenceError, History, evaluate, fit, predict  # noqa: E40
 __version__ = "0.1.0"
 
 __all__ = [
-    "ACTIVATIONS", "CheckpointError", "load", "load_checkpoint", "save_checkpoint", "BatchNorm1d", "Dropout", "LayerNorm", "Residual", "BCELoss", "BCEWithLogitsLoss", "Callback", "DivergenceError", "EarlyStopping", "ModelCheckpoint",
+    "ACTIVATIONS", "CheckpointError", "load", "load_checkpoint", "save_checkpoint", "BatchNorm1d", "Dropout", "LayerNorm", "Residual", "BCELoss", "BCEWithLogitsLoss", "Callback", "DivergenceError", "EarlyStopping", "FlowRecorder", "ModelCheckpoint",
     "History", "evaluate", "fit", "predict", "GELU", "GradcheckReport", "Identity", "Layer",
     "LeakyReLU", "Linear", "Loss", "MSELoss", "Parameter", "ReLU", "Sequential", "Sigmoid", "Softmax",
     "SoftmaxCrossEntropyLoss", "Tanh", "data", "gradcheck", "init", "mlp", "optim", "viz", "__version__",

@@ -1,8 +1,8 @@
 """Callbacks: code that ``bp.fit`` calls at the start and end of training, epochs and batches.
 
 Subclass :class:`Callback` and override the hooks you need. Inside a hook,
-``self.model``, ``self.optimizer`` and ``self.history`` are the ones being
-trained; set ``self.model.stop_training = True`` to stop after this epoch.
+``self.model``, ``self.optimizer``, ``self.history`` and ``self.loss_fn`` are
+the ones being trained; set ``self.model.stop_training = True`` to stop after this epoch.
 ``logs`` at the end of an epoch holds plain floats: "loss", each metric,
 "val_loss" and "val_<metric>" when there is validation data, and "lr".
 """
@@ -17,9 +17,10 @@ class Callback:
     model = None
     optimizer = None
     history = None
+    loss_fn = None
 
-    def set_context(self, model, optimizer, history):
-        self.model, self.optimizer, self.history = model, optimizer, history
+    def set_context(self, model, optimizer, history, loss_fn=None):
+        self.model, self.optimizer, self.history, self.loss_fn = model, optimizer, history, loss_fn
 
     def on_train_begin(self, logs=None):
         pass

@@ -232,7 +232,7 @@ def fit(model, loss_fn, optimizer, X, y, epochs: int = 1, batch_size: int = 32, 
                         history=history, rng_state=rng.bit_generator.state, scheduler=scheduler)
 
     for callback in callbacks:
-        callback.set_context(model, optimizer, history)
+        callback.set_context(model, optimizer, history, loss_fn)
     bar = _progress_bar(epochs, progress, start_epoch)
     checked_targets, loss_fn.check_targets = loss_fn.check_targets, False   # y was checked once above
     model.stop_training = False

@@ -406,3 +406,17 @@ def confusion_matrix(model, X, y, classes=None, path=None):
     ax.set_title(f"confusion matrix: accuracy {accuracy:.3f} (n = {n})")
     fig.confusion = matrix
     return _finish(fig, path)
+
+
+def neural_flow(recorder, path, title: str = "Neural Flow") -> str:
+    """Write the animated Neural Flow page of a :class:`bpcore.FlowRecorder` to ``path``.
+
+    The same as ``recorder.save_html(path, title)``: one self-contained HTML file (no
+    network, no matplotlib needed) showing the recorded forward values and gradients.
+    Returns the path.
+    """
+    from .flow import FlowRecorder
+
+    if not isinstance(recorder, FlowRecorder):
+        raise TypeError(f"neural_flow expects a bp.FlowRecorder, got {type(recorder).__name__}")
+    return recorder.save_html(path, title=title)

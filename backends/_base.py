@@ -124,7 +124,7 @@ class Backend(abc.ABC):
     def owns(self, array) -> bool:
         """True when ``array`` is an array of this library on this device."""
 
-    def synchronize(self) -> None:
+    def synchronize(self) -> None:  # noqa: B027 (a no-op unless the device runs asynchronously)
         """Wait until queued device work is done (a no-op on the CPU)."""
 
     def random(self, seed: int | None = None) -> RandomStream:

@@ -33,8 +33,10 @@ from .train import DivergenceError, History, evaluate, fit, predict  # noqa: E40
 __version__ = "0.1.0"
 
 __all__ = [
-    "ACTIVATIONS", "CheckpointError", "load", "load_checkpoint", "save_checkpoint", "BatchNorm1d", "Dropout", "LayerNorm", "Residual", "BCELoss", "BCEWithLogitsLoss", "Callback", "DivergenceError", "EarlyStopping", "FlowRecorder", "ModelCheckpoint",
-    "History", "evaluate", "fit", "predict", "GELU", "GradcheckReport", "Identity", "Layer",
-    "LeakyReLU", "Linear", "Loss", "MSELoss", "Parameter", "ReLU", "Sequential", "Sigmoid", "Softmax",
-    "SoftmaxCrossEntropyLoss", "Tanh", "data", "gradcheck", "init", "mlp", "optim", "viz", "__version__",
+    "ACTIVATIONS", "BatchNorm1d", "BCELoss", "BCEWithLogitsLoss", "Callback", "CheckpointError",
+    "data", "DivergenceError", "Dropout", "EarlyStopping", "evaluate", "fit", "FlowRecorder",
+    "GELU", "gradcheck", "GradcheckReport", "History", "Identity", "init", "io", "Layer",
+    "LayerNorm", "LeakyReLU", "Linear", "load", "load_checkpoint", "Loss", "mlp", "ModelCheckpoint",
+    "MSELoss", "optim", "Parameter", "predict", "ReLU", "Residual", "save_checkpoint", "Sequential",
+    "Sigmoid", "Softmax", "SoftmaxCrossEntropyLoss", "Tanh", "viz", "__version__",
 ]

@@ -41,6 +41,16 @@ def _normalized_backward(xp, grad_x_hat, x_hat, inv_std, axis):
     return (inv_std / count) * (count * grad_x_hat - sum_grad - x_hat * sum_grad_x_hat)
 
 
+def _affine_backward(xp, grad_out, x_hat, weight, bias, axes):
+    """Backprop through y = weight * x_hat + bias: adds dL/dweight = sum g x_hat and
+    dL/dbias = sum g over ``axes`` (when there are parameters) and returns dL/dx_hat."""
+    if weight is None:
+        return grad_out
+    weight.accumulate_grad(xp.sum(grad_out * x_hat, axis=axes))
+    bias.accumulate_grad(xp.sum(grad_out, axis=axes))
+    return grad_out * weight.data
+
+
 class BatchNorm1d(Layer):
     """Batch normalization over the batch axis of (batch, n) inputs, as ``torch.nn.BatchNorm1d``.
 
@@ -109,12 +119,7 @@ class BatchNorm1d(Layer):
             raise self._no_forward()
         self._check_grad_out(grad_out, x_hat.shape)
         xp = self.xp
-        if self.affine:
-            self.weight.accumulate_grad(xp.sum(grad_out * x_hat, axis=0))
-            self.bias.accumulate_grad(xp.sum(grad_out, axis=0))
-            grad_x_hat = grad_out * self.weight.data
-        else:
-            grad_x_hat = grad_out
+        grad_x_hat = _affine_backward(xp, grad_out, x_hat, self.weight, self.bias, axes=0)
         if not self._used_batch_statistics:          # eval: mean and var are constants
             return grad_x_hat * self._inv_std
         return _normalized_backward(xp, grad_x_hat, x_hat, self._inv_std, axis=0)
@@ -164,13 +169,8 @@ class LayerNorm(Layer):
             raise self._no_forward()
         self._check_grad_out(grad_out, x_hat.shape)
         xp = self.xp
-        if self.elementwise_affine:
-            leading = tuple(range(grad_out.ndim - 1))
-            self.weight.accumulate_grad(xp.sum(grad_out * x_hat, axis=leading))
-            self.bias.accumulate_grad(xp.sum(grad_out, axis=leading))
-            grad_x_hat = grad_out * self.weight.data
-        else:
-            grad_x_hat = grad_out
+        leading = tuple(range(grad_out.ndim - 1))
+        grad_x_hat = _affine_backward(xp, grad_out, x_hat, self.weight, self.bias, axes=leading)
         return _normalized_backward(xp, grad_x_hat, x_hat, self._inv_std, axis=-1)
 
     def __repr__(self):

@@ -78,3 +78,12 @@ class PrintEvery(bp.Callback):
         if (epoch + 1) % self.every == 0 or epoch + 1 == self.epochs:
             shown = "  ".join(f"{k} {v:.4f}" for k, v in logs.items() if k != "lr")
             print(f"epoch {epoch + 1:>5}  {shown}")
+
+
+def load_digits_or_exit():
+    """bp.data.digits(), or exit 2 with one line naming the missing extra."""
+    try:
+        return bp.data.digits()
+    except ImportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

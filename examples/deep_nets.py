@@ -18,7 +18,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bpcore as bp  # noqa: E402
-from _common import parser, resolve_device  # noqa: E402
+from _common import load_digits_or_exit, parser, resolve_device  # noqa: E402
 
 DEPTH, WIDTH = 20, 64          # 20 Linear layers: 64 -> 64 (x19) -> 10
 
@@ -51,11 +51,7 @@ KINDS = ["sigmoid", "relu_he", "relu_he_batchnorm", "residual"]
 def main(argv=None) -> dict:
     args = parser(__doc__.splitlines()[0], epochs=30).parse_args(argv)
     device = resolve_device(args.device)
-    try:
-        X, y = bp.data.digits()
-    except ImportError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+    X, y = load_digits_or_exit()
     X_train, X_test, y_train, y_test = bp.data.train_test_split(X, y, test_size=0.2, seed=args.seed)
     print(f"digits: {len(X_train)} training and {len(X_test)} test images; {DEPTH} Linear layers of width "
           f"{WIDTH} on {device}; Adam lr 1e-3, batch 32, {args.epochs} epochs")

@@ -16,17 +16,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 
 import bpcore as bp  # noqa: E402
-from _common import PrintEvery, parser, resolve_device, save_figure  # noqa: E402
+from _common import PrintEvery, load_digits_or_exit, parser, resolve_device, save_figure  # noqa: E402
 
 
 def main(argv=None) -> dict:
     args = parser(__doc__.splitlines()[0], epochs=30, draws=True).parse_args(argv)
     device = resolve_device(args.device)
-    try:
-        X, y = bp.data.digits()
-    except ImportError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+    X, y = load_digits_or_exit()
     X_train, X_test, y_train, y_test = bp.data.train_test_split(X, y, test_size=0.2, seed=args.seed)
     model = bp.mlp([64, 64, 10], activation="relu", seed=args.seed).to(device)
     loss_fn = bp.SoftmaxCrossEntropyLoss()

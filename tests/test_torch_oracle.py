@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-import torch.nn.functional as F
-from helpers import host, tolerance
+import torch.nn.functional as F  # noqa: E402
+from helpers import host, tolerance  # noqa: E402
 
-import backends
-import bpcore as bp
+import backends  # noqa: E402
+import bpcore as bp  # noqa: E402
 
 # The oracle bound: float64 results of bpcore and torch agree to 1e-8.
 ORACLE_TOL = {"rtol": 1e-8, "atol": 1e-8}

@@ -89,6 +89,8 @@ class Loss:
                          f"{tuple(pred.shape)}")
 
     def _accept_target(self, backend, pred, target):
+        if backend.owns(target) and target.dtype == pred.dtype and target.shape == pred.shape:
+            return target                      # already as the loss needs it (fit prepares y so)
         target = self._move_target(backend, pred, target, None)
         xp = backend.xp
         if xp.isdtype(target.dtype, "real floating"):

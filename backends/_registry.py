@@ -38,8 +38,7 @@ def register(name: str, factory: Callable[[str | None], Backend], *,
         raise ValueError(f"backend {name!r} is already registered (pass replace=True to replace it)")
     _FACTORIES[name] = factory
     _CANDIDATES[name] = list(candidates) if candidates is not None else [name]
-    for spec in [s for s in _CACHE if s == name or s.startswith(name + ":")]:
-        del _CACHE[spec]
+    _CACHE.clear()          # aliases such as "cpu" may point at the replaced backend
 
 
 def unregister(name: str) -> None:

@@ -19,14 +19,17 @@ class TorchRandom(RandomStream):
             self._generator.manual_seed(int(seed))
 
     def get_state(self):
-        return {"kind": "torch", "state": self._generator.get_state().tolist()}
+        return {"kind": "torch", "device": self.backend.kind, "state": self._generator.get_state().tolist()}
 
     def set_state(self, state) -> None:
         if state is None:
             return
-        if not isinstance(state, dict) or state.get("kind") != "torch":
-            raise ValueError(f"not a state of a torch random stream: {str(state)[:80]}")
-        self._generator.set_state(self.backend.torch.tensor(state["state"], dtype=self.backend.torch.uint8))
+        if not isinstance(state, dict) or state.get("kind") != "torch" or state.get("device") != self.backend.kind:
+            raise ValueError(f"not a state of a torch {self.backend.kind} random stream: {str(state)[:80]}")
+        try:
+            self._generator.set_state(self.backend.torch.tensor(state["state"], dtype=self.backend.torch.uint8))
+        except RuntimeError as error:           # a state of another generator type or size
+            raise ValueError(f"torch refused the random stream state: {error}") from None
 
     def _uniform(self, shape, dtype):
         torch = self.backend.torch
@@ -50,8 +53,8 @@ class TorchBackend(Backend):
         super().__init__(torch_xp, device, f"torch:{device}")
 
     def asarray(self, host, dtype=None, copy=False):
-        host = np.ascontiguousarray(host, dtype=dtype)
-        if copy or self.kind == "cuda":
+        host = np.asarray(host, dtype=dtype, order="C")     # keeps 0-d arrays 0-d
+        if copy or self.kind == "cuda" or not host.flags.writeable:
             return self.torch.tensor(host, device=self.device)
         return self.torch.from_numpy(host)
 

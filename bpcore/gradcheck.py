@@ -91,9 +91,13 @@ def gradcheck(model: Layer, loss_fn, x, y, eps: float = 1e-5, atol: float = 1e-8
     """
     if not isinstance(model, Layer):
         raise TypeError(f"gradcheck: model must be a bpcore Layer, got {type(model).__name__}")
+    from .losses import Loss
+
+    if not isinstance(loss_fn, Loss):
+        raise TypeError(f"gradcheck: loss_fn must be a bpcore loss such as MSELoss(), got {loss_fn!r}")
     for name, value in (("eps", eps), ("atol", atol), ("rtol", rtol)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-            raise ValueError(f"gradcheck: {name} must be a number >= 0, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+            raise ValueError(f"gradcheck: {name} must be a finite number >= 0, got {value!r}")
     if eps == 0:
         raise ValueError("gradcheck: eps must be > 0")
     if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
@@ -106,11 +110,25 @@ def gradcheck(model: Layer, loss_fn, x, y, eps: float = 1e-5, atol: float = 1e-8
     inputs = [backend.asarray(backend.to_numpy(checked_x), copy=True)]   # perturbed in place below
     y = _as_float64(backend, y)
 
+    # Layers that draw random numbers (Dropout in training) must draw the same ones at every
+    # evaluation, or the differences would measure the noise: each starts from one saved state.
+    random_layers = [layer for layer in model.modules() if hasattr(layer, "set_random_state")]
+    for layer in random_layers:
+        if getattr(layer, "seed", 0) is None:
+            layer.seed = seed
+        layer.set_random_state(layer.random_state())
+    start_states = [layer.random_state() for layer in random_layers]
+
+    def forward(x):
+        for layer, state in zip(random_layers, start_states):
+            layer.set_random_state(state)
+        return model.forward(x)
+
     def loss_at() -> float:
-        return float(loss_fn.forward(model.forward(inputs[0]), y))
+        return float(loss_fn.forward(forward(inputs[0]), y))
 
     model.zero_grad()
-    loss_fn.forward(model.forward(inputs[0]), y)
+    loss_fn.forward(forward(inputs[0]), y)
     grad_x = model.backward(loss_fn.backward())
 
     host_rng = _init.host_rng(seed)

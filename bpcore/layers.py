@@ -7,15 +7,17 @@ the (batch, features) layout.
 from __future__ import annotations
 
 import math
+import numbers
 
 from . import init as _init
 from .module import Layer, Sequential
 
 
 def _check_size(layer: str, name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    """A positive int (NumPy integers accepted, as PyTorch does); bools and floats refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
         raise ValueError(f"{layer}: {name} must be a positive int, got {value!r}")
-    return value
+    return int(value)
 
 
 class Linear(Layer):
@@ -76,9 +78,9 @@ class Linear(Layer):
         if x is None:
             raise self._no_forward()
         self._check_grad_out(grad_out, (x.shape[0], self.n_out))
-        self.W.accumulate_grad(x.T @ grad_out)          # dL/dW = x^T @ dL/dy
+        self.W._accumulate_new(x.T @ grad_out)          # dL/dW = x^T @ dL/dy
         if self.b is not None:
-            self.b.accumulate_grad(self.xp.sum(grad_out, axis=0))   # dL/db = sum_batch dL/dy
+            self.b._accumulate_new(self.xp.sum(grad_out, axis=0))   # dL/db = sum_batch dL/dy
 
     def __repr__(self):
         extra = "" if self.b is not None else ", bias=False"

@@ -145,7 +145,7 @@ class BCELoss(Loss):
             size *= n
         log_p = self._clamped_log(xp, pred)
         log_1mp = self._clamped_log(xp, 1.0 - pred)
-        denominator = xp.clip(pred * (1.0 - pred), min=1e-12)
+        denominator = xp.maximum(pred * (1.0 - pred), 1e-12)   # maximum, not clip: no GPU sync on CuPy
         self._grad = (pred - target) / denominator / size
         return -xp.sum(target * log_p + (1.0 - target) * log_1mp) / size
 
@@ -153,8 +153,8 @@ class BCELoss(Loss):
     def _clamped_log(self, xp, p):
         """max(log p, -100), without ever evaluating log(0)."""
         positive = p > 0
-        return xp.clip(xp.where(positive, xp.log(xp.where(positive, p, 1.0)), self._LOG_FLOOR),
-                       min=self._LOG_FLOOR)
+        return xp.maximum(xp.where(positive, xp.log(xp.where(positive, p, 1.0)), self._LOG_FLOOR),
+                          self._LOG_FLOOR)
 
 
 class BCEWithLogitsLoss(Loss):

@@ -48,12 +48,12 @@ class Parameter:
         self._grad = value
 
     def accumulate_grad(self, grad):
-        """Add ``grad`` into ``.grad`` (the contract's +=).
+        """Add ``grad`` into ``.grad`` (the contract's +=). ``grad`` is copied, never kept."""
+        self._accumulate_new(self.backend.xp.asarray(grad, copy=True) if self._grad is None else grad)
 
-        The first gradient after ``zero_grad()`` is stored as given, without
-        adding it to a fresh array of zeros, so ``grad`` must be a new array
-        that nothing else writes to (as ``x.T @ grad_out`` is).
-        """
+    def _accumulate_new(self, grad):
+        """accumulate_grad for a freshly computed array that nothing else holds (x.T @ grad_out):
+        the first gradient after zero_grad() is stored as it is, saving a copy and an add."""
         if tuple(grad.shape) != tuple(self.data.shape):
             raise ValueError(f"gradient of shape {tuple(grad.shape)} for a parameter of shape "
                              f"{tuple(self.data.shape)}")
@@ -209,6 +209,11 @@ class Layer:
 
     def _adopt_children(self):
         """Take the device and dtype of the layers inside (they must agree); name their places."""
+        inner = self.modules()[1:]
+        if len({id(layer) for layer in inner}) != len(inner):
+            raise ValueError(f"{type(self).__name__}: the same layer object appears twice; each layer caches "
+                             f"its own input for backward, so a reused layer would get wrong gradients. "
+                             f"Make a second layer (copy.deepcopy(layer) for the same weights)")
         placed = {(sub._backend.spec, sub._dtype) for sub in self.modules()[1:]
                   if sub._own_parameters() or sub._buffer_names}
         if len(placed) > 1:
@@ -259,6 +264,7 @@ class Layer:
             for name in layer._buffer_names:
                 setattr(layer, name, target.asarray(source.to_numpy(getattr(layer, name))))
             layer._backend = target
+            layer._clear_cache()
         return self
 
     def astype(self, dtype: str):
@@ -276,7 +282,14 @@ class Layer:
                 if xp.isdtype(buffer.dtype, "real floating"):
                     setattr(layer, name, xp.astype(buffer, new))
             layer._dtype = dtype
+            layer._clear_cache()
         return self
+
+    def _clear_cache(self):
+        """Forget what forward cached: it lives on the old device or in the old dtype."""
+        for name, value in list(vars(self).items()):
+            if name.startswith("_") and hasattr(value, "shape") and hasattr(value, "dtype"):
+                setattr(self, name, None)
 
     @property
     def device(self) -> backends.Backend:
@@ -331,6 +344,8 @@ class Layer:
                                  f"the model expects {tuple(want)}")
             if value.dtype.kind not in "fiub":
                 raise ValueError(f"state_dict[{name!r}] has non-numeric dtype {value.dtype}")
+            if value.dtype.kind == "f" and ((value != value) | (abs(value) == float("inf"))).any():
+                raise ValueError(f"state_dict[{name!r}] holds NaN or infinite values")
             host_values[name] = value
         # Everything checked: now write, so a refused dict changes nothing.
         for path, layer in self._layers_by_path().items():

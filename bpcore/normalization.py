@@ -46,8 +46,8 @@ def _affine_backward(xp, grad_out, x_hat, weight, bias, axes):
     dL/dbias = sum g over ``axes`` (when there are parameters) and returns dL/dx_hat."""
     if weight is None:
         return grad_out
-    weight.accumulate_grad(xp.sum(grad_out * x_hat, axis=axes))
-    bias.accumulate_grad(xp.sum(grad_out, axis=axes))
+    weight._accumulate_new(xp.sum(grad_out * x_hat, axis=axes))
+    bias._accumulate_new(xp.sum(grad_out, axis=axes))
     return grad_out * weight.data
 
 

@@ -306,7 +306,7 @@ def clip_grad_norm_(params, max_norm: float, norm_type: float = 2.0):
         total = xp.max(xp.stack([xp.max(xp.abs(p.grad)) for p in params]))
     else:
         total = xp.sum(xp.stack([xp.sum(xp.abs(p.grad) ** norm_type) for p in params])) ** (1.0 / norm_type)
-    scale = xp.clip(max_norm / (total + 1e-6), max=1.0)
+    scale = xp.minimum(max_norm / (total + 1e-6), 1.0)     # minimum, not clip: no GPU sync on CuPy
     for p in params:
         p.grad = p.grad * scale
     return total
@@ -317,7 +317,7 @@ def clip_grad_value_(params, clip_value: float) -> None:
     params = _grads(params, "clip_grad_value_")
     clip_value = _check_number("clip_grad_value_", "clip_value", clip_value)
     for p in params:
-        p.grad = p.backend.xp.clip(p.grad, min=-clip_value, max=clip_value)
+        p.grad = p.backend.xp.minimum(p.backend.xp.maximum(p.grad, -clip_value), clip_value)
 
 
 from .schedules import (  # noqa: E402  (re-exported: bp.optim.StepLR, ...)

@@ -9,6 +9,7 @@ transfer brings them to the host: nothing else syncs a GPU inside the loop.
 from __future__ import annotations
 
 import math
+import numbers
 import signal
 import threading
 
@@ -106,9 +107,9 @@ def _resolve_metrics(metrics, loss_fn):
 
 # -- checking and moving the data ------------------------------------------------
 def _check_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
+    return int(value)
 
 
 def _table_to_array(value, what):
@@ -331,7 +332,7 @@ def _run_epoch(model, loss_fn, optimizer, X, y, batch_size, rng, counters, callb
         optimizer.zero_grad()
         out = model.forward(x_batch)
         loss = loss_fn.forward(out, y_batch)
-        model.backward(loss_fn.backward(), input_grad=False)
+        model.backward_params(loss_fn.backward())       # parameter gradients; dL/dX is not needed
         optimizer.step()
         weighted_losses.append(loss * (stop - start))
         for name, count in counters.items():
@@ -421,10 +422,25 @@ def _step_scheduler(scheduler, logs):
         scheduler.step()
 
 
+class _NoProgress:
+    """Stands in for the bar when progress=False (tqdm is not even imported)."""
+
+    def set_postfix(self, *args, **kwargs):
+        pass
+
+    def update(self, n=1):
+        pass
+
+    def close(self):
+        pass
+
+
 def _progress_bar(epochs, enabled, start=0):
+    if not enabled:
+        return _NoProgress()
     from tqdm.auto import tqdm
 
-    return tqdm(total=epochs, initial=start, unit="epoch", disable=not enabled, dynamic_ncols=True)
+    return tqdm(total=epochs, initial=start, unit="epoch", dynamic_ncols=True)
 
 
 # -- evaluation and prediction -------------------------------------------------------
@@ -479,7 +495,7 @@ def predict(model, X, batch_size: int = 1024, probabilities: bool = False):
         outputs = [model.forward(X[start:min(n, start + batch_size), ...]) for start in range(0, n, batch_size)]
     finally:
         model.train(was_training)
-    out = xp.concat(outputs, axis=0) if outputs else X[:0, ...]
+    out = xp.concat(outputs, axis=0) if outputs else model.forward(X)      # an empty X: (0, n_out)
     if probabilities:
         from .layers import stable_sigmoid
 

@@ -5,7 +5,7 @@
 #
 # Needs CuPy (pip install -e ".[cuda12]" or ".[cuda13]"), NumPy, pytest, and array-api-compat,
 # array-api-strict and hypothesis. On a machine without network, put their wheels in ./wheels
-# (pip download -d wheels array-api-compat array-api-strict hypothesis sortedcontainers attrs)
+# (pip download -d wheels array-api-compat array-api-strict hypothesis sortedcontainers attrs tqdm)
 # and this script installs them from there. bpcore itself runs from the checkout (PYTHONPATH).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +13,7 @@ python="${PYTHON:-python3}"
 
 if [ -d wheels ]; then
     "$python" -m pip install --quiet --no-index --find-links wheels \
-        array-api-compat array-api-strict hypothesis
+        array-api-compat array-api-strict hypothesis tqdm
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export BPCORE_REQUIRE_GPU=1

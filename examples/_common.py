@@ -17,10 +17,18 @@ def parser(description: str, epochs: int | None, seed: int = 0, draws: bool = Fa
                         "torch:cuda, array_api_strict (default: cpu)")
     if epochs is not None:
         p.add_argument("--epochs", type=_positive_int, default=epochs, help=f"training epochs (default: {epochs})")
-    p.add_argument("--seed", type=int, default=seed, help=f"seed for weights and data (default: {seed})")
+    p.add_argument("--seed", type=_non_negative_int, default=seed,
+                   help=f"seed for weights and data (default: {seed})")
     if draws:
         p.add_argument("--out", default="out", help="folder for the PNG figures (default: out)")
     return p
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
+    return value
 
 
 def _positive_int(text: str) -> int:

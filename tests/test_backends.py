@@ -177,3 +177,19 @@ def test_an_unrelated_backends_package_is_refused(tmp_path):
     assert result.returncode != 0
     assert "not bpcore's backend registry" in result.stderr
     assert "pip uninstall backends" in result.stderr
+
+
+def test_zero_dimensional_arrays_stay_zero_dimensional(backend):
+    assert tuple(backend.asarray(np.float32(2.0)).shape) == ()
+
+
+def test_replacing_a_backend_updates_its_aliases():
+    original = backends.get("cpu")
+    factory = type(original)
+    backends.register("numpy", lambda device: factory(), replace=True)
+    try:
+        assert backends.get("cpu") is backends.get("numpy")
+        assert backends.get("cpu") is not original
+    finally:
+        from backends._numpy import make_numpy
+        backends.register("numpy", make_numpy, replace=True)

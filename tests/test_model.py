@@ -214,3 +214,56 @@ def test_sgd_refuses_bad_params():
 
 def test_version():
     assert isinstance(bp.__version__, str) and bp.__version__.count(".") == 2
+
+
+def test_a_layer_used_twice_is_refused():
+    shared = bp.Linear(2, 2, seed=0)
+    with pytest.raises(ValueError, match="appears twice"):
+        bp.Sequential(shared, bp.Tanh(), shared)
+
+
+def test_accumulate_grad_keeps_a_copy(backend):
+    layer = bp.Linear(2, 2, seed=0).to(backend)
+    grad = backend.asarray(np.ones((2, 2), dtype=np.float32))
+    layer.W.accumulate_grad(grad)
+    layer.W.accumulate_grad(grad)
+    np.testing.assert_array_equal(host(backend, grad), np.ones((2, 2)))     # the caller's array is untouched
+    np.testing.assert_array_equal(host(backend, layer.W.grad), 2 * np.ones((2, 2)))
+
+
+def test_numpy_integer_sizes_are_accepted():
+    sizes = np.array([4, 3, 2])
+    model = bp.mlp([sizes[0], sizes[1], sizes[2]], seed=0)
+    assert model.layers[0].W.shape == (4, 3)
+    assert isinstance(model.layers[0].n_in, int)
+
+
+def test_moving_between_forward_and_backward_asks_for_a_new_forward(backend):
+    model = bp.mlp([2, 3, 1], seed=0)
+    model(np.ones((2, 2), dtype=np.float32))
+    model.to(backend)
+    grad_out = backend.asarray(np.ones((2, 1), dtype=np.float32))
+    if backend.spec == "numpy":                  # not moved: the cache is still valid
+        assert model.backward(grad_out).shape == (2, 2)
+        return
+    with pytest.raises(RuntimeError, match="before forward"):
+        model.backward(grad_out)
+    model.astype("float64")
+    with pytest.raises(RuntimeError, match="before forward"):
+        model.backward(grad_out)
+
+
+def test_non_finite_state_dict_is_refused():
+    model = bp.mlp([2, 1], seed=0)
+    state = model.state_dict()
+    state["0.W"][0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        model.load_state_dict(state)
+
+
+def test_gradcheck_holds_dropout_masks_fixed(backend, rng):
+    model = bp.Sequential(bp.Linear(3, 6, seed=0), bp.Dropout(0.4), bp.Linear(6, 1, seed=1)).to(backend)
+    report = bp.gradcheck(model, bp.MSELoss(), rng.standard_normal((5, 3)), rng.standard_normal((5, 1)))
+    assert report.passed, str(report)
+    with pytest.raises(TypeError, match="loss_fn"):
+        bp.gradcheck(model, "mse", rng.standard_normal((5, 3)), rng.standard_normal((5, 1)))

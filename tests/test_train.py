@@ -262,3 +262,17 @@ def test_fit_accepts_lists_and_tables_as_keras_does():
     assert len(hist["loss"]) == 2
     assert bp.predict(model, X).shape == (4, 1)
     assert set(bp.evaluate(model, bp.BCEWithLogitsLoss(), Table(X), (1, 1, 0, 0))) == {"loss"}
+
+
+def test_fit_trains_models_that_are_not_sequential():
+    X = np.random.default_rng(0).standard_normal((16, 2)).astype(np.float32)
+    y = X @ np.array([[1.0], [-2.0]], dtype=np.float32)
+    for model in (bp.Linear(2, 1, seed=0), bp.Residual(bp.Linear(2, 2, seed=0))):
+        target = y if model.__class__ is bp.Linear else np.concatenate([y, y], axis=1)
+        hist = bp.fit(model, bp.MSELoss(), bp.optim.SGD(model.parameters(), lr=0.05), X, target, epochs=20,
+                      batch_size=8, progress=False)
+        assert hist["loss"][-1] < hist["loss"][0]
+
+
+def test_predict_on_no_samples_keeps_the_output_width():
+    assert bp.predict(bp.mlp([3, 4, 2], seed=0), np.zeros((0, 3), dtype=np.float32)).shape == (0, 2)

@@ -1,0 +1,347 @@
+"""bpcore.flow_page: the self-contained Neural Flow page, checked as text and in a real browser.
+
+The data are synthetic (a small tanh net trained by plain gradient descent in NumPy
+here), so these tests do not depend on the recorder. The browser tests drive the
+system's headless Chromium with Playwright for Python and skip, with the reason,
+when either is missing. To run them:
+
+    apt-get install -y --no-install-recommends chromium      # Debian's package
+    pip install playwright                                    # no `playwright install`: the system Chromium is used
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+
+import numpy as np
+import pytest
+
+from bpcore.flow_page import render_html
+
+
+# -- synthetic data in the recorder's shape ----------------------------------------------------
+def _sig(x, digits: int = 4):
+    """Nested lists of floats rounded to ``digits`` significant digits (as the recorder stores them)."""
+    if isinstance(x, np.ndarray):
+        x = x.tolist()
+    if isinstance(x, list):
+        return [_sig(v, digits) for v in x]
+    return float(f"{float(x):.{digits}g}")
+
+
+def make_data(sizes=(2, 3, 1), snapshots: int = 3, probes: int = 2, every: int = 5, seed: int = 0,
+              lr: float = 0.1) -> dict:
+    """A tanh net (linear output, mean squared error) trained by gradient descent on its probes.
+
+    Returns the dict FlowRecorder.to_dict() produces: real forward values, dL/dz and dL/dW.
+    """
+    rng = np.random.default_rng(seed)
+    sizes = list(sizes)
+    L = len(sizes) - 1
+    X = rng.uniform(-1, 1, size=(probes, sizes[0]))
+    Y = np.tanh(1.5 * X.sum(axis=1, keepdims=True) * X[:, :1]) * np.ones((1, sizes[-1]))
+    Ws = [rng.normal(0, 1 / np.sqrt(n0), size=(n0, n1)) for n0, n1 in zip(sizes[:-1], sizes[1:])]
+    bs = [np.zeros(n1) for n1 in sizes[1:]]
+
+    def forward_backward():
+        acts = [X]
+        for k in range(L):
+            z = acts[-1] @ Ws[k] + bs[k]
+            acts.append(np.tanh(z) if k < L - 1 else z)
+        loss = float(np.mean((acts[-1] - Y) ** 2))
+        g = 2 * (acts[-1] - Y) / Y.size
+        grads, dWs = [None] * L, [None] * L
+        for k in reversed(range(L)):
+            grads[k] = g
+            dWs[k] = acts[k].T @ g
+            g = (g @ Ws[k].T) * (1 - acts[k] ** 2)
+        return acts, grads, dWs, loss
+
+    snaps = []
+    for k in range(snapshots):
+        acts, grads, dWs, loss = forward_backward()
+        snaps.append({
+            "epoch": k * every, "loss": None if k == 0 else _sig(loss),
+            "accuracy": None if k == 0 else _sig(min(1.0, 0.5 + 0.1 * k)),
+            "W": _sig(Ws), "b": _sig(bs),
+            "act": [[_sig(a[p]) for a in acts] for p in range(probes)],
+            "grad": [[_sig(g[p]) for g in grads] for p in range(probes)],
+            "dW": _sig(dWs),
+        })
+        for _ in range(every):
+            acts, grads, dWs, _loss = forward_backward()
+            for layer in range(L):
+                Ws[layer] -= lr * dWs[layer]
+                bs[layer] -= lr * grads[layer].sum(axis=0)
+    names = ["input"] + [f"Linear({a}, {b})" + (" + Tanh" if k < L - 1 else "")
+                         for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))]
+    return {"title": "Neural Flow", "sizes": sizes, "column_names": names, "probes": _sig(X),
+            "probe_labels": [str(_sig(y[0])) for y in Y], "every": every, "thinned": False,
+            "max_snapshots": 200, "snapshots": snaps}
+
+
+def embedded_json(page: str) -> str:
+    match = re.search(r'<script type="application/json" id="flow-data">(.*?)</script>', page, re.S)
+    assert match, "no embedded data block"
+    return match.group(1)
+
+
+# -- the page as text ----------------------------------------------------------------------
+def test_page_is_one_self_contained_document():
+    data = make_data()
+    page = render_html(data, title="XOR <flow>")
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    assert page.count("<html") == 1 and page.count("</html>") == 1
+    for banned in ("http://", "https://", "//cdn", "<link", "@import", "@font-face", "url("):
+        assert banned not in page, f"the page references {banned!r}"
+    assert not re.search(r"<script[^>]*\bsrc\s*=", page), "the page loads a script"
+    assert "<title>XOR &lt;flow&gt;</title>" in page
+    assert json.loads(embedded_json(page)) == data
+
+
+def test_script_end_inside_data_is_escaped():
+    data = make_data()
+    data["column_names"][1] = "evil </script><script>alert(1)</script> <!-- & -->"
+    data["probe_labels"] = ["</SCRIPT>", "a&b"]
+    page = render_html(data, title="</script>")
+    block = embedded_json(page)
+    assert "</" not in block and "<!--" not in block
+    assert json.loads(block) == data
+    assert page.count("</script>") == 2            # the data block and the code, nothing else
+
+
+def test_bad_data_is_refused():
+    with pytest.raises(ValueError, match="snapshot"):
+        render_html({"sizes": [2, 1], "snapshots": []})
+    data = make_data()
+    data["snapshots"][1]["loss"] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        render_html(data)
+
+
+def test_realistic_page_stays_small():
+    """A 2-16-8-1 net, 61 snapshots (300 epochs every 5), 4 probes, 4 significant digits: well under 2 MB."""
+    rng = np.random.default_rng(1)
+    sizes = [2, 16, 8, 1]
+    shapes = list(zip(sizes[:-1], sizes[1:]))
+    snaps = [{"epoch": 5 * k, "loss": _sig(rng.random()), "accuracy": _sig(rng.random()),
+              "W": [_sig(rng.normal(size=s)) for s in shapes], "b": [_sig(rng.normal(size=s[1])) for s in shapes],
+              "act": [[_sig(rng.normal(size=n)) for n in sizes] for _ in range(4)],
+              "grad": [[_sig(rng.normal(size=n) * 1e-3) for n in sizes[1:]] for _ in range(4)],
+              "dW": [_sig(rng.normal(size=s) * 1e-3) for s in shapes]} for k in range(61)]
+    data = make_data(sizes, snapshots=1, probes=4)
+    data["snapshots"] = snaps
+    page = render_html(data)
+    assert len(page.encode()) < 2_000_000, f"page is {len(page.encode())} bytes"
+    assert json.loads(embedded_json(page)) == data
+
+
+# -- the page in headless Chromium -------------------------------------------------------------
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def find_chromium():
+    if os.path.exists("/usr/bin/chromium"):
+        return "/usr/bin/chromium"
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = find_chromium()
+    if executable is None:
+        pytest.skip("no Chromium found (/usr/bin/chromium, chromium, chromium-browser, google-chrome); "
+                    "install it with `apt-get install -y --no-install-recommends chromium`")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("the Python package playwright is not installed (`pip install playwright`; "
+                    "no `playwright install` needed, the system Chromium is used)")
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+class Opened:
+    """A page opened from disk, with its console problems and every request it made."""
+
+    def __init__(self, browser, data, tmp_path, name="flow.html"):
+        path = tmp_path / name
+        path.write_text(render_html(data), encoding="utf-8")
+        self.url = path.as_uri()
+        self.data = data
+        self.problems, self.requests, self.blocked = [], [], []
+        self.context = browser.new_context(viewport={"width": 1280, "height": 800}, device_scale_factor=1)
+        self.page = page = self.context.new_page()
+        page.on("console", lambda msg: msg.type in ("error", "warning")
+                and self.problems.append(f"console {msg.type}: {msg.text}"))
+        page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
+        page.on("request", lambda request: self.requests.append(request.url))
+        page.route("**/*", self._route)
+        page.goto(self.url, wait_until="load")
+        page.wait_for_function("window.neuralFlow !== undefined")
+
+    def _route(self, route):
+        url = route.request.url
+        if url == self.url or url.startswith(("data:", "blob:")):
+            route.continue_()
+        else:
+            self.blocked.append(url)
+            route.abort()
+
+    def evaluate(self, expression, arg=None):
+        return self.page.evaluate(expression, arg)
+
+    def outside_requests(self):
+        return self.blocked + [u for u in self.requests if u != self.url and not u.startswith(("data:", "blob:"))]
+
+    def close(self):
+        self.context.close()
+
+
+@pytest.fixture
+def opened(browser, tmp_path):
+    pages = []
+
+    def open_page(data, name="flow.html"):
+        page = Opened(browser, data, tmp_path, name)
+        pages.append(page)
+        return page
+
+    yield open_page
+    for page in pages:
+        page.close()
+
+
+def test_page_opens_offline_without_errors(opened):
+    page = opened(make_data())
+    body = page.page.locator("body")
+    last = len(page.data["snapshots"]) - 1                  # the page opens on the end of training
+    assert body.get_attribute("data-snapshot-index") == str(last)
+    assert body.get_attribute("data-epoch") == str(page.data["snapshots"][last]["epoch"])
+    assert body.get_attribute("data-phase") == "idle"
+    assert page.evaluate("window.neuralFlow.data") == page.data
+    page.evaluate("window.neuralFlow.setProbe(1)")
+    page.evaluate("window.neuralFlow.setSnapshot(0)")
+    page.page.mouse.move(300, 300)
+    page.page.wait_for_timeout(100)
+    assert page.problems == []
+    assert page.outside_requests() == []
+
+
+def test_play_runs_forward_then_backward_and_moves(opened):
+    page = opened(make_data())
+    page.evaluate("""() => { window.__phases = [];
+        new MutationObserver(() => window.__phases.push(document.body.dataset.phase))
+            .observe(document.body, {attributes: true, attributeFilter: ["data-phase"]}); }""")
+    canvas = page.page.locator("#net")
+    page.page.select_option("#speed", "2")
+    page.page.click("#play")
+    assert page.evaluate("window.neuralFlow.playing") is True
+    page.page.wait_for_timeout(250)
+    first = canvas.screenshot()
+    page.page.wait_for_timeout(300)
+    second = canvas.screenshot()
+    assert first != second, "the picture did not change while playing"
+    page.page.wait_for_function("window.neuralFlow.phase === 'backward'", timeout=6000)
+    page.page.wait_for_timeout(250)
+    page.page.screenshot(path=os.path.join(tempfile.gettempdir(), "neural_flow.png"))
+    page.page.wait_for_function("window.neuralFlow.phase === 'idle'", timeout=6000)
+    assert page.evaluate("window.__phases") == ["forward", "backward", "idle"]
+    assert page.evaluate("window.neuralFlow.playing") is False
+    assert page.problems == [] and page.outside_requests() == []
+
+
+def test_slider_shows_the_chosen_snapshot(opened):
+    data = make_data(snapshots=4)
+    page = opened(data)
+    set_slider = """(k) => { const s = document.getElementById("slider"); s.value = String(k);
+                              s.dispatchEvent(new Event("input", {bubbles: true}));
+                              s.dispatchEvent(new Event("change", {bubbles: true})); }"""
+    for k in (0, 2, 1):
+        for probe in range(len(data["probes"])):
+            page.evaluate("(p) => window.neuralFlow.setProbe(p)", probe)
+            page.evaluate(set_slider, k)
+            snap = data["snapshots"][k]
+            expected = {"epoch": snap["epoch"], "loss": snap["loss"], "W": snap["W"], "b": snap["b"],
+                        "act": snap["act"][probe], "grad": snap["grad"][probe]}
+            assert page.evaluate("window.neuralFlow.currentValues()") == expected
+            assert page.evaluate("window.neuralFlow.snapshotIndex") == k
+            assert page.evaluate("window.neuralFlow.probeIndex") == probe
+            body = page.page.locator("body")
+            assert body.get_attribute("data-epoch") == str(snap["epoch"])
+            assert body.get_attribute("data-snapshot-index") == str(k)
+            assert page.page.locator("#epochLabel").inner_text() == f"epoch {snap['epoch']}"
+    page.evaluate("window.neuralFlow.setSnapshot(3)")
+    assert page.page.locator("body").get_attribute("data-epoch") == str(data["snapshots"][3]["epoch"])
+    # autoplay through the epochs walks the slider forward
+    page.evaluate("window.neuralFlow.setSnapshot(0); window.neuralFlow.setAutoplay(true)")
+    page.page.wait_for_function("window.neuralFlow.snapshotIndex >= 2", timeout=5000)
+    page.evaluate("window.neuralFlow.setAutoplay(false)")
+    assert page.problems == []
+
+
+def tip_number(text, name):
+    """The number after ``name = `` in a tooltip's text."""
+    match = re.search(re.escape(name) + r" = (\S+)", text)
+    assert match, f"no {name!r} in the tooltip {text!r}"
+    return float(match.group(1))
+
+
+def test_hover_shows_exact_values(opened):
+    data = make_data()
+    page = opened(data)
+    page.evaluate("window.neuralFlow.setSnapshot(1); window.neuralFlow.setProbe(1)")
+    snap = data["snapshots"][1]
+    box = page.page.locator("#net").bounding_box()
+    tip = page.page.locator("#tip")
+    for column, j in ((1, 2), (2, 0), (0, 1)):
+        pos = page.evaluate("([c, j]) => window.neuralFlow.neuronPosition(c, j)", [column, j])
+        page.page.mouse.move(box["x"] + pos["x"], box["y"] + pos["y"])
+        tip.wait_for(state="visible", timeout=2000)
+        text = tip.inner_text()
+        assert tip_number(text, "value") == snap["act"][1][column][j]
+        if column:
+            assert tip_number(text, "dL/dz") == snap["grad"][1][column - 1][j]
+            assert tip_number(text, "bias") == snap["b"][column - 1][j]
+    # an edge: a point a third of the way along the edge from input 0 to hidden neuron 0
+    a = page.evaluate("window.neuralFlow.neuronPosition(0, 0)")
+    b = page.evaluate("window.neuralFlow.neuronPosition(1, 0)")
+    page.page.mouse.move(box["x"] + (2 * a["x"] + b["x"]) / 3, box["y"] + (2 * a["y"] + b["y"]) / 3)
+    page.page.wait_for_function("document.getElementById('tip').textContent.includes('weight W[')", timeout=2000)
+    text = tip.inner_text()
+    layer, i, j = map(int, re.search(r"W\[(\d+)\]\[(\d+)\]\[(\d+)\]", text).groups())
+    assert tip_number(text, "w") == snap["W"][layer][i][j]
+    assert tip_number(text, "dL/dW") == snap["dW"][layer][i][j]
+    page.page.mouse.move(box["x"] + 2, box["y"] + 2)
+    tip.wait_for(state="hidden", timeout=2000)
+    assert page.problems == []
+
+
+def test_wide_layer_draws_the_strongest_edges_and_says_so(opened):
+    data = make_data(sizes=(2, 40, 8, 1), snapshots=2, probes=2)
+    page = opened(data, "wide.html")
+    note = page.page.locator("#notes")
+    assert note.is_visible()
+    assert "showing the 200 strongest of 320 edges" in note.inner_text()
+    assert page.evaluate("window.neuralFlow.shownEdges(1)") == 80      # 2 x 40: all drawn
+    assert page.evaluate("window.neuralFlow.shownEdges(2)") == 200
+    assert page.evaluate("window.neuralFlow.shownEdges(3)") == 8
+    page.page.select_option("#speed", "4")
+    page.evaluate("window.neuralFlow.play()")
+    assert page.evaluate("window.neuralFlow.phase") == "forward"
+    page.page.wait_for_function("window.neuralFlow.phase === 'backward'", timeout=6000)
+    page.evaluate("window.neuralFlow.stop()")
+    assert page.evaluate("window.neuralFlow.phase") == "idle"
+    assert page.problems == [] and page.outside_requests() == []

@@ -23,5 +23,16 @@ if [ "$torch_req" != "none" ]; then
 fi
 "$python" -m pip install --quiet -e ".[$extras]"
 
+# The Neural Flow page is tested in a real headless Chromium when one can be had: Debian's
+# chromium package plus Playwright for Python (which drives it; no browser download).
+# BPCORE_BROWSER=0 skips this; without Chromium those tests are skipped with the reason.
+if [ "${BPCORE_BROWSER:-1}" != "0" ]; then
+    if ! command -v chromium >/dev/null && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium) \
+            >/dev/null 2>&1 || echo "note: could not install chromium; the browser tests will be skipped"
+    fi
+    "$python" -m pip install --quiet -e ".[browser]" || echo "note: playwright not installed; browser tests skipped"
+fi
+
 "$python" -c 'import backends; print("backends usable here:", ", ".join(backends.available()))'
 exec "$python" -m pytest "$@"

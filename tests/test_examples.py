@@ -58,6 +58,15 @@ def test_lesson_figures_at_full_length(tmp_path):
     assert load_example("moons").main(out)["accuracy"] >= 0.95
 
 
+def test_neural_flow_example_writes_a_light_self_contained_page(tmp_path, backend):
+    result = load_example("neural_flow").main(["--dataset", "xor", "--epochs", "60", "--out", str(tmp_path),
+                                               "--device", backend.spec])
+    page = (tmp_path / "flow.html").read_text(encoding="utf-8")
+    assert result["snapshots"] >= 2
+    assert "https://" not in page and "http://" not in page
+    assert len(page) < 2_000_000
+
+
 def test_gradient_check_example_passes_then_catches_the_bug():
     result = load_example("gradient_check").main([])
     assert result["correct"].passed

@@ -28,13 +28,21 @@ _DPI = 100
 
 
 # -- helpers -----------------------------------------------------------------------
-def _figure(**kwargs):
-    """A new matplotlib Figure (constrained layout), or an ImportError naming the extra."""
+def _require_matplotlib():
+    """The matplotlib package, or an ImportError naming the extra that installs it."""
     try:
-        from matplotlib.figure import Figure
+        import matplotlib
     except ImportError:
         raise ImportError('bpcore.viz needs matplotlib: pip install -e ".[viz]" '
                           '(or pip install matplotlib)') from None
+    return matplotlib
+
+
+def _figure(**kwargs):
+    """A new matplotlib Figure (constrained layout), or an ImportError naming the extra."""
+    _require_matplotlib()
+    from matplotlib.figure import Figure
+
     kwargs.setdefault("layout", "constrained")
     return Figure(**kwargs)
 
@@ -95,6 +103,7 @@ def _check_model(model, what):
 
 def _class_colors(k):
     """k distinguishable colours (tab10, tab20, then a continuous map)."""
+    _require_matplotlib()
     from matplotlib import colormaps
 
     if k <= 10:

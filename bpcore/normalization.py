@@ -41,6 +41,11 @@ def _normalized_backward(xp, grad_x_hat, x_hat, inv_std, axis):
     return (inv_std / count) * (count * grad_x_hat - sum_grad - x_hat * sum_grad_x_hat)
 
 
+def _affine_forward(x_hat, weight, bias):
+    """y = weight * x_hat + bias, or x_hat itself without learned parameters."""
+    return x_hat if weight is None else x_hat * weight.data + bias.data
+
+
 def _affine_backward(xp, grad_out, x_hat, weight, bias, axes):
     """Backprop through y = weight * x_hat + bias: adds dL/dweight = sum g x_hat and
     dL/dbias = sum g over ``axes`` (when there are parameters) and returns dL/dx_hat."""
@@ -108,9 +113,7 @@ class BatchNorm1d(Layer):
         self._inv_std = 1.0 / xp.sqrt(var + self.eps)
         self._x_hat = centered * self._inv_std
         self._used_batch_statistics = self.training
-        if not self.affine:
-            return self._x_hat
-        return self._x_hat * self.weight.data + self.bias.data
+        return _affine_forward(self._x_hat, self.weight, self.bias)
 
     def backward(self, grad_out):
         """grad_out: (batch, n) -> dL/dx (batch, n); adds dL/dweight, dL/dbias (n,)."""
@@ -158,9 +161,7 @@ class LayerNorm(Layer):
         var = xp.mean(centered * centered, axis=-1, keepdims=True)
         self._inv_std = 1.0 / xp.sqrt(var + self.eps)
         self._x_hat = centered * self._inv_std
-        if not self.elementwise_affine:
-            return self._x_hat
-        return self._x_hat * self.weight.data + self.bias.data
+        return _affine_forward(self._x_hat, self.weight, self.bias)
 
     def backward(self, grad_out):
         """grad_out: (..., n) -> dL/dx (..., n); adds dL/dweight, dL/dbias (n,) summed over the rest."""

@@ -17,7 +17,7 @@ import re
 
 import numpy as np
 import pytest
-from helpers import host
+from helpers import assert_matches_torch, from_torch, host, to_torch
 
 import bpcore as bp
 
@@ -27,9 +27,6 @@ except ImportError:          # the torch comparisons are skipped, the rest still
     torch = None
 
 needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch is the oracle here: pip install torch")
-
-# The oracle bound: float64 results of bpcore and torch agree to 1e-8.
-ORACLE_TOL = {"rtol": 1e-8, "atol": 1e-8}
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 
@@ -44,18 +41,6 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def assert_matches_torch(actual, expected, what):
-    np.testing.assert_allclose(actual, expected, **ORACLE_TOL, err_msg=f"{what} differs from torch")
-
-
-def to_torch(array, requires_grad=False):
-    return torch.tensor(np.asarray(array, dtype=np.float64), requires_grad=requires_grad)
-
-
-def from_torch(tensor):
-    return tensor.detach().numpy().copy()
 
 
 def on(backend, layer):

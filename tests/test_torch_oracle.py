@@ -17,29 +17,16 @@ import pytest
 
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
-from helpers import host, tolerance  # noqa: E402
+from helpers import ORACLE_TOL, assert_matches_torch, from_torch, host, to_torch, tolerance  # noqa: E402
 
 import backends  # noqa: E402
 import bpcore as bp  # noqa: E402
 
 # The oracle bound: float64 results of bpcore and torch agree to 1e-8.
-ORACLE_TOL = {"rtol": 1e-8, "atol": 1e-8}
 
 # Values that overflow a naive exp(-x) (|x| = 1000) or sit on a kink (0).
 EXTREME_ROW = [-1000.0, -50.0, 0.0, 50.0, 1000.0]
 
-
-def assert_matches_torch(actual, expected, what):
-    np.testing.assert_allclose(actual, expected, **ORACLE_TOL, err_msg=f"{what} differs from torch")
-
-
-def to_torch(array, requires_grad=False):
-    """A float64 CPU leaf tensor holding a copy of a host array."""
-    return torch.tensor(np.asarray(array, dtype=np.float64), requires_grad=requires_grad)
-
-
-def from_torch(tensor):
-    return tensor.detach().numpy().copy()
 
 
 def layer_input(rng, batch=6, width=5):

@@ -191,8 +191,9 @@ def standardize(X_train, *others):
     mean = X_train.mean(axis=0)
     std = X_train.std(axis=0)
     std = np.where(std > 0, std, 1.0)
-    scaled = [((np.asarray(X) - mean) / std).astype(X_train.dtype) for X in (X_train, *others)]
-    for X in scaled[1:]:
+    others = [np.asarray(X) for X in others]
+    for X in others:
         if X.ndim != 2 or X.shape[1] != X_train.shape[1]:
             raise ValueError(f"standardize: every array must have {X_train.shape[1]} features, got {X.shape}")
+    scaled = [((X - mean) / std).astype(X_train.dtype) for X in (X_train, *others)]
     return scaled[0] if not others else tuple(scaled)

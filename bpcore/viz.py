@@ -324,7 +324,7 @@ def gradient_flow(source, epoch: int = 0, path=None, title=None):
         names = [name for name, _ in next(iter(series.values()))]
         ax.set_xticklabels([f"{k}\n{name}" for k, name in enumerate(names, start=1)], fontsize=8)
     else:
-        ax.legend()
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=9)   # beside the bars, not on them
     ax.set_xlabel("layer (1 = next to the input)")
     ax.set_ylabel("$\\|dL/dW\\|$ (log scale)")
     ax.grid(True, axis="y", which="both", alpha=0.3)

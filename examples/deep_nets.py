@@ -1,6 +1,6 @@
 """Deep networks: the same 20-layer, 64-wide net on digits, trained four ways.
 
-    python examples/deep_nets.py [--device cpu|cuda|torch|...] [--epochs 30] [--seed 0]
+    python examples/deep_nets.py [--device cpu|cuda|torch|...] [--epochs 30] [--seed 0] [--out DIR]
 
 1. sigmoid, plain (N(0, 1/n_in) weights): each sigmoid multiplies the backward signal by at
    most 0.25, so the first layers' gradients vanish;
@@ -8,7 +8,8 @@
 3. ReLU + He + BatchNorm1d: every layer's input is renormalized;
 4. residual: y = x + block(x) gives the gradient an identity path around every block.
 Prints each weight's gradient norm after the first epoch (first and last layer side by side)
-and the final test accuracy. Needs scikit-learn for the digits: pip install -e ".[data]".
+and the final test accuracy, and draws the four gradient profiles side by side (deep_nets_gradients.png,
+with bp.viz when matplotlib is there). Needs scikit-learn for the digits: pip install -e ".[data]".
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bpcore as bp  # noqa: E402
-from _common import load_digits_or_exit, parser, resolve_device  # noqa: E402
+from _common import load_digits_or_exit, parser, resolve_device, save_figure  # noqa: E402
 
 DEPTH, WIDTH = 20, 64          # 20 Linear layers: 64 -> 64 (x19) -> 10
 
@@ -49,13 +50,13 @@ KINDS = ["sigmoid", "relu_he", "relu_he_batchnorm", "residual"]
 
 
 def main(argv=None) -> dict:
-    args = parser(__doc__.splitlines()[0], epochs=30).parse_args(argv)
+    args = parser(__doc__.splitlines()[0], epochs=30, draws=True).parse_args(argv)
     device = resolve_device(args.device)
     X, y = load_digits_or_exit()
     X_train, X_test, y_train, y_test = bp.data.train_test_split(X, y, test_size=0.2, seed=args.seed)
     print(f"digits: {len(X_train)} training and {len(X_test)} test images; {DEPTH} Linear layers of width "
           f"{WIDTH} on {device}; Adam lr 1e-3, batch 32, {args.epochs} epochs")
-    results = {}
+    results, histories = {}, {}
     for kind in KINDS:
         model = build(kind, args.seed).to(device)
         loss_fn = bp.SoftmaxCrossEntropyLoss()
@@ -67,6 +68,7 @@ def main(argv=None) -> dict:
         test = bp.evaluate(model, loss_fn, X_test, y_test, metrics=["accuracy"])
         results[kind] = {"grad_norms": first_epoch, "test_accuracy": test["accuracy"],
                          "first_over_last": first_epoch[0] / first_epoch[-1]}
+        histories[kind] = hist
     print("\ngradient norm |dL/dW| per layer after the first epoch")
     print(f"{'layer':>10}" + "".join(f"{kind:>20}" for kind in KINDS))
     for i in range(DEPTH):
@@ -78,6 +80,9 @@ def main(argv=None) -> dict:
     print(f"\nsigmoid: the first layer's gradient is {results['sigmoid']['first_over_last']:.1e} times the last "
           f"layer's; each of the {DEPTH - 1} sigmoids scales the backward signal by at most 0.25 "
           f"(0.25^{DEPTH - 1} = {0.25 ** (DEPTH - 1):.1e}), times the weights' own factors")
+    save_figure(lambda path: bp.viz.gradient_flow(histories, epoch=0, path=path,
+                                                  title="|dL/dW| per layer after the first epoch (log scale)"),
+                args.out, "deep_nets_gradients.png")
     return results
 
 

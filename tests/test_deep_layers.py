@@ -573,11 +573,11 @@ def load_deep_nets():
 
 
 @pytest.fixture(scope="module")
-def full_deep_nets_run():
+def full_deep_nets_run(tmp_path_factory):
     pytest.importorskip("sklearn", reason="the digits need scikit-learn (pip install -e '.[data]')")
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        result = load_deep_nets().main(["--epochs", "30"])
+        result = load_deep_nets().main(["--epochs", "30", "--out", str(tmp_path_factory.mktemp("deep_nets"))])
     return result, printed.getvalue()
 
 
@@ -596,10 +596,11 @@ def test_deep_nets_quality_bar(full_deep_nets_run):
         assert re.search(rf"{kind}\s+{result[kind]['test_accuracy']:.4f}", printed), kind
 
 
-def test_deep_nets_runs_briefly_on_every_backend(backend):
+def test_deep_nets_runs_briefly_on_every_backend(backend, tmp_path):
     pytest.importorskip("sklearn", reason="the digits need scikit-learn (pip install -e '.[data]')")
     with contextlib.redirect_stdout(io.StringIO()) as printed:
-        result = load_deep_nets().main(["--device", backend.spec, "--epochs", "1", "--seed", "1"])
+        result = load_deep_nets().main(["--device", backend.spec, "--epochs", "1", "--seed", "1",
+                                        "--out", str(tmp_path)])
     assert sorted(result) == sorted(KINDS)
     for kind in KINDS:
         assert len(result[kind]["grad_norms"]) == 20 and all(np.isfinite(result[kind]["grad_norms"]))

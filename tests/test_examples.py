@@ -24,7 +24,8 @@ TRAINING_EXAMPLES = ["xor", "spiral", "moons", "blobs", "digits", "deep_nets"]
 DRAWING_EXAMPLES = {"spiral": ["spiral_boundary.png", "spiral_curves.png"], "moons": ["moons_boundary.png"],
                     "blobs": ["blobs_boundary.png", "blobs_curves.png"],
                     "digits": ["digits_confusion.png", "digits_curves.png"],
-                    "vanishing_gradients": ["vanishing_gradients.png"]}
+                    "vanishing_gradients": ["vanishing_gradients.png"],
+                    "deep_nets": ["deep_nets_gradients.png"]}
 
 
 def run_args(name, backend, tmp_path, epochs="2"):

@@ -28,7 +28,8 @@ from .flow import FlowRecorder  # noqa: E402
 from .io import CheckpointError, load, load_checkpoint, save_checkpoint  # noqa: E402
 from .module import Layer, Parameter, Residual, Sequential  # noqa: E402
 from .normalization import BatchNorm1d, LayerNorm  # noqa: E402
-from .train import DivergenceError, History, evaluate, fit, predict  # noqa: E402
+from .evaluation import evaluate, predict  # noqa: E402
+from .train import DivergenceError, History, fit  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -60,7 +60,7 @@ def _finish(fig, path):
 
 
 def _train():
-    """bpcore.train, imported late (it imports much of the package)."""
+    """bpcore.train (History, and predict re-exported), imported late (it imports much of the package)."""
     from . import train
 
     return train

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 
 import numpy as np
 
@@ -123,6 +124,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def owns(self, array) -> bool:
         """True when ``array`` is an array of this library on this device."""
+
+    def activate(self):
+        """A context manager making this backend's device the current one while arrays are made
+        and kernels launched (CuPy with several GPUs); a no-op elsewhere."""
+        return contextlib.nullcontext()
 
     def synchronize(self) -> None:  # noqa: B027 (a no-op unless the device runs asynchronously)
         """Wait until queued device work is done (a no-op on the CPU)."""

@@ -54,6 +54,10 @@ class CupyBackend(Backend):
     def synchronize(self):
         self.device.synchronize()
 
+    def activate(self):
+        # CuPy allocates and launches on the *current* device; entering ours makes cuda:N work
+        return self.device
+
     def random(self, seed=None):
         return CupyRandom(self, seed)
 

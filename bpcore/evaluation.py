@@ -8,6 +8,8 @@ on the host once per pass.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import numbers
 
@@ -15,6 +17,16 @@ import backends
 
 from .losses import BCELoss, BCEWithLogitsLoss, Loss, SoftmaxCrossEntropyLoss
 from .module import Layer
+
+
+def _on_model_device(function):
+    """Run ``function(model, ...)`` with the model's device current (CuPy with several GPUs)."""
+    @functools.wraps(function)
+    def on_device(model, *args, **kwargs):
+        device = getattr(model, "device", None)
+        with device.activate() if isinstance(device, backends.Backend) else contextlib.nullcontext():
+            return function(model, *args, **kwargs)
+    return on_device
 
 
 # -- metrics -------------------------------------------------------------------
@@ -65,6 +77,7 @@ def _table_to_array(value, what):
     return value
 
 
+@_on_model_device
 def _prepare(model, loss_fn, X, y, what):
     """(X, y) on the model's device, y shaped and typed for the loss; every check done once."""
     X = model._accept_input(_table_to_array(X, f"{what}: X"), f"{what} X")
@@ -104,6 +117,7 @@ def _check_common(model, loss_fn, batch_size):
 
 
 # -- evaluation and prediction -------------------------------------------------------
+@_on_model_device
 def _evaluate_prepared(model, loss_fn, X, y, batch_size, counters):
     xp = model.xp
     was_training = model.training
@@ -137,6 +151,7 @@ def evaluate(model, loss_fn, X, y, metrics=None, batch_size: int = 1024) -> dict
     return _evaluate_prepared(model, loss_fn, X, y, batch_size, _resolve_metrics(metrics, loss_fn))
 
 
+@_on_model_device
 def predict(model, X, batch_size: int = 1024, probabilities: bool = False):
     """The model's outputs for X in eval mode, as a host NumPy array.
 

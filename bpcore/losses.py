@@ -31,8 +31,9 @@ class Loss:
     def forward(self, pred, target):
         """The mean loss over the batch as a 0-d array."""
         backend = self._backend_for(pred)
-        target = self._accept_target(backend, pred, target)
-        return self._forward(backend.xp, pred, target)
+        with backend.activate():
+            target = self._accept_target(backend, pred, target)
+            return self._forward(backend.xp, pred, target)
 
     def backward(self):
         """dL/dpred for the last forward call, with pred's shape."""

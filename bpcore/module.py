@@ -411,9 +411,10 @@ class Sequential(Layer):
 
     def forward(self, x):
         """Run every layer in order. x: (batch, n_in) -> (batch, n_out)."""
-        x = self._accept_input(x)
-        for layer in self.layers:
-            x = layer.forward(x)
+        with self._backend.activate():
+            x = self._accept_input(x)
+            for layer in self.layers:
+                x = layer.forward(x)
         return x
 
     def backward(self, grad_out, input_grad: bool = True):
@@ -423,14 +424,15 @@ class Sequential(Layer):
         layer only adds its parameter gradients and None is returned, which is
         all a training step needs.
         """
-        grad = grad_out
-        for layer in reversed(self.layers[1:]):
-            grad = layer.backward(grad)
-        if not self.layers:
-            return grad
-        if input_grad:
-            return self.layers[0].backward(grad)
-        self.layers[0].backward_params(grad)
+        with self._backend.activate():
+            grad = grad_out
+            for layer in reversed(self.layers[1:]):
+                grad = layer.backward(grad)
+            if not self.layers:
+                return grad
+            if input_grad:
+                return self.layers[0].backward(grad)
+            self.layers[0].backward_params(grad)
         return None
 
     def backward_params(self, grad_out):

@@ -62,8 +62,9 @@ class Optimizer:
 
     def step(self):
         """Apply one update to every parameter from its current gradient."""
-        for p in self.params:
-            self._update(p, self._state_of(p))
+        with self.params[0].backend.activate():
+            for p in self.params:
+                self._update(p, self._state_of(p))
 
     def _state_of(self, p):
         """The parameter's state; buffers follow the parameter if the model moved or was cast."""

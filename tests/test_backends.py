@@ -193,3 +193,39 @@ def test_replacing_a_backend_updates_its_aliases():
     finally:
         from backends._numpy import make_numpy
         backends.register("numpy", make_numpy, replace=True)
+
+
+def test_the_models_device_is_made_current_for_every_step():
+    """What makes cuda:N work on CuPy (which computes on the current device), checked with a
+    NumPy backend that counts how often its device is entered."""
+    import contextlib
+
+    base = type(backends.get("numpy"))
+    entered = []
+
+    class Counting(base):
+        name = "counting"
+
+        def __init__(self):
+            super().__init__()
+            self.spec = "counting"
+
+        def activate(self):
+            entered.append(1)
+            return contextlib.nullcontext()
+
+    backends.register("counting", lambda device: Counting())
+    try:
+        model = bp.mlp([2, 3, 1], seed=0).to("counting")
+        X, y = np.ones((4, 2), dtype=np.float32), np.zeros((4, 1), dtype=np.float32)
+        for call in (lambda: model(X),
+                     lambda: bp.MSELoss().forward(model(X), y),
+                     lambda: bp.optim.SGD(model.parameters(), lr=0.1).step(),
+                     lambda: bp.predict(model, X),
+                     lambda: bp.fit(model, bp.MSELoss(), bp.optim.SGD(model.parameters(), lr=0.1), X, y,
+                                    progress=False)):
+            entered.clear()
+            call()
+            assert entered, call
+    finally:
+        backends.unregister("counting")

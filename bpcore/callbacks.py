@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+from ._checks import check_int, check_number
+
 
 class Callback:
     """Base class with empty hooks."""
@@ -85,11 +87,9 @@ class EarlyStopping(Callback):
 
     def __init__(self, monitor: str = "val_loss", patience: int = 10, min_delta: float = 0.0,
                  mode: str = "auto", restore_best_weights: bool = False):
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"EarlyStopping: patience must be an int >= 0, got {patience!r}")
-        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or min_delta < 0:
-            raise ValueError(f"EarlyStopping: min_delta must be a number >= 0, got {min_delta!r}")
-        self._monitor = _Monitor("EarlyStopping", monitor, mode, float(min_delta))
+        patience = check_int("EarlyStopping", "patience", patience, minimum=0)
+        min_delta = check_number("EarlyStopping", "min_delta", min_delta)
+        self._monitor = _Monitor("EarlyStopping", monitor, mode, min_delta)
         self.monitor, self.mode, self.patience = monitor, self._monitor.mode, patience
         self.restore_best_weights = bool(restore_best_weights)
 

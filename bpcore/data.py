@@ -7,23 +7,11 @@ which moves host arrays itself.
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
+from ._checks import check_int, check_number
 from .init import host_rng
-
-
-def _check_count(name: str, n, minimum: int = 2) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < minimum:
-        raise ValueError(f"{name}: n must be an int >= {minimum}, got {n!r}")
-    return int(n)
-
-
-def _check_noise(name: str, noise) -> float:
-    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not (0 <= noise < math.inf):
-        raise ValueError(f"{name}: noise must be a finite number >= 0, got {noise!r}")
-    return float(noise)
 
 
 def xor():
@@ -41,8 +29,8 @@ def spiral(n: int = 400, noise: float = 0.3, seed=0):
     through the origin; then Gaussian noise of std ``noise`` is added and each
     feature is standardized to mean 0 and std 1. Class 0 has ceil(n/2) points.
     """
-    n = _check_count("spiral", n)
-    noise = _check_noise("spiral", noise)
+    n = check_int("spiral", "n", n, minimum=2)
+    noise = check_number("spiral", "noise", noise)
     rng = host_rng(seed)
     n0 = (n + 1) // 2
     n1 = n - n0
@@ -63,8 +51,8 @@ def moons(n: int = 200, noise: float = 0.15, seed=0):
     spaced in [0, pi] (as scikit-learn's make_moons), shuffled, plus Gaussian noise of
     std ``noise``. Class 0 has ceil(n/2) points.
     """
-    n = _check_count("moons", n)
-    noise = _check_noise("moons", noise)
+    n = check_int("moons", "n", n, minimum=2)
+    noise = check_number("moons", "noise", noise)
     rng = host_rng(seed)
     n0 = (n + 1) // 2
     n1 = n - n0
@@ -130,8 +118,8 @@ def circles(n: int = 200, noise: float = 0.05, factor: float = 0.5, seed=0):
     one radius ``factor``; points shuffled, then Gaussian noise of std ``noise`` (as
     scikit-learn's make_circles).
     """
-    n = _check_count("circles", n)
-    noise = _check_noise("circles", noise)
+    n = check_int("circles", "n", n, minimum=2)
+    noise = check_number("circles", "noise", noise)
     if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor < 1:
         raise ValueError(f"circles: factor must be in (0, 1), got {factor!r}")
     rng = host_rng(seed)
@@ -159,7 +147,7 @@ def blobs(n: int = 200, centers=((-1.0, -1.0), (1.0, 1.0)), std: float = 0.5 ** 
     Returns:
         X (n, d) float32; y (n, 1) float32 for two centers, (n,) int64 labels for more.
     """
-    n = _check_count("blobs", n)
+    n = check_int("blobs", "n", n, minimum=2)
     rng = host_rng(seed)
     if isinstance(centers, (int, np.integer)) and not isinstance(centers, bool):
         if centers < 2:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import numbers
 
 import backends
 
+from ._checks import check_int
 from .losses import BCELoss, BCEWithLogitsLoss, Loss, SoftmaxCrossEntropyLoss
 from .module import Layer
 
@@ -64,12 +64,6 @@ def _resolve_metrics(metrics, loss_fn):
 
 
 # -- checking and moving the data ------------------------------------------------
-def _check_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _table_to_array(value, what):
     """Lists, tuples and pandas tables become host arrays (as Keras accepts them); arrays pass."""
     if isinstance(value, (list, tuple)) or (hasattr(value, "to_numpy") and not hasattr(value, "__dlpack__")):
@@ -113,7 +107,7 @@ def _check_common(model, loss_fn, batch_size):
         raise TypeError(f"model must be a bpcore Layer, got {type(model).__name__}")
     if not isinstance(loss_fn, Loss):
         raise TypeError(f"loss_fn must be a bpcore loss such as BCEWithLogitsLoss(), got {type(loss_fn).__name__}")
-    _check_int("batch_size", batch_size)
+    check_int("", "batch_size", batch_size)
 
 
 # -- evaluation and prediction -------------------------------------------------------
@@ -160,7 +154,7 @@ def predict(model, X, batch_size: int = 1024, probabilities: bool = False):
     """
     if not isinstance(model, Layer):
         raise TypeError(f"model must be a bpcore Layer, got {type(model).__name__}")
-    _check_int("batch_size", batch_size)
+    check_int("", "batch_size", batch_size)
     X = model._accept_input(_table_to_array(X, "predict: X"), "predict X")
     xp = model.xp
     was_training = model.training

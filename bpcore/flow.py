@@ -28,6 +28,7 @@ import os
 
 import backends
 
+from ._checks import check_int
 from .callbacks import Callback
 from .layers import Linear
 from .module import Layer, Residual, Sequential
@@ -49,10 +50,8 @@ class FlowRecorder(Callback):
     """
 
     def __init__(self, X_probe, y_probe=None, every: int = 5, max_snapshots: int = 200):
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"FlowRecorder: every must be a positive int, got {every!r}")
-        if isinstance(max_snapshots, bool) or not isinstance(max_snapshots, int) or max_snapshots < 2:
-            raise ValueError(f"FlowRecorder: max_snapshots must be an int >= 2, got {max_snapshots!r}")
+        every = check_int("FlowRecorder", "every", every)
+        max_snapshots = check_int("FlowRecorder", "max_snapshots", max_snapshots, minimum=2)
         try:
             probes = backends.host_array_from(X_probe, "FlowRecorder: X_probe") \
                 if not hasattr(X_probe, "shape") else backends.to_host(X_probe)

@@ -7,17 +7,10 @@ the (batch, features) layout.
 from __future__ import annotations
 
 import math
-import numbers
 
 from . import init as _init
+from ._checks import check_int, check_number
 from .module import Layer, Sequential
-
-
-def _check_size(layer: str, name: str, value) -> int:
-    """A positive int (NumPy integers accepted, as PyTorch does); bools and floats refused."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{layer}: {name} must be a positive int, got {value!r}")
-    return int(value)
 
 
 class Linear(Layer):
@@ -35,8 +28,8 @@ class Linear(Layer):
 
     def __init__(self, n_in: int, n_out: int, init: str = "he", seed=None, bias: bool = True):
         super().__init__()
-        self.n_in = _check_size("Linear", "n_in", n_in)
-        self.n_out = _check_size("Linear", "n_out", n_out)
+        self.n_in = check_int("Linear", "n_in", n_in)
+        self.n_out = check_int("Linear", "n_out", n_out)
         if init not in _init.SCHEMES:
             raise ValueError(f"Linear: unknown init {init!r}; choose one of {', '.join(_init.SCHEMES)}")
         self.init = init
@@ -150,9 +143,7 @@ class LeakyReLU(_Elementwise):
         super().__init__()
         if negative_slope is not None:
             slope = negative_slope
-        if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not math.isfinite(slope):
-            raise ValueError(f"LeakyReLU: slope must be a finite number, got {slope!r}")
-        self.slope = float(slope)
+        self.slope = check_number("LeakyReLU", "slope", slope, low=-math.inf)
         self._local_slope = None
 
     def config(self) -> dict:
@@ -314,7 +305,7 @@ def mlp(sizes, activation: str = "relu", seed=None, init: str | None = None) -> 
     if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__") or len(sizes) < 2:
         raise ValueError(f"mlp: sizes must list at least an input and an output width, got {sizes!r}")
     for i, size in enumerate(sizes):
-        _check_size("mlp", f"sizes[{i}]", size)
+        check_int("mlp", f"sizes[{i}]", size)
     if activation not in ACTIVATIONS:
         raise ValueError(f"mlp: unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
     rng = _init.host_rng(seed)

@@ -20,17 +20,10 @@ statistics did not average (the batch, for both layers).
 """
 from __future__ import annotations
 
-import math
 
 from . import init as _init
-from .layers import _check_size
+from ._checks import check_int, check_number
 from .module import Layer
-
-
-def _check_eps(owner, eps):
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < math.inf:
-        raise ValueError(f"{owner}: eps must be a positive number, got {eps!r}")
-    return float(eps)
 
 
 def _normalized_backward(xp, grad_x_hat, x_hat, inv_std, axis):
@@ -73,11 +66,9 @@ class BatchNorm1d(Layer):
 
     def __init__(self, n: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True):
         super().__init__()
-        self.n = _check_size("BatchNorm1d", "n", n)
-        self.eps = _check_eps("BatchNorm1d", eps)
-        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum <= 1:
-            raise ValueError(f"BatchNorm1d: momentum must be in [0, 1], got {momentum!r}")
-        self.momentum = float(momentum)
+        self.n = check_int("BatchNorm1d", "n", n)
+        self.eps = check_number("BatchNorm1d", "eps", eps, low_open=True)
+        self.momentum = check_number("BatchNorm1d", "momentum", momentum, 0.0, 1.0)
         self.affine = bool(affine)
         self.weight = self._make_parameter(_init.ones(n)) if affine else None
         self.bias = self._make_parameter(_init.zeros(n)) if affine else None
@@ -140,8 +131,8 @@ class LayerNorm(Layer):
 
     def __init__(self, n: int, eps: float = 1e-5, elementwise_affine: bool = True):
         super().__init__()
-        self.n = _check_size("LayerNorm", "n", n)
-        self.eps = _check_eps("LayerNorm", eps)
+        self.n = check_int("LayerNorm", "n", n)
+        self.eps = check_number("LayerNorm", "eps", eps, low_open=True)
         self.elementwise_affine = bool(elementwise_affine)
         self.weight = self._make_parameter(_init.ones(n)) if elementwise_affine else None
         self.bias = self._make_parameter(_init.zeros(n)) if elementwise_affine else None

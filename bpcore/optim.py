@@ -10,16 +10,8 @@ import math
 
 import backends
 
+from ._checks import check_number
 from .module import Parameter, dtype_name
-
-
-def _check_number(owner: str, name: str, value, low=0.0, high=math.inf, high_open=False):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{owner}: {name} must be a finite number, got {value!r}")
-    if value < low or value > high or (high_open and value == high):
-        bound = f"[{low}, {high})" if high_open else f"[{low}, {high}]"
-        raise ValueError(f"{owner}: {name} must be in {bound}, got {value!r}")
-    return float(value)
 
 
 class Optimizer:
@@ -136,10 +128,10 @@ class SGD(Optimizer):
     def __init__(self, params, lr: float, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False):
         super().__init__(params)
-        self.lr = _check_number("SGD", "lr", lr)
-        self.momentum = _check_number("SGD", "momentum", momentum)
-        self.dampening = _check_number("SGD", "dampening", dampening)
-        self.weight_decay = _check_number("SGD", "weight_decay", weight_decay)
+        self.lr = check_number("SGD", "lr", lr)
+        self.momentum = check_number("SGD", "momentum", momentum)
+        self.dampening = check_number("SGD", "dampening", dampening)
+        self.weight_decay = check_number("SGD", "weight_decay", weight_decay)
         if nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise ValueError("SGD: nesterov=True needs momentum > 0 and dampening = 0")
         self.nesterov = bool(nesterov)
@@ -175,13 +167,13 @@ class Adam(Optimizer):
                  weight_decay: float = 0.0, amsgrad: bool = False):
         super().__init__(params)
         name = type(self).__name__
-        self.lr = _check_number(name, "lr", lr)
+        self.lr = check_number(name, "lr", lr)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"{name}: betas must be a pair (beta1, beta2), got {betas!r}")
-        self.betas = (_check_number(name, "betas[0]", betas[0], 0.0, 1.0, high_open=True),
-                      _check_number(name, "betas[1]", betas[1], 0.0, 1.0, high_open=True))
-        self.eps = _check_number(name, "eps", eps)
-        self.weight_decay = _check_number(name, "weight_decay", weight_decay)
+        self.betas = (check_number(name, "betas[0]", betas[0], 0.0, 1.0, high_open=True),
+                      check_number(name, "betas[1]", betas[1], 0.0, 1.0, high_open=True))
+        self.eps = check_number(name, "eps", eps)
+        self.weight_decay = check_number(name, "weight_decay", weight_decay)
         self.amsgrad = bool(amsgrad)
 
     def _update(self, p, state):
@@ -242,11 +234,11 @@ class RMSprop(Optimizer):
     def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False):
         super().__init__(params)
-        self.lr = _check_number("RMSprop", "lr", lr)
-        self.alpha = _check_number("RMSprop", "alpha", alpha, 0.0, 1.0)
-        self.eps = _check_number("RMSprop", "eps", eps)
-        self.weight_decay = _check_number("RMSprop", "weight_decay", weight_decay)
-        self.momentum = _check_number("RMSprop", "momentum", momentum)
+        self.lr = check_number("RMSprop", "lr", lr)
+        self.alpha = check_number("RMSprop", "alpha", alpha, 0.0, 1.0)
+        self.eps = check_number("RMSprop", "eps", eps)
+        self.weight_decay = check_number("RMSprop", "weight_decay", weight_decay)
+        self.momentum = check_number("RMSprop", "momentum", momentum)
         self.centered = bool(centered)
 
     def _update(self, p, state):
@@ -297,7 +289,7 @@ def clip_grad_norm_(params, max_norm: float, norm_type: float = 2.0):
     Returns the total norm before clipping, a 0-d array.
     """
     params = _grads(params, "clip_grad_norm_")
-    max_norm = _check_number("clip_grad_norm_", "max_norm", max_norm)
+    max_norm = check_number("clip_grad_norm_", "max_norm", max_norm)
     if isinstance(norm_type, bool) or not isinstance(norm_type, (int, float)) or not norm_type > 0:
         raise ValueError(f"clip_grad_norm_: norm_type must be > 0 (or inf), got {norm_type!r}")
     if not params:
@@ -316,7 +308,7 @@ def clip_grad_norm_(params, max_norm: float, norm_type: float = 2.0):
 def clip_grad_value_(params, clip_value: float) -> None:
     """Clamp every gradient entry to [-clip_value, clip_value] (as PyTorch)."""
     params = _grads(params, "clip_grad_value_")
-    clip_value = _check_number("clip_grad_value_", "clip_value", clip_value)
+    clip_value = check_number("clip_grad_value_", "clip_value", clip_value)
     for p in params:
         p.grad = p.backend.xp.minimum(p.backend.xp.maximum(p.grad, -clip_value), clip_value)
 

@@ -13,17 +13,7 @@ from __future__ import annotations
 
 import math
 
-
-def _positive_int(owner, name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}")
-    return value
-
-
-def _number(owner, name, value, low=0.0, high=math.inf):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise ValueError(f"{owner}: {name} must be a number in [{low}, {high}], got {value!r}")
-    return float(value)
+from ._checks import check_int, check_number
 
 
 class LRScheduler:
@@ -63,8 +53,8 @@ class StepLR(LRScheduler):
     """lr = base_lr * gamma ** (epoch // step_size)."""
 
     def __init__(self, optimizer, step_size: int, gamma: float = 0.1):
-        self.step_size = _positive_int("StepLR", "step_size", step_size)
-        self.gamma = _number("StepLR", "gamma", gamma)
+        self.step_size = check_int("StepLR", "step_size", step_size)
+        self.gamma = check_number("StepLR", "gamma", gamma)
         super().__init__(optimizer)
 
     def lr_at(self, epoch):
@@ -75,7 +65,7 @@ class ExponentialLR(LRScheduler):
     """lr = base_lr * gamma ** epoch."""
 
     def __init__(self, optimizer, gamma: float):
-        self.gamma = _number("ExponentialLR", "gamma", gamma)
+        self.gamma = check_number("ExponentialLR", "gamma", gamma)
         super().__init__(optimizer)
 
     def lr_at(self, epoch):
@@ -86,8 +76,8 @@ class CosineAnnealingLR(LRScheduler):
     """lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * epoch / T_max)) / 2."""
 
     def __init__(self, optimizer, T_max: int, eta_min: float = 0.0):
-        self.T_max = _positive_int("CosineAnnealingLR", "T_max", T_max)
-        self.eta_min = _number("CosineAnnealingLR", "eta_min", eta_min)
+        self.T_max = check_int("CosineAnnealingLR", "T_max", T_max)
+        self.eta_min = check_number("CosineAnnealingLR", "eta_min", eta_min)
         super().__init__(optimizer)
 
     def lr_at(self, epoch):
@@ -102,11 +92,11 @@ class LinearLR(LRScheduler):
 
     def __init__(self, optimizer, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
                  total_iters: int = 5):
-        self.start_factor = _number("LinearLR", "start_factor", start_factor, 0.0, 1.0)
+        self.start_factor = check_number("LinearLR", "start_factor", start_factor, 0.0, 1.0)
         if self.start_factor == 0:
             raise ValueError("LinearLR: start_factor must be > 0 (as in PyTorch)")
-        self.end_factor = _number("LinearLR", "end_factor", end_factor, 0.0, 1.0)
-        self.total_iters = _positive_int("LinearLR", "total_iters", total_iters)
+        self.end_factor = check_number("LinearLR", "end_factor", end_factor, 0.0, 1.0)
+        self.total_iters = check_int("LinearLR", "total_iters", total_iters)
         super().__init__(optimizer)
 
     def lr_at(self, epoch):
@@ -129,19 +119,17 @@ class ReduceLROnPlateau:
             raise ValueError(f"ReduceLROnPlateau: mode must be 'min' or 'max', got {mode!r}")
         if threshold_mode not in ("rel", "abs"):
             raise ValueError(f"ReduceLROnPlateau: threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}")
-        self.factor = _number("ReduceLROnPlateau", "factor", factor, 0.0, 1.0)
+        self.factor = check_number("ReduceLROnPlateau", "factor", factor, 0.0, 1.0)
         if self.factor == 1.0:
             raise ValueError("ReduceLROnPlateau: factor must be < 1")
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"ReduceLROnPlateau: patience must be an int >= 0, got {patience!r}")
-        if isinstance(cooldown, bool) or not isinstance(cooldown, int) or cooldown < 0:
-            raise ValueError(f"ReduceLROnPlateau: cooldown must be an int >= 0, got {cooldown!r}")
+        patience = check_int("ReduceLROnPlateau", "patience", patience, minimum=0)
+        cooldown = check_int("ReduceLROnPlateau", "cooldown", cooldown, minimum=0)
         self.optimizer = optimizer
         self.mode, self.threshold_mode = mode, threshold_mode
         self.patience, self.cooldown = patience, cooldown
-        self.threshold = _number("ReduceLROnPlateau", "threshold", threshold)
-        self.min_lr = _number("ReduceLROnPlateau", "min_lr", min_lr)
-        self.eps = _number("ReduceLROnPlateau", "eps", eps)
+        self.threshold = check_number("ReduceLROnPlateau", "threshold", threshold)
+        self.min_lr = check_number("ReduceLROnPlateau", "min_lr", min_lr)
+        self.eps = check_number("ReduceLROnPlateau", "eps", eps)
         self.best = math.inf if mode == "min" else -math.inf
         self.num_bad_epochs = 0
         self.cooldown_counter = 0

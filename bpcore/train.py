@@ -14,9 +14,10 @@ import threading
 
 
 from . import init as _init
+from ._checks import check_int
 from .callbacks import Callback
 from .evaluation import (  # noqa: F401  (evaluate and predict are re-exported here)
-    _check_common, _check_int, _evaluate_prepared, _prepare, _resolve_metrics, evaluate, predict,
+    _check_common, _evaluate_prepared, _prepare, _resolve_metrics, evaluate, predict,
 )
 from .optim import Optimizer
 
@@ -123,8 +124,8 @@ def fit(model, loss_fn, optimizer, X, y, epochs: int = 1, batch_size: int = 32, 
     _check_common(model, loss_fn, batch_size)
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be a bpcore optimizer, got {type(optimizer).__name__}")
-    _check_int("epochs", epochs)
-    _check_int("checkpoint_every", checkpoint_every)
+    check_int("fit", "epochs", epochs)
+    check_int("fit", "checkpoint_every", checkpoint_every)
     callbacks = list(callbacks or [])
     for i, callback in enumerate(callbacks):
         if not isinstance(callback, Callback):

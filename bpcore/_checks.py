@@ -1,0 +1,35 @@
+"""The two argument checks every public constructor and function shares.
+
+Each raises ValueError naming the owner (layer, optimizer, function), the argument,
+what was expected and what was received.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+
+def _prefix(owner: str) -> str:
+    return f"{owner}: " if owner else ""
+
+
+def check_int(owner: str, name: str, value, minimum: int = 1) -> int:
+    """An int >= ``minimum`` (NumPy integers accepted, as PyTorch does); bools and floats refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        expected = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{_prefix(owner)}{name} must be {expected}, got {value!r}")
+    return int(value)
+
+
+def check_number(owner: str, name: str, value, low: float = 0.0, high: float = math.inf,
+                 low_open: bool = False, high_open: bool = False) -> float:
+    """A finite real number in the interval from ``low`` to ``high`` (open ends as asked); bools refused."""
+    inside = (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+              and (value > low if low_open else value >= low) and (value < high if high_open else value <= high))
+    if not inside:
+        if high == math.inf:
+            interval = f"> {low:g}" if low_open else f">= {low:g}"
+        else:
+            interval = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{_prefix(owner)}{name} must be a finite number {interval}, got {value!r}")
+    return float(value)

@@ -27,9 +27,12 @@ def check_number(owner: str, name: str, value, low: float = 0.0, high: float = m
     inside = (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
               and (value > low if low_open else value >= low) and (value < high if high_open else value <= high))
     if not inside:
-        if high == math.inf:
+        if high == math.inf and low == -math.inf:
+            interval = ""
+        elif high == math.inf:
             interval = f"> {low:g}" if low_open else f">= {low:g}"
         else:
             interval = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise ValueError(f"{_prefix(owner)}{name} must be a finite number {interval}, got {value!r}")
+        raise ValueError(f"{_prefix(owner)}{name} must be a finite number{' ' + interval if interval else ''}, "
+                         f"got {value!r}")
     return float(value)

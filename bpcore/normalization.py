@@ -58,7 +58,10 @@ class BatchNorm1d(Layer):
     statistics. A training batch of one sample is refused, as PyTorch does.
 
     Args:
-        n: features. eps: added to the variance. momentum: weight of the new batch statistics.
+        n: features. eps: added to the variance.
+        momentum: weight of the new batch statistics; None for a cumulative average over all
+            batches so far (weight 1 / batches seen, counted in the ``num_batches_tracked`` buffer),
+            as PyTorch does.
         affine: learn ``weight`` (starts at 1) and ``bias`` (starts at 0).
     """
 
@@ -68,12 +71,15 @@ class BatchNorm1d(Layer):
         super().__init__()
         self.n = check_int("BatchNorm1d", "n", n)
         self.eps = check_number("BatchNorm1d", "eps", eps, low_open=True)
-        self.momentum = check_number("BatchNorm1d", "momentum", momentum, 0.0, 1.0)
+        self.momentum = None if momentum is None else check_number("BatchNorm1d", "momentum", momentum, 0.0, 1.0)
         self.affine = bool(affine)
         self.weight = self._make_parameter(_init.ones(n)) if affine else None
         self.bias = self._make_parameter(_init.zeros(n)) if affine else None
         self.running_mean = self._backend.asarray(_init.zeros(n), dtype=self._dtype)
         self.running_var = self._backend.asarray(_init.ones(n), dtype=self._dtype)
+        if self.momentum is None:       # the count is state too: it travels with to() and checkpoints
+            self.num_batches_tracked = self._backend.asarray(_init.zeros(()), dtype="int64")
+            self._buffer_names = ("running_mean", "running_var", "num_batches_tracked")
         self._x_hat = None
         self._inv_std = None
         self._used_batch_statistics = False
@@ -96,6 +102,9 @@ class BatchNorm1d(Layer):
             centered = x - mean
             var = xp.mean(centered * centered, axis=0)                  # biased: used to normalize
             m = self.momentum
+            if m is None:                # cumulative average: the k-th batch weighs 1/k (no host sync)
+                self.num_batches_tracked = self.num_batches_tracked + 1
+                m = 1.0 / xp.astype(self.num_batches_tracked, x.dtype)
             self.running_mean = (1 - m) * self.running_mean + m * mean
             self.running_var = (1 - m) * self.running_var + m * (var * (batch / (batch - 1)))
         else:
@@ -119,7 +128,7 @@ class BatchNorm1d(Layer):
         return _normalized_backward(xp, grad_x_hat, x_hat, self._inv_std, axis=0)
 
     def __repr__(self):
-        return f"BatchNorm1d({self.n}, eps={self.eps:g}, momentum={self.momentum:g}, affine={self.affine})"
+        return f"BatchNorm1d({self.n}, eps={self.eps:g}, momentum={self.momentum}, affine={self.affine})"
 
 
 class LayerNorm(Layer):
@@ -166,4 +175,5 @@ class LayerNorm(Layer):
         return _normalized_backward(xp, grad_x_hat, x_hat, self._inv_std, axis=-1)
 
     def __repr__(self):
-        return f"LayerNorm({self.n}, eps={self.eps:g})"
+        extra = "" if self.elementwise_affine else ", elementwise_affine=False"
+        return f"LayerNorm({self.n}, eps={self.eps:g}{extra})"

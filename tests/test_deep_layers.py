@@ -606,3 +606,21 @@ def test_deep_nets_runs_briefly_on_every_backend(backend, tmp_path):
         assert len(result[kind]["grad_norms"]) == 20 and all(np.isfinite(result[kind]["grad_norms"]))
         assert 0.0 <= result[kind]["test_accuracy"] <= 1.0
     assert f"on {backend.spec}" in printed.getvalue()
+
+
+def test_batchnorm_cumulative_average_matches_torch(backend):
+    """momentum=None: the k-th batch weighs 1/k, counted in num_batches_tracked (a saved buffer)."""
+    if torch is None:
+        pytest.skip("PyTorch is the oracle here: pip install torch")
+    rng = np.random.default_rng(3)
+    ours = bp.BatchNorm1d(3, momentum=None).astype("float64").to(backend)
+    theirs = torch.nn.BatchNorm1d(3, momentum=None).double()
+    for batch in (4, 2, 7, 3):
+        x = rng.standard_normal((batch, 3))
+        ours(x)
+        theirs(to_torch(x))
+    state = ours.state_dict()
+    assert_matches_torch(state["running_mean"], from_torch(theirs.running_mean), "running_mean")
+    assert_matches_torch(state["running_var"], from_torch(theirs.running_var), "running_var")
+    assert int(state["num_batches_tracked"]) == int(theirs.num_batches_tracked) == 4
+    assert "momentum=None" in repr(ours)

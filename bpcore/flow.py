@@ -53,8 +53,7 @@ class FlowRecorder(Callback):
         every = check_int("FlowRecorder", "every", every)
         max_snapshots = check_int("FlowRecorder", "max_snapshots", max_snapshots, minimum=2)
         try:
-            probes = backends.host_array_from(X_probe, "FlowRecorder: X_probe") \
-                if not hasattr(X_probe, "shape") else backends.to_host(X_probe)
+            probes = _host(X_probe, "X_probe")
         except TypeError as error:
             raise TypeError(f"FlowRecorder: X_probe must be an array of inputs: {error}") from None
         if probes.ndim != 2 or len(probes) == 0:
@@ -63,8 +62,7 @@ class FlowRecorder(Callback):
         self.X_probe = probes
         self.y_probe = None
         if y_probe is not None:
-            self.y_probe = backends.host_array_from(y_probe, "FlowRecorder: y_probe") \
-                if not hasattr(y_probe, "shape") else backends.to_host(y_probe)
+            self.y_probe = _host(y_probe, "y_probe")
             if len(self.y_probe) != len(probes):
                 raise ValueError(f"FlowRecorder: {len(probes)} probes but {len(self.y_probe)} targets")
         self.every = every
@@ -194,6 +192,13 @@ class FlowRecorder(Callback):
             os.fsync(stream.fileno())
         os.replace(temporary, path)
         return path
+
+
+def _host(values, what):
+    """Probes or targets as a host array: from any backend, a host array, a list or a table."""
+    if hasattr(values, "shape"):
+        return backends.to_host(values)
+    return backends.host_array_from(values, f"FlowRecorder: {what}")
 
 
 def _columns(model: Layer):

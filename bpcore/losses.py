@@ -11,6 +11,8 @@ on a GPU once the data are known to be valid.
 """
 from __future__ import annotations
 
+import math
+
 import backends
 
 from .layers import stable_sigmoid
@@ -120,9 +122,7 @@ class MSELoss(Loss):
 
     def _forward(self, xp, pred, target):
         diff = pred - target
-        size = 1
-        for n in pred.shape:
-            size *= n
+        size = math.prod(pred.shape)
         self._grad = (2.0 / size) * diff
         return xp.sum(diff * diff) / size
 
@@ -141,9 +141,7 @@ class BCELoss(Loss):
         if self.check_targets:
             _require_range(self, xp, pred, 0.0, 1.0, "pred (probabilities)")
             _require_range(self, xp, target, 0.0, 1.0, "target")
-        size = 1
-        for n in pred.shape:
-            size *= n
+        size = math.prod(pred.shape)
         log_p = self._clamped_log(xp, pred)
         log_1mp = self._clamped_log(xp, 1.0 - pred)
         denominator = xp.maximum(pred * (1.0 - pred), 1e-12)   # maximum, not clip: no GPU sync on CuPy
@@ -167,9 +165,7 @@ class BCEWithLogitsLoss(Loss):
     def _forward(self, xp, pred, target):
         if self.check_targets:
             _require_range(self, xp, target, 0.0, 1.0, "target")
-        size = 1
-        for n in pred.shape:
-            size *= n
+        size = math.prod(pred.shape)
         exp_neg_abs = xp.exp(-xp.abs(pred))          # shared by the loss and sigmoid(z)
         self._grad = (stable_sigmoid(xp, pred, exp_neg_abs) - target) / size
         per_entry = xp.maximum(pred, 0.0) - pred * target + xp.log1p(exp_neg_abs)

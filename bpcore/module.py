@@ -126,9 +126,13 @@ class Layer:
         """The Array API namespace of this layer's backend."""
         return self._backend.xp
 
+    def _label(self) -> str:
+        """How error messages call this layer (containers use a short label, not their repr)."""
+        return repr(self)
+
     def _name(self) -> str:
         where = f" (layer '{self._path}')" if self._path else ""
-        return f"{self!r}{where}"
+        return f"{self._label()}{where}"
 
     def _accept_input(self, x, what="input"):
         """Return ``x`` as an array of this layer's backend and float dtype.
@@ -451,8 +455,8 @@ class Sequential(Layer):
         inner = "".join(f"\n  ({i}): " + repr(layer).replace("\n", "\n  ") for i, layer in enumerate(self.layers))
         return f"Sequential({inner}\n)" if inner else "Sequential()"
 
-    def _name(self) -> str:
-        return f"Sequential of {len(self.layers)} layers" + (f" (layer '{self._path}')" if self._path else "")
+    def _label(self) -> str:
+        return f"Sequential of {len(self.layers)} layers"
 
 
 class Residual(Layer):
@@ -494,5 +498,5 @@ class Residual(Layer):
         inner = repr(self.block).replace("\n", "\n  ")
         return f"Residual(\n  {inner}\n)"
 
-    def _name(self) -> str:
-        return "Residual" + (f" (layer '{self._path}')" if self._path else "")
+    def _label(self) -> str:
+        return "Residual"

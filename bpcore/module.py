@@ -456,7 +456,8 @@ class Sequential(Layer):
         return f"Sequential({inner}\n)" if inner else "Sequential()"
 
     def _label(self) -> str:
-        return f"Sequential of {len(self.layers)} layers"
+        count = len(self.layers)
+        return f"Sequential of {count} layer{'' if count == 1 else 's'}"
 
 
 class Residual(Layer):

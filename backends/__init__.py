@@ -17,7 +17,7 @@ that backend. ``register()`` adds a backend without touching bpcore.
 from __future__ import annotations
 
 from ._base import Backend, BackendUnavailableError, RandomStream, host_array_from, is_host_array, to_host
-from ._registry import available, backend_of, get, known, register, status, unregister
+from ._registry import accept_array, available, backend_of, get, known, register, status, unregister
 
 # bpcore checks this marker so that an unrelated PyPI project that is also
 # called "backends" is never mistaken for this registry.
@@ -25,6 +25,7 @@ IS_BPCORE_BACKENDS = True
 
 __all__ = [
     "Backend",
+    "accept_array",
     "BackendUnavailableError",
     "RandomStream",
     "available",

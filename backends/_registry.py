@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ._base import Backend, BackendUnavailableError
+from ._base import Backend, BackendUnavailableError, is_host_array
 
 # name -> factory(device or None) -> Backend; raises BackendUnavailableError.
 _FACTORIES: dict[str, Callable[[str | None], Backend]] = {}
@@ -124,3 +124,34 @@ def backend_of(array) -> Backend:
             return backend
     raise TypeError(f"{type(array).__module__}.{type(array).__name__} is not an array of any "
                     f"usable backend ({', '.join(available())})")
+
+
+def accept_array(backend: Backend, value, owner, what: str = "input", against: str = "the layer", dtype=None):
+    """Sort an incoming array for a layer or a loss on ``backend``; the one place that says what is wrong.
+
+    - a host NumPy array (even on the numpy backend): must hold real numbers; moved to ``backend``
+      (cast to ``dtype`` when given);
+    - an array of ``backend``: returned as it is (the caller checks its dtype);
+    - an array of another backend, or not an array at all: TypeError naming both places.
+
+    Args:
+        owner: the name used in messages ("Linear(2, 16) (layer '0')"), or a callable giving it,
+            so that building the name costs nothing when the array is fine.
+        what: what the array is ("input", "target", "grad_out").
+        against: what it is compared with in the other-backend message ("the layer", "pred").
+    """
+    if is_host_array(value):             # first: on the numpy backend a host array is also its own
+        if value.dtype.kind not in "fiub":
+            name = owner() if callable(owner) else owner
+            raise TypeError(f"{name}: {what} must be a real-valued array, got dtype {value.dtype}")
+        return backend.asarray(value, dtype=dtype)
+    if backend.owns(value):
+        return value
+    name = owner() if callable(owner) else owner
+    try:
+        other = backend_of(value).spec
+    except TypeError:
+        raise TypeError(f"{name}: {what} must be an array (host NumPy, or an array of {backend.spec}), "
+                        f"got {type(value).__name__}") from None
+    raise TypeError(f"{name}: {what} is on backend {other!r} but {against} is on {backend.spec!r}; move one "
+                    f"of them (model.to({other!r}), or backends.get({backend.spec!r}).asarray(...) for data)")

@@ -16,22 +16,20 @@ if getattr(_backends, "IS_BPCORE_BACKENDS", False) is not True:
         f"bpcore's backend registry: an unrelated PyPI project is also named 'backends'. "
         f"Remove it (pip uninstall backends) and reinstall bpcore (pip install -e .)")
 
-from . import data, init, io, optim, viz  # noqa: E402
-from .callbacks import Callback, EarlyStopping, ModelCheckpoint  # noqa: E402
+from . import data, io, optim, viz  # noqa: E402
+from ._version import __version__  # noqa: E402
+from .checkpoint import CheckpointError, load, save_checkpoint  # noqa: E402
 from .gradcheck import GradcheckReport, gradcheck  # noqa: E402
-from .layers import (  # noqa: E402
-    GELU, ACTIVATIONS, Identity, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh, mlp,
-)
 from .losses import BCELoss, BCEWithLogitsLoss, Loss, MSELoss, SoftmaxCrossEntropyLoss  # noqa: E402
-from .dropout import Dropout  # noqa: E402
-from .flow import FlowRecorder  # noqa: E402
-from .io import CheckpointError, load, load_checkpoint, save_checkpoint  # noqa: E402
-from .module import Layer, Parameter, Residual, Sequential  # noqa: E402
-from .normalization import BatchNorm1d, LayerNorm  # noqa: E402
-from .evaluation import evaluate, predict  # noqa: E402
-from .train import DivergenceError, History, fit  # noqa: E402
+from .nn import (  # noqa: E402
+    ACTIVATIONS, GELU, BatchNorm1d, Dropout, Identity, Layer, LayerNorm, LeakyReLU, Linear, Parameter, ReLU,
+    Residual, Sequential, Sigmoid, Softmax, Tanh, init, mlp,
+)
+from .training import (  # noqa: E402
+    Callback, DivergenceError, EarlyStopping, History, ModelCheckpoint, evaluate, fit, load_checkpoint, predict,
+)
+from .viz import FlowRecorder  # noqa: E402
 
-__version__ = "0.1.0"
 
 __all__ = [
     "ACTIVATIONS", "BatchNorm1d", "BCELoss", "BCEWithLogitsLoss", "Callback", "CheckpointError",

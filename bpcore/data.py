@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._checks import check_int, check_number
-from .init import host_rng
+from .nn.init import host_rng
 
 
 def xor():

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 
 import backends
 
-from . import init as _init
-from .module import Layer
+from .losses import Loss
+from .nn import init as _init
+from .nn.module import Layer
 
 
 @dataclass
@@ -91,8 +92,6 @@ def gradcheck(model: Layer, loss_fn, x, y, eps: float = 1e-5, atol: float = 1e-8
     """
     if not isinstance(model, Layer):
         raise TypeError(f"gradcheck: model must be a bpcore Layer, got {type(model).__name__}")
-    from .losses import Loss
-
     if not isinstance(loss_fn, Loss):
         raise TypeError(f"gradcheck: loss_fn must be a bpcore loss such as MSELoss(), got {loss_fn!r}")
     for name, value in (("eps", eps), ("atol", atol), ("rtol", rtol)):

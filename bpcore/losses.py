@@ -15,8 +15,8 @@ import math
 
 import backends
 
-from .layers import stable_sigmoid
-from .module import dtype_name
+from .nn.activations import stable_sigmoid
+from .nn.module import dtype_name
 
 
 class Loss:
@@ -61,22 +61,17 @@ class Loss:
         return backend
 
     def _move_target(self, backend, pred, target, dtype):
-        """target -> array on pred's backend with ``dtype`` (None: pred's dtype)."""
-        name = type(self).__name__
+        """target -> array on pred's backend; host targets get ``dtype`` (None: pred's dtype).
+
+        Host targets that are not integers keep their dtype when ``dtype`` (labels) is asked
+        for, so the caller can refuse them by name.
+        """
         if backends.is_host_array(target):
-            if target.dtype.kind not in "fiub":
-                raise TypeError(f"{name}: target must be numeric, got dtype {target.dtype}")
-            if dtype is not None and target.dtype.kind not in "iu":
-                return backend.asarray(target)      # not integers: keep the dtype, the caller refuses it
-            return backend.asarray(target, dtype=dtype or dtype_name(pred.dtype))
-        if not backend.owns(target):
-            try:
-                other = backends.backend_of(target).spec
-            except TypeError:
-                raise TypeError(f"{name}: target must be an array (host NumPy or {backend.spec}), "
-                                f"got {type(target).__name__}") from None
-            raise TypeError(f"{name}: target is on backend {other!r} but pred is on {backend.spec!r}")
-        return target
+            if dtype is None:
+                dtype = dtype_name(pred.dtype)
+            elif target.dtype.kind not in "iu":
+                dtype = None
+        return backends.accept_array(backend, target, type(self).__name__, "target", against="pred", dtype=dtype)
 
     def _match_shape(self, pred, target):
         """Refuse shape mismatches; (N, 1) pred with (N,) target is reshaped, never broadcast."""

@@ -35,4 +35,6 @@ if [ "${BPCORE_BROWSER:-1}" != "0" ]; then
 fi
 
 "$python" -c 'import backends; print("backends usable here:", ", ".join(backends.available()))'
+# The floors of the architecture (pyproject.toml, [tool.importlinter]): imports only go down.
+"$(dirname "$python")/lint-imports" --no-cache
 exec "$python" -m pytest "$@"

@@ -181,7 +181,7 @@ def test_batchnorm_state_dict_round_trips_the_buffers(backend, rng):
         np.testing.assert_array_equal(value, expected[name], err_msg=name)
     bn = fresh[1]
     for buffer in (bn.running_mean, bn.running_var):
-        assert backend.owns(buffer) and bp.module.dtype_name(buffer.dtype) == "float64"
+        assert backend.owns(buffer) and bp.nn.dtype_name(buffer.dtype) == "float64"
     x = backend.asarray(rng.standard_normal((6, 3)))
     model.eval()
     fresh.eval()
@@ -201,8 +201,8 @@ def test_batchnorm_to_moves_the_buffers(backend, rng):
     assert backend.owns(bn.running_mean) and backend.owns(bn.running_var)
     assert not np.array_equal(host(backend, bn.running_mean), before["1.running_mean"])
     model.astype("float32")
-    assert bp.module.dtype_name(bn.running_mean.dtype) == "float32"
-    assert bp.module.dtype_name(bn.running_var.dtype) == "float32"
+    assert bp.nn.dtype_name(bn.running_mean.dtype) == "float32"
+    assert bp.nn.dtype_name(bn.running_var.dtype) == "float32"
 
 
 # == 2. BatchNorm1d with one sample ========================================================
@@ -528,7 +528,7 @@ def test_init_keeps_the_dtype_and_backend(backend, init_fn, dtype):
     W = bp.Linear(6, 5).astype(dtype).to(backend).W
     init_fn(W, seed=9)
     assert backend.owns(W.data) and W.backend is backend
-    assert bp.module.dtype_name(W.data.dtype) == dtype
+    assert bp.nn.dtype_name(W.data.dtype) == dtype
     reference = bp.Linear(6, 5).astype(dtype).W            # drawn on the host: the same numbers everywhere
     init_fn(reference, seed=9)
     np.testing.assert_array_equal(host(backend, W.data), host(reference.backend, reference.data))

@@ -19,7 +19,7 @@ import tempfile
 import numpy as np
 import pytest
 
-from bpcore.flow_page import render_html
+from bpcore.viz.flow_page import render_html
 
 
 # -- synthetic data in the recorder's shape ----------------------------------------------------

@@ -203,10 +203,10 @@ def test_imports_and_explains_without_matplotlib(monkeypatch):
     for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "matplotlib", None)         # import matplotlib now fails
-    spec = importlib.util.spec_from_file_location("_viz_without_matplotlib", viz.__file__)
+    spec = importlib.util.spec_from_file_location("_viz_without_matplotlib", viz.figures.__file__)
     fresh = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "_viz_without_matplotlib", fresh)
-    fresh.__package__ = "bpcore"
+    fresh.__package__ = "bpcore.viz"
     spec.loader.exec_module(fresh)                               # the module itself imports fine
     with pytest.raises(ImportError, match=r'pip install -e "\.\[viz\]"'):
         fresh.curves({"loss": [1.0]})

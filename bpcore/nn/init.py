@@ -21,6 +21,8 @@ import math
 
 import numpy as np
 
+from .module import Parameter, dtype_name
+
 SCHEMES = ("he", "he_uniform", "kaiming", "lecun", "lecun_uniform",
            "xavier", "xavier_uniform", "glorot", "zeros")
 _ALIASES = {"kaiming": "he", "glorot": "xavier"}
@@ -93,8 +95,6 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
 
 
 def _fans(param, owner):
-    from .module import Parameter
-
     if not isinstance(param, Parameter):
         raise TypeError(f"{owner}: expected a Parameter (such as layer.W), got {type(param).__name__}")
     if len(param.shape) != 2:
@@ -103,8 +103,6 @@ def _fans(param, owner):
 
 
 def _write(param, host_values):
-    from .module import dtype_name
-
     param.data = param.backend.asarray(host_values, dtype=dtype_name(param.data.dtype), copy=True)
     return param
 
@@ -138,8 +136,6 @@ def xavier_uniform_(param, gain: float = 1.0, seed=None):
 
 def zeros_(param):
     """Set a parameter to zeros (any shape)."""
-    from .module import Parameter
-
     if not isinstance(param, Parameter):
         raise TypeError(f"zeros_: expected a Parameter, got {type(param).__name__}")
     return _write(param, np.zeros(param.shape))

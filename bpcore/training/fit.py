@@ -1,4 +1,4 @@
-"""fit: the training loop, written once for every backend (evaluate and predict: evaluation.py).
+"""fit: the training loop, written once for every backend (evaluate and predict: evaluate.py).
 
 The data move to the model's device once per fit. Each epoch draws a seeded
 permutation on the host (one small index transfer), and minibatches are taken
@@ -12,66 +12,18 @@ import math
 import signal
 import threading
 
-
-from . import init as _init
-from ._checks import check_int
+from .._checks import check_int
+from ..checkpoint import save_checkpoint
+from ..nn import init as _init
+from ..optim import Optimizer, ReduceLROnPlateau
 from .callbacks import Callback
-from .evaluation import (  # noqa: F401  (evaluate and predict are re-exported here)
-    _check_common, _evaluate_prepared, _prepare, _resolve_metrics, evaluate, predict,
-)
-from .optim import Optimizer
+from .evaluate import _evaluate_prepared
+from .history import DivergenceError, History
+from .inputs import _check_common, _prepare
+from .metrics import _resolve_metrics
+from .resume import _resume
 
 
-class DivergenceError(FloatingPointError):
-    """The loss became NaN or infinite; ``.history`` holds the epochs completed before it."""
-
-    def __init__(self, message, history):
-        super().__init__(message)
-        self.history = history
-
-
-class History:
-    """What ``fit`` records, one value per completed epoch.
-
-    ``hist["loss"]``, ``hist["val_loss"]``, ``hist["accuracy"]``, ``hist["val_accuracy"]``,
-    ``hist["lr"]`` (the rate used during that epoch); ``hist.grad_norms[name]`` and
-    ``hist.weight_norms[name]`` give each parameter's L2 norm ("0.W", ...) after the last
-    batch of each epoch: the numbers that show vanishing gradients layer by layer.
-    """
-
-    def __init__(self):
-        self.history: dict[str, list] = {}
-        self.grad_norms: dict[str, list] = {}
-        self.weight_norms: dict[str, list] = {}
-        self.epochs: list[int] = []
-        self.interrupted = False
-
-    def __getitem__(self, key):
-        try:
-            return self.history[key]
-        except KeyError:
-            raise KeyError(f"History has no {key!r}; it has {sorted(self.history)}") from None
-
-    def __contains__(self, key):
-        return key in self.history
-
-    def keys(self):
-        return self.history.keys()
-
-    def _record(self, epoch, logs, grad_norms, weight_norms):
-        self.epochs.append(epoch)
-        for key, value in logs.items():
-            self.history.setdefault(key, []).append(value)
-        for key, value in grad_norms.items():
-            self.grad_norms.setdefault(key, []).append(value)
-        for key, value in weight_norms.items():
-            self.weight_norms.setdefault(key, []).append(value)
-
-    def __repr__(self):
-        return f"History({len(self.epochs)} epochs: {', '.join(self.history)})"
-
-
-# -- the loop ------------------------------------------------------------------------
 class _InterruptFlag:
     """Turns Ctrl-C into a flag checked after each batch (a second Ctrl-C stops at once)."""
 
@@ -141,8 +93,6 @@ def fit(model, loss_fn, optimizer, X, y, epochs: int = 1, batch_size: int = 32, 
     history, start_epoch = _resume(resume, model, optimizer, scheduler, rng, epochs)
 
     def save(completed_epochs):
-        from .io import save_checkpoint
-
         save_checkpoint(checkpoint, model=model, optimizer=optimizer, epoch=completed_epochs,
                         history=history, rng_state=rng.bit_generator.state, scheduler=scheduler)
 
@@ -198,32 +148,6 @@ def fit(model, loss_fn, optimizer, X, y, epochs: int = 1, batch_size: int = 32, 
         print(f"fit: interrupted; returning the history of {len(history.epochs)} completed epochs"
               + (f" (saved to {checkpoint})" if checkpoint is not None else ""))
     return history
-
-
-def _resume(path, model, optimizer, scheduler, rng, epochs):
-    """(history, first epoch to run): fresh, or restored from the checkpoint at ``path``."""
-    import os
-
-    if path is None:
-        return History(), 0
-    if not os.path.exists(path):
-        print(f"fit: no checkpoint at {path} yet; starting from epoch 0")
-        return History(), 0
-    from .io import CheckpointError, load_checkpoint, read_file
-
-    start = read_file(path)[1].get("epoch") or 0       # checked before anything is loaded
-    if start > epochs:
-        raise ValueError(f"fit: {path} already holds {start} epochs, more than epochs={epochs} "
-                         f"(epochs is the total, counted from the start)")
-    saved = load_checkpoint(path, model=model, optimizer=optimizer)
-    if saved["rng_state"] is not None:
-        try:
-            rng.bit_generator.state = saved["rng_state"]
-        except (TypeError, ValueError, KeyError) as error:
-            raise CheckpointError(f"{path}: unusable shuffling RNG state ({error})") from None
-    if scheduler is not None and saved["scheduler"] is not None:
-        scheduler.load_state_dict(saved["scheduler"])
-    return saved["history"] or History(), start
 
 
 def _run_epoch(model, loss_fn, optimizer, X, y, batch_size, rng, counters, callbacks, interrupt,
@@ -300,36 +224,22 @@ def _diverged(optimizer, epoch, weighted_losses, batch_size, n, last_good, histo
 
 
 class _LastGoodState:
-    """Device copies of the parameters, buffers and optimizer state, taken at each epoch start.
-
-    The lists are gathered once per fit, so taking a copy costs one array copy per tensor.
-    """
+    """The model's parameters and buffers (``Layer._snapshot``) and the optimizer's state, as
+    device copies taken at each epoch start: what divergence and Ctrl-C roll back to."""
 
     def __init__(self, model, optimizer):
-        self.params = model.parameters()
-        self.buffers = [(layer, name) for layer in model.modules() for name in layer._buffer_names]
-        self.optimizer = optimizer
-        self.by_id = {id(p): p for p in optimizer.params}
+        self.model, self.optimizer = model, optimizer
 
     def take(self):
-        self.param_copies = [p.backend.xp.asarray(p.data, copy=True) for p in self.params]
-        self.buffer_copies = [layer.xp.asarray(getattr(layer, name), copy=True) for layer, name in self.buffers]
-        self.optimizer_state = {
-            key: {name: (self.by_id[key].backend.xp.asarray(value, copy=True) if hasattr(value, "shape")
-                         else value) for name, value in buffers.items()}
-            for key, buffers in self.optimizer.state.items()}
+        self.model_state = self.model._snapshot()
+        self.optimizer_state = self.optimizer._snapshot_state()
 
     def restore(self):
-        for p, copy in zip(self.params, self.param_copies):
-            p.data = copy
-        for (layer, name), copy in zip(self.buffers, self.buffer_copies):
-            setattr(layer, name, copy)
+        self.model._restore(self.model_state)
         self.optimizer.state = self.optimizer_state
 
 
 def _step_scheduler(scheduler, logs):
-    from .schedules import ReduceLROnPlateau
-
     if isinstance(scheduler, ReduceLROnPlateau):
         scheduler.step(logs.get("val_loss", logs["loss"]))
     else:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from ._checks import check_int, check_number
+from .._checks import check_int, check_number
 
 
 class LRScheduler:

@@ -10,8 +10,8 @@ import math
 
 import backends
 
-from ._checks import check_number
-from .module import Parameter, dtype_name
+from .._checks import check_number
+from ..nn.module import Parameter, dtype_name
 
 
 class Optimizer:
@@ -66,6 +66,13 @@ class Optimizer:
                 state[key] = p.backend.asarray(backends.to_host(value), dtype=dtype_name(p.data.dtype),
                                                copy=True)
         return state
+
+    def _snapshot_state(self) -> dict:
+        """Device copies of every buffer (numbers as they are), for putting back into ``self.state``."""
+        owners = {id(p): p for p in self.params}
+        return {key: {name: (owners[key].backend.xp.asarray(value, copy=True) if hasattr(value, "shape")
+                             else value) for name, value in buffers.items()}
+                for key, buffers in self.state.items()}
 
     def state_dict(self) -> dict:
         """{"type", "hyper": {name: value}, "state": {param index: {buffer: host array or number}}}."""
@@ -271,51 +278,3 @@ class RMSprop(Optimizer):
             p.data -= self.lr * buf
         else:
             p.data -= self.lr * (grad / denominator)
-
-
-def _grads(params, owner):
-    params = list(params.parameters() if hasattr(params, "parameters") else params)
-    for i, p in enumerate(params):
-        if not isinstance(p, Parameter):
-            raise TypeError(f"{owner}: params[{i}] must be a Parameter, got {type(p).__name__}")
-    return params
-
-
-def clip_grad_norm_(params, max_norm: float, norm_type: float = 2.0):
-    """Scale all gradients together so their joint norm is at most ``max_norm`` (as PyTorch).
-
-    total = (sum over every gradient entry of |g|^p)^(1/p) (max |g| for p = inf);
-    every g *= min(1, max_norm / (total + 1e-6)). Runs on the device without a sync.
-    Returns the total norm before clipping, a 0-d array.
-    """
-    params = _grads(params, "clip_grad_norm_")
-    max_norm = check_number("clip_grad_norm_", "max_norm", max_norm)
-    if isinstance(norm_type, bool) or not isinstance(norm_type, (int, float)) or not norm_type > 0:
-        raise ValueError(f"clip_grad_norm_: norm_type must be > 0 (or inf), got {norm_type!r}")
-    if not params:
-        raise ValueError("clip_grad_norm_: no parameters given")
-    xp = params[0].backend.xp
-    if math.isinf(norm_type):
-        total = xp.max(xp.stack([xp.max(xp.abs(p.grad)) for p in params]))
-    else:
-        total = xp.sum(xp.stack([xp.sum(xp.abs(p.grad) ** norm_type) for p in params])) ** (1.0 / norm_type)
-    scale = xp.minimum(max_norm / (total + 1e-6), 1.0)     # minimum, not clip: no GPU sync on CuPy
-    for p in params:
-        p.grad = p.grad * scale
-    return total
-
-
-def clip_grad_value_(params, clip_value: float) -> None:
-    """Clamp every gradient entry to [-clip_value, clip_value] (as PyTorch)."""
-    params = _grads(params, "clip_grad_value_")
-    clip_value = check_number("clip_grad_value_", "clip_value", clip_value)
-    for p in params:
-        p.grad = p.backend.xp.minimum(p.backend.xp.maximum(p.grad, -clip_value), clip_value)
-
-
-from .schedules import (  # noqa: E402  (re-exported: bp.optim.StepLR, ...)
-    CosineAnnealingLR, ExponentialLR, LinearLR, LRScheduler, ReduceLROnPlateau, StepLR,
-)
-
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_grad_norm_", "clip_grad_value_",
-           "LRScheduler", "StepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR", "ReduceLROnPlateau"]

@@ -1,83 +1,14 @@
-"""Linear and the activations, each with its hand-written backward pass.
+"""The activations, each with its hand-written backward pass right under its forward.
 
 Every layer uses only Array API standard functions on ``self.xp``, so the
-same lines run on NumPy, CuPy, PyTorch and array_api_strict. Shapes follow
-the (batch, features) layout.
+same lines run on NumPy, CuPy, PyTorch and array_api_strict.
 """
 from __future__ import annotations
 
 import math
 
-from . import init as _init
-from ._checks import check_int, check_number
-from .module import Layer, Sequential
-
-
-class Linear(Layer):
-    """y = x @ W + b with W of shape (n_in, n_out) and b of shape (n_out,).
-
-    Args:
-        n_in, n_out: input and output widths.
-        init: how W is drawn: "he" (default, N(0, 2/n_in)), "he_uniform",
-            "lecun", "lecun_uniform", "xavier", "xavier_uniform" or "zeros".
-            b starts at zero.
-        seed: int, None or a NumPy Generator; W is drawn on the host so one
-            seed gives the same layer on every backend.
-        bias: whether the layer has b.
-    """
-
-    def __init__(self, n_in: int, n_out: int, init: str = "he", seed=None, bias: bool = True):
-        super().__init__()
-        self.n_in = check_int("Linear", "n_in", n_in)
-        self.n_out = check_int("Linear", "n_out", n_out)
-        if init not in _init.SCHEMES:
-            raise ValueError(f"Linear: unknown init {init!r}; choose one of {', '.join(_init.SCHEMES)}")
-        self.init = init
-        rng = _init.host_rng(seed)
-        self.W = self._make_parameter(_init.weight(init, n_in, n_out, rng))
-        self.b = self._make_parameter(_init.zeros(n_out)) if bias else None
-        self._x = None
-
-    def config(self) -> dict:
-        return {"n_in": self.n_in, "n_out": self.n_out, "init": self.init, "bias": self.b is not None}
-
-    def forward(self, x):
-        """x: (batch, n_in) -> y = x @ W + b: (batch, n_out)."""
-        x = self._accept_input(x)
-        if x.ndim != 2 or x.shape[1] != self.n_in:
-            raise ValueError(f"{self._name()}: expected input of shape (batch, {self.n_in}), "
-                             f"got {tuple(x.shape)}")
-        self._x = x
-        y = x @ self.W.data
-        if self.b is not None:
-            y += self.b.data
-        return y
-
-    def backward(self, grad_out):
-        """Backprop through y = x @ W + b.
-
-        Args:
-            grad_out: dL/dy, shape (batch, n_out).
-        Returns:
-            dL/dx = grad_out @ W^T, shape (batch, n_in). Adds dL/dW = x^T @ grad_out
-            and dL/db = sum over the batch of grad_out into W.grad and b.grad.
-        """
-        self.backward_params(grad_out)
-        return grad_out @ self.W.data.T
-
-    def backward_params(self, grad_out):
-        """Only the parameter gradients of :meth:`backward`; skips the matmul for dL/dx."""
-        x = self._x
-        if x is None:
-            raise self._no_forward()
-        self._check_grad_out(grad_out, (x.shape[0], self.n_out))
-        self.W._accumulate_new(x.T @ grad_out)          # dL/dW = x^T @ dL/dy
-        if self.b is not None:
-            self.b._accumulate_new(self.xp.sum(grad_out, axis=0))   # dL/db = sum_batch dL/dy
-
-    def __repr__(self):
-        extra = "" if self.b is not None else ", bias=False"
-        return f"Linear({self.n_in}, {self.n_out}{extra})"
+from .._checks import check_number
+from .module import Layer
 
 
 class _Elementwise(Layer):
@@ -285,34 +216,3 @@ ACTIVATIONS = {
     "gelu": GELU,
     "identity": Identity,
 }
-# The lessons' initial scales: N(0, 2/n_in) for ReLU-like, N(0, 1/n_in) for tanh and sigmoid.
-_INIT_FOR = {"relu": "he", "leaky_relu": "he", "gelu": "he",
-             "sigmoid": "lecun", "tanh": "lecun", "identity": "lecun"}
-
-
-def mlp(sizes, activation: str = "relu", seed=None, init: str | None = None) -> Sequential:
-    """A multi-layer perceptron: Linear, activation, ..., Linear (the last layer has no activation).
-
-    Args:
-        sizes: widths from input to output, e.g. [2, 16, 8, 1].
-        activation: one of "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "identity".
-        seed: int, None or NumPy Generator; one seed gives the same network on every backend.
-        init: weight init for every Linear; by default "he" (N(0, 2/n_in)) for ReLU-like
-            activations and "lecun" (N(0, 1/n_in)) for tanh, sigmoid and identity.
-    Returns:
-        A float32 :class:`Sequential` on the CPU; use ``.to(device)`` and ``.astype()``.
-    """
-    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__") or len(sizes) < 2:
-        raise ValueError(f"mlp: sizes must list at least an input and an output width, got {sizes!r}")
-    for i, size in enumerate(sizes):
-        check_int("mlp", f"sizes[{i}]", size)
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"mlp: unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
-    rng = _init.host_rng(seed)
-    scheme = init if init is not None else _INIT_FOR[activation]
-    layers = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(Linear(n_in, n_out, init=scheme, seed=rng))
-        if i < len(sizes) - 2:
-            layers.append(ACTIVATIONS[activation]())
-    return Sequential(*layers)

@@ -1,4 +1,4 @@
-"""The layer contract: Parameter, Layer and Sequential.
+"""The layer contract: Layer (Parameter is in parameter.py, containers in containers.py).
 
 Every layer computes ``forward(x)``, keeps in a cache exactly what its
 backward pass reads, and ``backward(grad_out)`` returns ``grad_in`` while
@@ -10,67 +10,32 @@ from __future__ import annotations
 
 import backends
 
-FLOAT_DTYPES = ("float32", "float64")
+from .parameter import FLOAT_DTYPES, Parameter, dtype_name  # noqa: F401  (re-exported: the contract's names)
+
+# Layer types a checkpoint may rebuild, by class name: every public layer class of bpcore joins
+# when it is defined (Layer.__init_subclass__), user layers through register_layer. The checkpoint
+# code reads this registry, so it never imports the layer modules by name.
+_LAYER_TYPES: dict[str, type] = {}
+
+# How Layer.save writes a file. The file format lives in bpcore.checkpoint, a floor above this
+# one, which puts its writer here when it is imported (``import bpcore`` always imports it).
+_MODEL_WRITER = [None]
 
 
-def dtype_name(dtype) -> str:
-    """"float32" for numpy.float32, torch.float32, array_api_strict.float32, ..."""
-    return str(dtype).rpartition(".")[2]
+def register_layer(cls: type) -> type:
+    """Let checkpoints rebuild a user-defined layer (its ``config()`` must give its constructor's arguments).
 
-
-class Parameter:
-    """A trainable array and the gradient of the loss with respect to it.
-
-    Attributes:
-        data: the array, on the owning layer's device.
-        grad: dL/d(data), same shape and device; zeros until a backward pass
-            adds into it, and again after ``zero_grad()``.
+    Usable as a class decorator; returns ``cls``.
     """
+    if not isinstance(cls, type) or not issubclass(cls, Layer):
+        raise TypeError(f"register_layer expects a Layer subclass, got {cls!r}")
+    _LAYER_TYPES[cls.__name__] = cls
+    return cls
 
-    __slots__ = ("data", "_grad", "backend")
 
-    def __init__(self, data, backend: backends.Backend):
-        self.data = data
-        self.backend = backend
-        self._grad = None   # None stands for "all zeros", made only when read
-
-    @property
-    def grad(self):
-        if self._grad is None:
-            self._grad = self.backend.xp.zeros_like(self.data)
-        return self._grad
-
-    @grad.setter
-    def grad(self, value):
-        if value is not None and tuple(value.shape) != tuple(self.data.shape):
-            raise ValueError(f"grad must have the parameter's shape {tuple(self.data.shape)}, "
-                             f"got {tuple(value.shape)}")
-        self._grad = value
-
-    def accumulate_grad(self, grad):
-        """Add ``grad`` into ``.grad`` (the contract's +=). ``grad`` is copied, never kept."""
-        self._accumulate_new(self.backend.xp.asarray(grad, copy=True) if self._grad is None else grad)
-
-    def _accumulate_new(self, grad):
-        """accumulate_grad for a freshly computed array that nothing else holds (x.T @ grad_out):
-        the first gradient after zero_grad() is stored as it is, saving a copy and an add."""
-        if tuple(grad.shape) != tuple(self.data.shape):
-            raise ValueError(f"gradient of shape {tuple(grad.shape)} for a parameter of shape "
-                             f"{tuple(self.data.shape)}")
-        if self._grad is None:
-            self._grad = grad
-        else:
-            self._grad += grad
-
-    def zero_grad(self):
-        self._grad = None
-
-    @property
-    def shape(self):
-        return tuple(self.data.shape)
-
-    def __repr__(self):
-        return f"Parameter(shape={self.shape}, dtype={self.data.dtype}, device={self.backend})"
+def layer_types() -> dict[str, type]:
+    """{class name: class} of every layer type a checkpoint can rebuild."""
+    return dict(_LAYER_TYPES)
 
 
 class Layer:
@@ -83,6 +48,11 @@ class Layer:
     """
 
     _buffer_names: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__module__.startswith("bpcore.") and not cls.__name__.startswith("_"):
+            _LAYER_TYPES[cls.__name__] = cls
 
     def __init__(self):
         self.training = True
@@ -116,9 +86,7 @@ class Layer:
 
     def save(self, path) -> None:
         """Save the architecture, parameters and buffers to ``path`` (see ``bp.load``); atomic."""
-        from .io import save
-
-        save(self, path)
+        _MODEL_WRITER[0](self, path)
 
     # -- helpers for subclasses ------------------------------------------
     @property
@@ -140,29 +108,23 @@ class Layer:
         Host NumPy arrays are moved and cast to the layer's dtype; arrays
         already on the backend must have that dtype when they are floating
         point (no silent up- or down-casts); integer and bool arrays are cast.
+        Anything else is refused by ``backends.accept_array`` with the one message.
         """
         backend = self._backend
         dtype = backend.dtype(self._dtype)
-        if backend.owns(x):
-            if x.dtype == dtype:
-                return x
-            if backend.xp.isdtype(x.dtype, "real floating") and not backends.is_host_array(x):
-                raise TypeError(f"{self._name()}: {what} has dtype {dtype_name(x.dtype)}, but the layer is "
-                                f"{self._dtype}; cast it, or call model.astype({dtype_name(x.dtype)!r})")
-            if not backend.xp.isdtype(x.dtype, ("real floating", "integral", "bool")):
-                raise TypeError(f"{self._name()}: {what} must be a real-valued array, got dtype {x.dtype}")
-            return backend.xp.astype(x, dtype)
-        if backends.is_host_array(x):
-            if x.dtype.kind not in "fiub":
-                raise TypeError(f"{self._name()}: {what} must be a real-valued array, got dtype {x.dtype}")
-            return backend.asarray(x, dtype=self._dtype)
-        try:
-            other = backends.backend_of(x).spec
-        except TypeError:
-            raise TypeError(f"{self._name()}: {what} must be an array (host NumPy or {backend.spec}), "
-                            f"got {type(x).__name__}") from None
-        raise TypeError(f"{self._name()}: {what} is an array on backend {other!r} but the layer is on "
-                        f"{backend.spec!r}; move the model (model.to({other!r})) or the data")
+        if backend.owns(x) and x.dtype == dtype:
+            return x
+        host = backends.is_host_array(x)
+        x = backends.accept_array(backend, x, self._name, what, dtype=self._dtype if host else None)
+        if x.dtype == dtype:
+            return x
+        xp = backend.xp
+        if xp.isdtype(x.dtype, "real floating"):
+            raise TypeError(f"{self._name()}: {what} has dtype {dtype_name(x.dtype)}, but the layer is "
+                            f"{self._dtype}; cast it, or call model.astype({dtype_name(x.dtype)!r})")
+        if not xp.isdtype(x.dtype, ("integral", "bool")):
+            raise TypeError(f"{self._name()}: {what} must be a real-valued array, got dtype {x.dtype}")
+        return xp.astype(x, dtype)
 
     def _check_grad_out(self, grad_out, expected_shape):
         if tuple(grad_out.shape) != tuple(expected_shape):
@@ -391,113 +353,3 @@ class Layer:
 
     def __repr__(self):
         return f"{type(self).__name__}()"
-
-
-class Sequential(Layer):
-    """Layers applied one after another; backward runs them in reverse.
-
-    ``Sequential(Linear(2, 16), Tanh(), Linear(16, 1))``; the layers are in
-    ``model.layers`` and their parameters are named "0.W", "0.b", "2.W", ...
-    """
-
-    def __init__(self, *layers):
-        super().__init__()
-        if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
-            layers = tuple(layers[0])
-        for i, layer in enumerate(layers):
-            if not isinstance(layer, Layer):
-                raise TypeError(f"Sequential: item {i} must be a Layer, got {type(layer).__name__}")
-        self.layers = list(layers)
-        self._adopt_children()
-
-    def children(self):
-        return [(str(i), layer) for i, layer in enumerate(self.layers)]
-
-    def forward(self, x):
-        """Run every layer in order. x: (batch, n_in) -> (batch, n_out)."""
-        with self._backend.activate():
-            x = self._accept_input(x)
-            for layer in self.layers:
-                x = layer.forward(x)
-        return x
-
-    def backward(self, grad_out, input_grad: bool = True):
-        """Backprop grad_out = dL/d(output) through every layer, last first.
-
-        Returns dL/dx, shape (batch, n_in); with ``input_grad=False`` the first
-        layer only adds its parameter gradients and None is returned, which is
-        all a training step needs.
-        """
-        with self._backend.activate():
-            grad = grad_out
-            for layer in reversed(self.layers[1:]):
-                grad = layer.backward(grad)
-            if not self.layers:
-                return grad
-            if input_grad:
-                return self.layers[0].backward(grad)
-            self.layers[0].backward_params(grad)
-        return None
-
-    def backward_params(self, grad_out):
-        self.backward(grad_out, input_grad=False)
-
-    def __len__(self):
-        return len(self.layers)
-
-    def __getitem__(self, index):
-        return self.layers[index]
-
-    def __iter__(self):
-        return iter(self.layers)
-
-    def __repr__(self):
-        inner = "".join(f"\n  ({i}): " + repr(layer).replace("\n", "\n  ") for i, layer in enumerate(self.layers))
-        return f"Sequential({inner}\n)" if inner else "Sequential()"
-
-    def _label(self) -> str:
-        count = len(self.layers)
-        return f"Sequential of {count} layer{'' if count == 1 else 's'}"
-
-
-class Residual(Layer):
-    """y = x + block(x): a skip connection around ``block``.
-
-    Backward: dL/dx = grad_out + block.backward(grad_out), so the gradient reaches
-    earlier layers through the identity path even when the block's own gradient
-    vanishes. The block must keep the shape (for example Linear(n, n)).
-    Its parameters are named "block.0.W", ... inside the residual.
-    """
-
-    def __init__(self, block: Layer):
-        super().__init__()
-        if not isinstance(block, Layer):
-            raise TypeError(f"Residual: block must be a Layer, got {type(block).__name__}")
-        self.block = block
-        self._adopt_children()
-        self._shape = None
-
-    def forward(self, x):
-        """x: (batch, n) -> x + block(x): (batch, n)."""
-        x = self._accept_input(x)
-        out = self.block.forward(x)
-        if tuple(out.shape) != tuple(x.shape):
-            raise ValueError(f"{self._name()}: the block maps shape {tuple(x.shape)} to {tuple(out.shape)}, "
-                             f"but y = x + block(x) needs the shape kept (a width-preserving block such as "
-                             f"Linear(n, n))")
-        self._shape = tuple(x.shape)
-        return x + out
-
-    def backward(self, grad_out):
-        """dL/dx = grad_out (identity path) + the block's dL/dx."""
-        if self._shape is None:
-            raise self._no_forward()
-        self._check_grad_out(grad_out, self._shape)
-        return grad_out + self.block.backward(grad_out)
-
-    def __repr__(self):
-        inner = repr(self.block).replace("\n", "\n  ")
-        return f"Residual(\n  {inner}\n)"
-
-    def _label(self) -> str:
-        return "Residual"

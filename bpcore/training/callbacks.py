@@ -9,8 +9,10 @@ the ones being trained; set ``self.model.stop_training = True`` to stop after th
 from __future__ import annotations
 
 import math
+import os
 
-from ._checks import check_int, check_number
+from .._checks import check_int, check_number
+from ..checkpoint import save_checkpoint
 
 
 class Callback:
@@ -129,8 +131,6 @@ class ModelCheckpoint(Callback):
     """
 
     def __init__(self, path, monitor: str = "val_loss", save_best_only: bool = False, mode: str = "auto"):
-        import os
-
         self.path = os.fspath(path)
         self.save_best_only = bool(save_best_only)
         self._monitor = _Monitor("ModelCheckpoint", monitor, mode)
@@ -143,8 +143,6 @@ class ModelCheckpoint(Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.save_best_only and not self._monitor.improved(logs):
             return
-        from .io import save_checkpoint
-
         save_checkpoint(self.path, model=self.model, optimizer=self.optimizer, epoch=epoch + 1,
                         history=self.history)
         self.saved_epochs.append(epoch)

@@ -28,10 +28,12 @@ import os
 
 import backends
 
-from ._checks import check_int
-from .callbacks import Callback
-from .layers import Linear
-from .module import Layer, Residual, Sequential
+from .._checks import check_int
+from ..nn.containers import Residual, Sequential
+from ..nn.linear import Linear
+from ..nn.module import Layer
+from ..training.callbacks import Callback
+from .flow_page import render_html
 
 _SIGNIFICANT = 4        # digits kept in the page's numbers: plenty for a picture, 1/3 of the size
 
@@ -177,8 +179,6 @@ class FlowRecorder(Callback):
 
     def save_html(self, path, title: str = "Neural Flow") -> str:
         """Write the self-contained Neural Flow page to ``path`` (atomically); returns the path."""
-        from .flow_page import render_html
-
         data = self.to_dict()
         data["title"] = title
         page = render_html(data, title=title)
@@ -237,3 +237,15 @@ def _rounded(array):
     if array.ndim == 1:
         return [_round(v) for v in array.tolist()]
     return [_rounded(row) for row in array]
+
+
+def neural_flow(recorder, path, title: str = "Neural Flow") -> str:
+    """Write the animated Neural Flow page of a :class:`bpcore.FlowRecorder` to ``path``.
+
+    The same as ``recorder.save_html(path, title)``: one self-contained HTML file (no
+    network, no matplotlib needed) showing the recorded forward values and gradients.
+    Returns the path.
+    """
+    if not isinstance(recorder, FlowRecorder):
+        raise TypeError(f"neural_flow expects a bp.FlowRecorder, got {type(recorder).__name__}")
+    return recorder.save_html(path, title=title)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 
 from . import init as _init
-from ._checks import check_int, check_number
+from .._checks import check_int, check_number
 from .module import Layer
 
 

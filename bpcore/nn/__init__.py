@@ -1,0 +1,27 @@
+"""Floor 2: the layer contract and every layer, forward and backward side by side.
+
+    module.py         Parameter, Layer (the contract), the layer-type registry
+    containers.py     Sequential, Residual, mlp
+    linear.py         Linear
+    activations.py    Identity, ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, GELU (+ stable_sigmoid)
+    normalization.py  BatchNorm1d, LayerNorm
+    dropout.py        Dropout
+    init.py           weight initialisation (He, Xavier/Glorot, LeCun) as torch.nn.init
+
+Everything here imports only ``backends`` (floor 1) and ``bpcore._checks``.
+"""
+from __future__ import annotations
+
+from . import init
+from .activations import ACTIVATIONS, GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, stable_sigmoid
+from .containers import Residual, Sequential, mlp
+from .dropout import Dropout
+from .linear import Linear
+from .module import FLOAT_DTYPES, Layer, Parameter, dtype_name, layer_types, register_layer
+from .normalization import BatchNorm1d, LayerNorm
+
+__all__ = [
+    "ACTIVATIONS", "BatchNorm1d", "Dropout", "FLOAT_DTYPES", "GELU", "Identity", "init", "Layer", "LayerNorm",
+    "LeakyReLU", "Linear", "Parameter", "ReLU", "Residual", "Sequential", "Sigmoid", "Softmax", "Tanh",
+    "dtype_name", "layer_types", "mlp", "register_layer", "stable_sigmoid",
+]

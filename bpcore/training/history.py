@@ -1,0 +1,64 @@
+"""History (what fit records, epoch by epoch) and DivergenceError (the loss became NaN/Inf)."""
+from __future__ import annotations
+
+
+class DivergenceError(FloatingPointError):
+    """The loss became NaN or infinite; ``.history`` holds the epochs completed before it."""
+
+    def __init__(self, message, history):
+        super().__init__(message)
+        self.history = history
+
+
+class History:
+    """What ``fit`` records, one value per completed epoch.
+
+    ``hist["loss"]``, ``hist["val_loss"]``, ``hist["accuracy"]``, ``hist["val_accuracy"]``,
+    ``hist["lr"]`` (the rate used during that epoch); ``hist.grad_norms[name]`` and
+    ``hist.weight_norms[name]`` give each parameter's L2 norm ("0.W", ...) after the last
+    batch of each epoch: the numbers that show vanishing gradients layer by layer.
+    """
+
+    def __init__(self):
+        self.history: dict[str, list] = {}
+        self.grad_norms: dict[str, list] = {}
+        self.weight_norms: dict[str, list] = {}
+        self.epochs: list[int] = []
+        self.interrupted = False
+
+    def __getitem__(self, key):
+        try:
+            return self.history[key]
+        except KeyError:
+            raise KeyError(f"History has no {key!r}; it has {sorted(self.history)}") from None
+
+    def __contains__(self, key):
+        return key in self.history
+
+    def keys(self):
+        return self.history.keys()
+
+    def state_dict(self) -> dict:
+        """The recorded values as plain data (lists of numbers), as a checkpoint stores them."""
+        return {"history": self.history, "grad_norms": self.grad_norms,
+                "weight_norms": self.weight_norms, "epochs": self.epochs}
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "History":
+        """A History holding what :meth:`state_dict` gave."""
+        history = cls()
+        history.history, history.grad_norms = state["history"], state["grad_norms"]
+        history.weight_norms, history.epochs = state["weight_norms"], state["epochs"]
+        return history
+
+    def _record(self, epoch, logs, grad_norms, weight_norms):
+        self.epochs.append(epoch)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+        for key, value in grad_norms.items():
+            self.grad_norms.setdefault(key, []).append(value)
+        for key, value in weight_norms.items():
+            self.weight_norms.setdefault(key, []).append(value)
+
+    def __repr__(self):
+        return f"History({len(self.epochs)} epochs: {', '.join(self.history)})"

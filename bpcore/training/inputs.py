@@ -1,0 +1,74 @@
+"""Where data enter fit, evaluate and predict: one set of checks for all three.
+
+Data given to any of them go through one ``_prepare``: lists and pandas-like
+tables become arrays, X moves to the model's device in its dtype, y is shaped
+and typed for the loss, and every value check (lengths, NaN/Inf, labels) runs
+once, before anything is computed. Layers and losses then only check shapes
+and dtypes, which cost nothing on a device.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+
+import backends
+
+from .._checks import check_int
+from ..losses import Loss
+from ..nn.module import Layer
+
+
+def _on_model_device(function):
+    """Run ``function(model, ...)`` with the model's device current (CuPy with several GPUs)."""
+    @functools.wraps(function)
+    def on_device(model, *args, **kwargs):
+        device = getattr(model, "device", None)
+        with device.activate() if isinstance(device, backends.Backend) else contextlib.nullcontext():
+            return function(model, *args, **kwargs)
+    return on_device
+
+
+def _table_to_array(value, what):
+    """Lists, tuples and pandas tables become host arrays (as Keras accepts them); arrays pass."""
+    if isinstance(value, (list, tuple)) or (hasattr(value, "to_numpy") and not hasattr(value, "__dlpack__")):
+        return backends.host_array_from(value, what)
+    return value
+
+
+@_on_model_device
+def _prepare(model, loss_fn, X, y, what):
+    """(X, y) on the model's device, y shaped and typed for the loss; every check done once."""
+    X = model._accept_input(_table_to_array(X, f"{what}: X"), f"{what} X")
+    y = _table_to_array(y, f"{what}: y")
+    xp = model.xp
+    if X.ndim < 1 or X.shape[0] == 0:
+        raise ValueError(f"{what}: X must hold at least one sample, got shape {tuple(X.shape)}")
+    if not hasattr(y, "shape") or not hasattr(y, "dtype"):
+        raise TypeError(f"{what}: y must be an array (host NumPy or {model.device.spec}), "
+                        f"got {type(y).__name__}")
+    if len(y.shape) == 0 or y.shape[0] != X.shape[0]:
+        n_y = y.shape[0] if len(y.shape) else "a scalar"
+        raise ValueError(f"{what}: X has {X.shape[0]} samples but y has {n_y}")
+    if not bool(xp.all(xp.isfinite(X))):
+        raise ValueError(f"{what}: X contains NaN or infinite values")
+    was_training = model.training
+    model.eval()
+    try:
+        example = model.forward(X[:1, ...])
+    finally:
+        model.train(was_training)
+    template = xp.zeros((X.shape[0],) + tuple(example.shape[1:]), dtype=example.dtype,
+                        device=model.device.device)
+    backend = loss_fn._backend_for(template)
+    target = loss_fn._accept_target(backend, template, y)
+    if xp.isdtype(target.dtype, "real floating") and not bool(xp.all(xp.isfinite(target))):
+        raise ValueError(f"{what}: y contains NaN or infinite values")
+    return X, target
+
+
+def _check_common(model, loss_fn, batch_size):
+    if not isinstance(model, Layer):
+        raise TypeError(f"model must be a bpcore Layer, got {type(model).__name__}")
+    if not isinstance(loss_fn, Loss):
+        raise TypeError(f"loss_fn must be a bpcore loss such as BCEWithLogitsLoss(), got {type(loss_fn).__name__}")
+    check_int("", "batch_size", batch_size)

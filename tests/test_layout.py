@@ -1,0 +1,81 @@
+"""The package layout is the architecture: one-way floors (import-linter), small modules, page files.
+
+The floors are declared in pyproject.toml ([tool.importlinter]); these tests run the same
+`lint-imports` that ci/test.sh runs, and show that it catches an import planted against them.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+LINT_IMPORTS = shutil.which("lint-imports", path=os.path.dirname(sys.executable)) or shutil.which("lint-imports")
+needs_linter = pytest.mark.skipif(LINT_IMPORTS is None,
+                                  reason="import-linter is not installed (pip install -e '.[test]')")
+
+
+def _lint(tree: pathlib.Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    return subprocess.run([LINT_IMPORTS, "--no-cache"], cwd=tree, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def _copy_tree(tmp_path) -> pathlib.Path:
+    tree = tmp_path / "tree"
+    for name in ("bpcore", "backends"):
+        shutil.copytree(ROOT / name, tree / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tree / "pyproject.toml")
+    return tree
+
+
+@needs_linter
+def test_the_floors_hold():
+    result = _lint(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "broken" in result.stdout and "0 broken" in result.stdout
+
+
+@needs_linter
+@pytest.mark.parametrize("module, planted", [
+    # an import inside a function counts, as the circle the layout removed hid in them
+    ("bpcore/nn/linear.py", "\n\ndef _planted():\n    from ..training import fit\n    return fit\n"),
+    ("bpcore/checkpoint/api.py", "\nfrom ..training.history import History  # noqa\n"),
+    ("backends/_numpy.py", "\nimport bpcore.nn  # noqa\n"),
+])
+def test_an_import_that_runs_back_up_is_caught(tmp_path, module, planted):
+    tree = _copy_tree(tmp_path)
+    with open(tree / module, "a", encoding="utf-8") as stream:
+        stream.write(planted)
+    result = _lint(tree)
+    assert result.returncode != 0
+    assert "BROKEN" in result.stdout or "broken" in result.stdout
+    assert "1 broken" in result.stdout, result.stdout
+
+
+def test_no_module_is_over_400_lines():
+    long = {}
+    for folder in ("bpcore", "backends"):
+        for path in (ROOT / folder).rglob("*.py"):
+            with open(path, encoding="utf-8") as stream:
+                count = sum(1 for _ in stream)
+            if count > 400:
+                long[str(path.relative_to(ROOT))] = count
+    assert not long, f"modules over 400 lines (STYLE.md: one room per idea): {long}"
+
+
+def test_the_flow_page_parts_are_files_of_their_own():
+    from bpcore.viz import flow_page
+
+    page = ROOT / "bpcore" / "viz" / "page"
+    for name in ("flow.html", "flow.css", "flow.js"):
+        assert (page / name).stat().st_size > 0
+    source = pathlib.Path(flow_page.__file__).read_text(encoding="utf-8")
+    assert "<!DOCTYPE" not in source and "function (" not in source and "{ margin" not in source  # no page here
+    document = flow_page._template()
+    assert "__STYLE__" not in document and "__SCRIPT__" not in document
+    assert (page / "flow.js").read_text(encoding="utf-8").strip()[:40] in document

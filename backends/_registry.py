@@ -80,7 +80,7 @@ def get(spec: "str | Backend" = "cpu") -> Backend:
     if isinstance(spec, Backend):
         return spec
     if not isinstance(spec, str):
-        raise TypeError(f"device must be a string such as 'cpu' or 'cuda', got {type(spec).__name__}")
+        spec = _spec_of_device_object(spec)
     cached = _CACHE.get(spec)
     if cached is not None:
         return cached
@@ -89,6 +89,19 @@ def get(spec: "str | Backend" = "cpu") -> Backend:
     backend = _CACHE.setdefault(backend.spec, backend)   # one object per device
     _CACHE[spec] = backend
     return backend
+
+
+def _spec_of_device_object(device) -> str:
+    """The spec for a library's device object: torch.device("cuda", 1) -> "torch:cuda:1",
+    cupy.cuda.Device(1) -> "cupy:1", so PyTorch and CuPy habits (``model.to(torch.device(...))``) work."""
+    module = type(device).__module__.partition(".")[0]
+    if module == "torch" and isinstance(getattr(device, "type", None), str):
+        index = getattr(device, "index", None)
+        return f"torch:{device.type}" + (f":{index}" if index is not None else "")
+    if module == "cupy" and isinstance(getattr(device, "id", None), int):
+        return f"cupy:{device.id}"
+    raise TypeError(f"device must be a string such as 'cpu' or 'cuda' (or a torch.device or "
+                    f"cupy.cuda.Device), got {type(device).__name__}")
 
 
 def status() -> dict[str, str | None]:

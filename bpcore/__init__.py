@@ -26,13 +26,14 @@ from .nn import (  # noqa: E402
     Residual, Sequential, Sigmoid, Softmax, Tanh, init, mlp,
 )
 from .training import (  # noqa: E402
-    Callback, DivergenceError, EarlyStopping, History, ModelCheckpoint, evaluate, fit, load_checkpoint, predict,
+    Callback, CSVLogger, DivergenceError, EarlyStopping, History, ModelCheckpoint, evaluate, fit, load_checkpoint,
+    predict,
 )
 from .viz import FlowRecorder  # noqa: E402
 
 
 __all__ = [
-    "ACTIVATIONS", "BatchNorm1d", "BCELoss", "BCEWithLogitsLoss", "Callback", "CheckpointError",
+    "ACTIVATIONS", "BatchNorm1d", "BCELoss", "BCEWithLogitsLoss", "Callback", "CheckpointError", "CSVLogger",
     "data", "DivergenceError", "Dropout", "EarlyStopping", "evaluate", "fit", "FlowRecorder",
     "GELU", "gradcheck", "GradcheckReport", "History", "Identity", "init", "io", "Layer",
     "LayerNorm", "LeakyReLU", "Linear", "load", "load_checkpoint", "Loss", "mlp", "ModelCheckpoint",

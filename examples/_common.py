@@ -4,47 +4,97 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 
 import backends
 import bpcore as bp
 
 
-def parser(description: str, epochs: int | None, seed: int = 0, draws: bool = False) -> argparse.ArgumentParser:
-    """--device, --epochs (when the example trains), --seed, and --out (when it draws)."""
+def parser(description: str, epochs: int | None, seed: int = 0, draws: bool = False,
+           figures: str = "the PNG figures") -> argparse.ArgumentParser:
+    """--device, --epochs (when the example trains), --seed, and --out (when it draws).
+
+    ``epochs=0`` means the example picks its own default (the help says so).
+    """
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--device", default="cpu",
                    help="cpu (NumPy), cuda[:N] (CuPy), or any backend spec such as torch, "
                         "torch:cuda, array_api_strict (default: cpu)")
     if epochs is not None:
-        p.add_argument("--epochs", type=_positive_int, default=epochs, help=f"training epochs (default: {epochs})")
-    p.add_argument("--seed", type=_non_negative_int, default=seed,
+        default = f"{epochs}" if epochs else "depends on the data set"
+        p.add_argument("--epochs", type=positive_int, default=epochs, metavar="N",
+                       help=f"training epochs (default: {default})")
+    p.add_argument("--seed", type=non_negative_int, default=seed, metavar="N",
                    help=f"seed for weights and data (default: {seed})")
     if draws:
-        p.add_argument("--out", default="out", help="folder for the PNG figures (default: out)")
+        p.add_argument("--out", default="out", metavar="DIR", type=writable_folder,
+                       help=f"folder for {figures}, created if missing (default: out)")
     return p
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
+def _integer(text: str, low: int, what: str) -> int:
+    # argparse prints an ArgumentTypeError's message as it is, and a ValueError as
+    # "invalid <function name> value", which would show an internal name.
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
     return value
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+def non_negative_int(text: str) -> int:
+    """argparse type: an int >= 0, with a message that says so."""
+    return _integer(text, 0, "a non-negative integer")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an int >= 1, with a message that says so."""
+    return _integer(text, 1, "a positive integer")
+
+
+def writable_folder(text: str) -> str:
+    """argparse type: a folder we can write into, created if missing, checked before any training."""
+    try:
+        os.makedirs(text, exist_ok=True)
+        with tempfile.TemporaryFile(dir=text):
+            pass
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"cannot write into folder {text!r}: {error.strerror or error}") from None
+    return text
 
 
 def resolve_device(spec: str) -> backends.Backend:
-    """The backend for --device, or exit 2 with one line saying what is missing."""
+    """The backend for --device, or exit 2 with one line saying what is missing.
+
+    Prints one line with the conditions of the run (backend, BLAS library, its kernel and
+    threads): the last digits of the README's figures depend on them.
+    """
     try:
-        return backends.get(spec)
+        backend = backends.get(spec)
     except (backends.BackendUnavailableError, ValueError, TypeError) as error:
         print(f"error: --device {spec}: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    print(f"[{conditions(backend)}]")
+    return backend
+
+
+def conditions(backend) -> str:
+    """'numpy 2.3.1 on numpy, BLAS openblas 0.3.31 (SkylakeX kernel, 2 threads)', via threadpoolctl."""
+    import numpy
+
+    text = f"numpy {numpy.__version__}, backend {backend.spec}"
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return text + ", BLAS unknown (pip install threadpoolctl to see it)"
+    blas = [info for info in threadpool_info() if info.get("user_api") == "blas"]
+    for info in blas[:1]:
+        kernel = info.get("architecture")
+        text += (f", BLAS {info.get('internal_api')} {info.get('version')} ("
+                 + (f"{kernel} kernel, " if kernel else "") + f"{info.get('num_threads')} threads)")
+    return text
 
 
 def train_full_batch(model, loss_fn, optimizer, X, y, epochs: int, report_every: int, report):

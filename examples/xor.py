@@ -26,7 +26,8 @@ def main(argv=None) -> dict:
     model = bp.mlp([2, 4, 1], activation="sigmoid", seed=args.seed).to(device)
     loss_fn = bp.BCEWithLogitsLoss()
     optimizer = bp.optim.SGD(model.parameters(), lr=0.5)
-    print(f"XOR on {device}: {model!r}".replace("\n", "\n    "))
+    print(f"XOR on {device}:")
+    print(model)
 
     def report(epoch, loss, out):
         print(f"epoch {epoch:>5}  loss {loss:.4f}")

@@ -128,3 +128,23 @@ def test_unknown_device_exits_with_one_line():
 def test_bad_epochs_is_refused_by_the_parser():
     with pytest.raises(SystemExit):
         load_example("xor").main(["--epochs", "0"])
+
+
+def test_command_line_errors_name_the_problem_not_an_internal(tmp_path):
+    """--epochs abc names what is wanted; --out into an unwritable place is refused before training."""
+    result = subprocess.run([sys.executable, os.path.join(EXAMPLES, "xor.py"), "--epochs", "abc"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "must be a positive integer, got 'abc'" in result.stderr
+    assert "_positive_int" not in result.stderr and "invalid" not in result.stderr
+    blocked = tmp_path / "a file"
+    blocked.write_text("not a folder")
+    result = subprocess.run([sys.executable, os.path.join(EXAMPLES, "spiral.py"), "--out", str(blocked / "figs")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "cannot write into folder" in result.stderr
+    assert "Traceback" not in result.stderr and "epoch" not in result.stdout       # nothing was trained
+
+
+def test_neural_flow_xor_default_shows_a_trained_net(tmp_path):
+    """The README suggests --dataset xor: its default length must end with a net that learned."""
+    result = load_example("neural_flow").main(["--dataset", "xor", "--out", str(tmp_path)])
+    assert result["loss"] < 0.05

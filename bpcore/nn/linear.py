@@ -21,10 +21,14 @@ class Linear(Layer):
         seed: int, None or a NumPy Generator; W is drawn on the host so one
             seed gives the same layer on every backend.
         bias: whether the layer has b.
+        in_features, out_features: PyTorch's names for n_in and n_out (give one name of each pair).
     """
 
-    def __init__(self, n_in: int, n_out: int, init: str = "he", seed=None, bias: bool = True):
+    def __init__(self, n_in: int | None = None, n_out: int | None = None, init: str = "he", seed=None,
+                 bias: bool = True, *, in_features: int | None = None, out_features: int | None = None):
         super().__init__()
+        n_in = _one_of("n_in", n_in, "in_features", in_features)
+        n_out = _one_of("n_out", n_out, "out_features", out_features)
         self.n_in = check_int("Linear", "n_in", n_in)
         self.n_out = check_int("Linear", "n_out", n_out)
         if init not in _init.SCHEMES:
@@ -75,3 +79,12 @@ class Linear(Layer):
     def __repr__(self):
         extra = "" if self.b is not None else ", bias=False"
         return f"Linear({self.n_in}, {self.n_out}{extra})"
+
+
+def _one_of(name, value, alias, alias_value):
+    """The width given as ``name`` or as PyTorch's ``alias``; both or neither is an error."""
+    if value is not None and alias_value is not None:
+        raise TypeError(f"Linear: give {name} or {alias}, not both")
+    if value is None and alias_value is None:
+        raise TypeError(f"Linear: missing the width {name} (or {alias}, as PyTorch calls it)")
+    return value if value is not None else alias_value

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import backends
 
+from .._checks import check_int
 from .parameter import FLOAT_DTYPES, Parameter, dtype_name  # noqa: F401  (re-exported: the contract's names)
 
 # Layer types a checkpoint may rebuild, by class name: every public layer class of bpcore joins
@@ -213,7 +214,8 @@ class Layer:
             p.zero_grad()
 
     def to(self, device):
-        """Move every parameter and buffer to ``device`` ("cpu", "cuda", "torch", ...).
+        """Move every parameter and buffer to ``device`` ("cpu", "cuda", "torch", ..., a Backend,
+        or a library's device object such as ``torch.device("cpu")``).
 
         Returns self. Gradients move too; the values are copied exactly.
         """
@@ -232,6 +234,16 @@ class Layer:
             layer._backend = target
             layer._clear_cache()
         return self
+
+    def cpu(self):
+        """Move to the CPU, as PyTorch's ``model.cpu()``: "torch:cpu" from the torch backend, else "cpu"."""
+        return self.to("torch:cpu" if self._backend.name == "torch" else "cpu")
+
+    def cuda(self, device: int | None = None):
+        """Move to a CUDA GPU, as PyTorch's ``model.cuda()``: torch's CUDA from the torch backend,
+        else CuPy ("cuda" or "cuda:N"). Raises BackendUnavailableError (saying why) without a GPU."""
+        suffix = "" if device is None else f":{check_int('cuda', 'device', device, minimum=0)}"
+        return self.to(("torch:cuda" if self._backend.name == "torch" else "cuda") + suffix)
 
     def astype(self, dtype: str):
         """Cast every parameter, gradient and floating buffer to "float32" or "float64". Returns self."""

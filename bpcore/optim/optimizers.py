@@ -128,11 +128,13 @@ class SGD(Optimizer):
     with momentum: buf = g (first step), then buf = momentum * buf + (1 - dampening) * g;
                    g = g + momentum * buf (nesterov) or g = buf
     theta -= lr * g
+
+    ``lr`` defaults to 1e-3, as in PyTorch.
     """
 
     _hyper = ("lr", "momentum", "dampening", "weight_decay", "nesterov")
 
-    def __init__(self, params, lr: float, momentum: float = 0.0, dampening: float = 0.0,
+    def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False):
         super().__init__(params)
         self.lr = check_number("SGD", "lr", lr)

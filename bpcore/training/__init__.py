@@ -4,17 +4,17 @@
     evaluate.py   evaluate, predict
     inputs.py     the checks fit, evaluate and predict run where data enter
     metrics.py    accuracy, counted on the device
-    callbacks.py  Callback, EarlyStopping, ModelCheckpoint
+    callbacks.py  Callback, EarlyStopping, ModelCheckpoint, CSVLogger
     history.py    History, DivergenceError
     resume.py     load_checkpoint (with its History) and fit's resume=
 """
 from __future__ import annotations
 
-from .callbacks import Callback, EarlyStopping, ModelCheckpoint
+from .callbacks import Callback, CSVLogger, EarlyStopping, ModelCheckpoint
 from .evaluate import evaluate, predict
 from .fit import fit
 from .history import DivergenceError, History
 from .resume import load_checkpoint
 
-__all__ = ["Callback", "DivergenceError", "EarlyStopping", "History", "ModelCheckpoint", "evaluate", "fit",
+__all__ = ["Callback", "CSVLogger", "DivergenceError", "EarlyStopping", "History", "ModelCheckpoint", "evaluate", "fit",
            "load_checkpoint", "predict"]

@@ -84,16 +84,20 @@ class EarlyStopping(Callback):
         mode: "min", "max", or "auto" (max for accuracy-like names, else min).
         restore_best_weights: at the end of training, put back the parameters of the
             best epoch (kept as device copies, no host transfer).
-    Attributes after training: ``best``, ``best_epoch``, ``stopped_epoch`` (None if it never stopped).
+        verbose: say when and why training stopped, as Keras does
+            ("epoch 67: early stopping (best val_loss 0.0123 at epoch 47)"); epochs count from 1.
+    Attributes after training: ``best``, ``best_epoch``, ``stopped_epoch`` (0-based, as fit's
+    epoch indices; None if it never stopped).
     """
 
     def __init__(self, monitor: str = "val_loss", patience: int = 10, min_delta: float = 0.0,
-                 mode: str = "auto", restore_best_weights: bool = False):
+                 mode: str = "auto", restore_best_weights: bool = False, verbose: bool = True):
         patience = check_int("EarlyStopping", "patience", patience, minimum=0)
         min_delta = check_number("EarlyStopping", "min_delta", min_delta)
         self._monitor = _Monitor("EarlyStopping", monitor, mode, min_delta)
         self.monitor, self.mode, self.patience = monitor, self._monitor.mode, patience
         self.restore_best_weights = bool(restore_best_weights)
+        self.verbose = bool(verbose)
 
     @property
     def best(self):
@@ -116,6 +120,10 @@ class EarlyStopping(Callback):
         if self.wait >= self.patience:
             self.stopped_epoch = epoch
             self.model.stop_training = True
+            if self.verbose:
+                restored = "; restoring its weights" if self.restore_best_weights else ""
+                print(f"epoch {epoch + 1}: early stopping (best {self.monitor} {self.best:.4g} at epoch "
+                      f"{self.best_epoch + 1 if self.best_epoch is not None else 'none'}{restored})")
 
     def on_train_end(self, logs=None):
         if self.restore_best_weights and self._best_weights is not None:
@@ -146,3 +154,57 @@ class ModelCheckpoint(Callback):
         save_checkpoint(self.path, model=self.model, optimizer=self.optimizer, epoch=epoch + 1,
                         history=self.history)
         self.saved_epochs.append(epoch)
+
+
+class CSVLogger(Callback):
+    """Write one row per epoch to a CSV file, as Keras's ``CSVLogger``: "epoch", then every log entry.
+
+    The first column counts epochs from 1; the columns are fixed by the first epoch written
+    ("loss", metrics, "val_*", "lr"); each row is flushed as it is written, so the file can be
+    read while training runs and survives a crash.
+
+    Args:
+        path: the CSV file; its folder must exist.
+        separator: the field separator (default ",").
+        append: add to an existing file (for example when resuming) instead of starting anew.
+    """
+
+    def __init__(self, path, separator: str = ",", append: bool = False):
+        if not isinstance(separator, str) or len(separator) != 1:
+            raise ValueError(f"CSVLogger: separator must be one character, got {separator!r}")
+        self.path = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"CSVLogger: the folder {folder} does not exist")
+        self.separator, self.append = separator, bool(append)
+        self._stream = None
+        self._columns = None
+
+    def on_train_begin(self, logs=None):
+        import csv
+
+        existing = self.append and os.path.exists(self.path) and os.path.getsize(self.path) > 0
+        self._stream = open(self.path, "a" if self.append else "w", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._stream, delimiter=self.separator)
+        self._columns = None
+        if existing:
+            with open(self.path, newline="", encoding="utf-8") as previous:
+                header = next(csv.reader(previous, delimiter=self.separator), None)
+            self._columns = header[1:] if header else None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self._columns is None:
+            self._columns = list(logs)
+            self._writer.writerow(["epoch", *self._columns])
+        self._writer.writerow([epoch + 1, *(_csv_value(logs.get(key, "")) for key in self._columns)])
+        self._stream.flush()
+
+    def on_train_end(self, logs=None):
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+
+def _csv_value(value):
+    return repr(value) if isinstance(value, float) else value

@@ -93,8 +93,12 @@ def gradient_flow(source, epoch: int = 0, path=None, title=None):
     ax.set_ylabel("$\\|dL/dW\\|$ (log scale)")
     ax.grid(True, axis="y", which="both", alpha=0.3)
     if title is None:
-        kinds = {type(item).__name__ for item in (source.values() if isinstance(source, Mapping) else [source])}
-        title = ("weight gradient norm per layer" + (f" (epoch {epoch})" if "History" in kinds else ""))
+        histories = [item for item in (source.values() if isinstance(source, Mapping) else [source])
+                     if isinstance(item, History)]
+        title = "weight gradient norm per layer"
+        if histories:                       # epochs are counted from 1 here, as fit prints them
+            total = len(histories[0].history.get("loss", [])) or len(next(iter(histories[0].grad_norms.values())))
+            title += f" (epoch {epoch % total + 1} of {total})"
     ax.set_title(title)
     return _finish(fig, path)
 

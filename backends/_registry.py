@@ -1,6 +1,7 @@
 """The registry: names -> factories, device strings -> cached Backends."""
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 from ._base import Backend, BackendUnavailableError, is_host_array
@@ -85,10 +86,19 @@ def get(spec: "str | Backend" = "cpu") -> Backend:
     if cached is not None:
         return cached
     name, device = _parse(spec)
+    if name in _hidden():
+        raise BackendUnavailableError(f"backend {name!r} is hidden for this run by "
+                                      f"BPCORE_HIDE_BACKENDS={os.environ['BPCORE_HIDE_BACKENDS']}")
     backend = _FACTORIES[name](device)
     backend = _CACHE.setdefault(backend.spec, backend)   # one object per device
     _CACHE[spec] = backend
     return backend
+
+
+def _hidden() -> set[str]:
+    """Backend names listed in BPCORE_HIDE_BACKENDS ("torch,cupy"): treated as unusable, so a run
+    can leave out a library that happens to be installed (``BPCORE_TORCH=none bash ci/test.sh``)."""
+    return {name.strip() for name in os.environ.get("BPCORE_HIDE_BACKENDS", "").split(",") if name.strip()}
 
 
 def _spec_of_device_object(device) -> str:

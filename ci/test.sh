@@ -5,7 +5,9 @@
 #
 # BPCORE_VENV   where the virtual environment lives (default: .venv in the repository)
 # PYTHON        the interpreter that creates it (default: python3)
-# BPCORE_TORCH  the torch requirement installed first (default: torch==2.13.0; "none" to skip torch)
+# BPCORE_TORCH  the torch requirement installed first (default: torch==2.13.0; "none": no torch, and a
+#               torch already in the environment is hidden from the tests, BPCORE_HIDE_BACKENDS=torch)
+# BPCORE_WORKERS pytest-xdist workers (default: auto, one per core; 0 runs in one process)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +22,8 @@ if [ "$torch_req" != "none" ]; then
     # while an unpinned "torch" would pull a CUDA build of several GB.
     "$python" -m pip install --quiet "$torch_req"
     extras="test,data,viz,torch"
+else
+    export BPCORE_HIDE_BACKENDS="torch${BPCORE_HIDE_BACKENDS:+,$BPCORE_HIDE_BACKENDS}"
 fi
 "$python" -m pip install --quiet -e ".[$extras]"
 
@@ -37,4 +41,8 @@ fi
 "$python" -c 'import backends; print("backends usable here:", ", ".join(backends.available()))'
 # The floors of the architecture (pyproject.toml, [tool.importlinter]): imports only go down.
 "$(dirname "$python")/lint-imports" --no-cache
+workers="${BPCORE_WORKERS:-auto}"
+if [ "$workers" != "0" ] && "$python" -c "import xdist" 2>/dev/null; then
+    exec "$python" -m pytest -n "$workers" "$@"
+fi
 exec "$python" -m pytest "$@"

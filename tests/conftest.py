@@ -7,11 +7,17 @@ BPCORE_REQUIRE_GPU=1 the run fails when no GPU case passed (ci/gpu.sh sets it).
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 import pytest
 
 import backends
+
+# BPCORE_HIDE_BACKENDS=torch (what `BPCORE_TORCH=none bash ci/test.sh` sets): torch is then not
+# a backend and not an oracle either; tests that need it skip as if it were not installed.
+if "torch" in backends._registry._hidden():
+    sys.modules["torch"] = None
 
 BACKEND_STATUS = backends.status()
 
@@ -53,6 +59,8 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_sessionfinish(session, exitstatus):
+    if hasattr(session.config, "workerinput"):        # a pytest-xdist worker: the controller counts
+        return
     if os.environ.get("BPCORE_REQUIRE_GPU") == "1" and _gpu_cases_passed == 0:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         message = ("BPCORE_REQUIRE_GPU=1 but no GPU test case passed: every GPU backend was skipped "
@@ -60,3 +68,19 @@ def pytest_sessionfinish(session, exitstatus):
         if reporter is not None:
             reporter.write_line(message, red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """One line per skip reason with its count, so the result is not buried (``-rs`` lists each case)."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped or "s" in (config.option.reportchars or ""):
+        return
+    counts: dict[str, int] = {}
+    for report in skipped:
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        counts[reason] = counts.get(reason, 0) + 1
+    terminalreporter.section("skipped, by reason (pytest -rs lists every case)", sep="-")
+    for reason, count in sorted(counts.items(), key=lambda item: -item[1]):
+        terminalreporter.write_line(f"{count:>5}  {reason}")

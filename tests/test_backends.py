@@ -229,3 +229,13 @@ def test_the_models_device_is_made_current_for_every_step():
             assert entered, call
     finally:
         backends.unregister("counting")
+
+
+def test_a_hidden_backend_is_unusable_for_the_run(monkeypatch):
+    """BPCORE_HIDE_BACKENDS (set by `BPCORE_TORCH=none bash ci/test.sh`) removes a backend from a run."""
+    monkeypatch.setenv("BPCORE_HIDE_BACKENDS", "array_api_strict, torch")
+    monkeypatch.setattr(backends._registry, "_CACHE", {})
+    assert "array_api_strict" not in backends.available() and "numpy" in backends.available()
+    assert "hidden for this run" in backends.status()["array_api_strict"]
+    with pytest.raises(backends.BackendUnavailableError, match="BPCORE_HIDE_BACKENDS"):
+        backends.get("array_api_strict")

@@ -130,6 +130,12 @@ class Backend(abc.ABC):
         and kernels launched (CuPy with several GPUs); a no-op elsewhere."""
         return contextlib.nullcontext()
 
+    def quiet_floating_point(self):
+        """A context manager that silences the library's floating-point warnings (overflow, invalid
+        value) while ``fit`` trains: a diverging run then reports one DivergenceError instead of a
+        screen of warnings pointing into the layers. A no-op where the library does not warn."""
+        return contextlib.nullcontext()
+
     def synchronize(self) -> None:  # noqa: B027 (a no-op unless the device runs asynchronously)
         """Wait until queued device work is done (a no-op on the CPU)."""
 

@@ -22,6 +22,10 @@ class NumpyBackend(Backend):
     def to_numpy(self, array):
         return np.array(array, copy=True)
 
+    def quiet_floating_point(self):
+        # NumPy warns on overflow / 0/0 (RuntimeWarning); fit reports the NaN loss itself.
+        return np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore")
+
     def owns(self, array):
         # NumPy reductions return scalars (np.float64), which act as 0-d arrays.
         return isinstance(array, (np.ndarray, np.generic))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import signal
+import warnings
 
 import numpy as np
 import pytest
@@ -276,3 +277,27 @@ def test_fit_trains_models_that_are_not_sequential():
 
 def test_predict_on_no_samples_keeps_the_output_width():
     assert bp.predict(bp.mlp([3, 4, 2], seed=0), np.zeros((0, 3), dtype=np.float32)).shape == (0, 2)
+
+
+def test_divergence_is_one_clear_error_without_floating_point_warnings(backend):
+    """fit silences the library's overflow warnings (through the backend) and reports one
+    DivergenceError; its history is empty, not a KeyError, when no epoch finished."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 3)).astype(np.float32) * 1e3
+    y = rng.standard_normal((64, 1)).astype(np.float32) * 1e3
+    model = bp.mlp([3, 16, 1], activation="relu", seed=0).to(backend)
+    opt = bp.optim.SGD(model.parameters(), lr=1e6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(bp.DivergenceError) as info:
+            bp.fit(model, bp.MSELoss(), opt, X, y, epochs=3, batch_size=8, progress=False)
+    history = info.value.history
+    assert history.epochs == []
+    assert history["loss"] == [] and history["val_loss"] == []
+
+
+def test_a_finished_history_still_names_a_missing_key():
+    history = bp.History()
+    history._record(1, {"loss": 0.5}, {}, {})
+    with pytest.raises(KeyError, match="has no 'val_loss'; it has \\['loss'\\]"):
+        history["val_loss"]

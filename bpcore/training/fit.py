@@ -105,7 +105,7 @@ def fit(model, loss_fn, optimizer, X, y, epochs: int = 1, batch_size: int = 32, 
     named = model.named_parameters()
     last_good = _LastGoodState(model, optimizer)
     try:
-        with _InterruptFlag() as interrupt, model.device.activate():
+        with _InterruptFlag() as interrupt, model.device.activate(), model.device.quiet_floating_point():
             for callback in callbacks:
                 callback.on_train_begin()
             for epoch in range(start_epoch, epochs):

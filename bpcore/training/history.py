@@ -14,7 +14,8 @@ class History:
     """What ``fit`` records, one value per completed epoch.
 
     ``hist["loss"]``, ``hist["val_loss"]``, ``hist["accuracy"]``, ``hist["val_accuracy"]``,
-    ``hist["lr"]`` (the rate used during that epoch); ``hist.grad_norms[name]`` and
+    ``hist["lr"]`` (the rate used during that epoch); before the first epoch ends every key
+    gives []. ``hist.grad_norms[name]`` and
     ``hist.weight_norms[name]`` give each parameter's L2 norm ("0.W", ...) after the last
     batch of each epoch: the numbers that show vanishing gradients layer by layer.
     """
@@ -27,6 +28,8 @@ class History:
         self.interrupted = False
 
     def __getitem__(self, key):
+        if not self.epochs and key not in self.history:
+            return []          # no epoch finished (a run that diverged at once): nothing recorded yet
         try:
             return self.history[key]
         except KeyError:

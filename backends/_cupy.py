@@ -3,7 +3,12 @@ from __future__ import annotations
 
 from ._base import Backend, BackendUnavailableError, RandomStream
 
-_INSTALL = 'pip install -e ".[cuda12]" (CUDA 12) or pip install -e ".[cuda13]" (CUDA 13)'
+# What a user meets when "cuda" is asked for and cannot run: what it needs, how to install it
+# (an installed bpcore or a source checkout), and what works meanwhile.
+_NEEDS = "CuPy needs an NVIDIA GPU with its CUDA driver"
+_INSTALL = ('install CuPy for your CUDA version: pip install "bpcore[cuda12]" (or [cuda13]); '
+            'from a source checkout: pip install -e ".[cuda12]" (or ".[cuda13]")')
+_MEANWHILE = "meanwhile use --device cpu (NumPy) or --device torch"
 
 
 class CupyRandom(RandomStream):
@@ -70,14 +75,14 @@ def make_cupy(device):
     try:
         import cupy
     except ImportError:
-        raise BackendUnavailableError(f"CuPy is not installed, so 'cuda' cannot be used: {_INSTALL}") from None
+        raise BackendUnavailableError(f"CuPy is not installed. {_NEEDS}; {_INSTALL}; {_MEANWHILE}") from None
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as error:  # CUDARuntimeError, or a driver that fails to load
         raise BackendUnavailableError(
-            f"CuPy is installed but no CUDA GPU is usable here ({error})") from None
+            f"CuPy is installed but no CUDA GPU is usable here ({error}). {_NEEDS}; {_MEANWHILE}") from None
     if count == 0:
-        raise BackendUnavailableError("CuPy is installed but this machine has no CUDA GPU")
+        raise BackendUnavailableError(f"CuPy is installed but this machine has no CUDA GPU. {_NEEDS}; {_MEANWHILE}")
     if index >= count:
         raise BackendUnavailableError(f"GPU {index} does not exist: this machine has {count} GPU(s)")
     return CupyBackend(cupy, index)

@@ -89,7 +89,10 @@ def get(spec: "str | Backend" = "cpu") -> Backend:
     if name in _hidden():
         raise BackendUnavailableError(f"backend {name!r} is hidden for this run by "
                                       f"BPCORE_HIDE_BACKENDS={os.environ['BPCORE_HIDE_BACKENDS']}")
-    backend = _FACTORIES[name](device)
+    try:
+        backend = _FACTORIES[name](device)
+    except BackendUnavailableError as error:      # name what was asked for: 'cuda:1', 'torch:cuda'
+        raise BackendUnavailableError(f"{spec!r} cannot be used here: {error}") from None
     backend = _CACHE.setdefault(backend.spec, backend)   # one object per device
     _CACHE[spec] = backend
     return backend

@@ -35,5 +35,6 @@ def make_strict(device):
         import array_api_strict as xs
     except ImportError:
         raise BackendUnavailableError(
-            "array_api_strict is not installed: pip install -e \".[test]\"") from None
+            'array_api_strict is not installed: pip install "bpcore[test]" '
+            '(from a source checkout: pip install -e ".[test]")') from None
     return StrictBackend(xs)

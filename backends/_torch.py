@@ -77,7 +77,8 @@ def make_torch(device):
         import torch
     except ImportError:
         raise BackendUnavailableError(
-            "PyTorch is not installed: pip install -e \".[torch]\"") from None
+            'PyTorch is not installed: pip install "bpcore[torch]" '
+            '(from a source checkout: pip install -e ".[torch]")') from None
     try:
         dev = torch.device(device or "cpu")
     except RuntimeError as error:

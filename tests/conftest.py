@@ -30,7 +30,7 @@ def _backend_params():
     for spec, reason in BACKEND_STATUS.items():
         marks = [pytest.mark.gpu] if is_gpu_spec(spec) else []
         if reason is not None:
-            marks.append(pytest.mark.skip(reason=f"backend {spec} unusable here: {reason}"))
+            marks.append(pytest.mark.skip(reason=reason))
         yield pytest.param(spec, marks=marks, id=spec)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 
 import numpy as np
 import pytest
@@ -95,3 +96,15 @@ def test_csv_logger_checks_its_arguments(tmp_path):
         bp.CSVLogger(tmp_path / "missing" / "log.csv")
     with pytest.raises(ValueError, match="separator"):
         bp.CSVLogger(tmp_path / "log.csv", separator=";;")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed here")
+@pytest.mark.parametrize("spec", ["cuda", "cuda:1", "cupy:1"])
+def test_the_cupy_message_names_the_spec_needs_install_and_meanwhile(spec):
+    with pytest.raises(backends.BackendUnavailableError) as info:
+        backends.get(spec)
+    message = str(info.value)
+    assert message.startswith(f"{spec!r} cannot be used here")
+    assert "NVIDIA GPU" in message and "driver" in message
+    assert 'pip install "bpcore[cuda12]"' in message and 'pip install -e ".[cuda12]"' in message
+    assert "--device cpu" in message and "torch" in message

@@ -42,7 +42,7 @@ def _backend_pairs():
         marks = [pytest.mark.gpu] if _is_gpu(source) or _is_gpu(target) else []
         for spec in (source, target):
             if STATUS[spec] is not None:
-                marks.append(pytest.mark.skip(reason=f"backend {spec} unusable here: {STATUS[spec]}"))
+                marks.append(pytest.mark.skip(reason=STATUS[spec]))
                 break
         yield pytest.param(source, target, marks=marks, id=f"{source}->{target}")
 

@@ -8,7 +8,7 @@ moons 300, xor 5000 (four points and full-batch gradient descent learn slowly at
 
 Trains a small network and records it with bp.FlowRecorder every few epochs, then writes
 DIR/flow.html: one self-contained page (no network) that draws the network, runs the
-forward pass as blue pulses and the backward pass as red ones, and moves through the
+forward pass as green pulses and the backward pass as red ones, and moves through the
 recorded epochs with a slider. Open it from disk in any browser.
 """
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """FlowRecorder: what it stores equals the model at those epochs, on every backend, within its memory cap."""
 from __future__ import annotations
 
+import html
 import json
 
 import numpy as np
@@ -148,3 +149,30 @@ def test_probe_width_must_fit_the_model():
 def test_nothing_recorded_is_a_clear_error():
     with pytest.raises(RuntimeError, match="nothing recorded"):
         bp.FlowRecorder(np.zeros((1, 2))).to_dict()
+
+
+def test_the_page_knows_how_the_output_becomes_a_probability():
+    X = np.array([[0.0, 0.0], [1.0, 1.0]], dtype=np.float32)
+    y = np.array([[0.0], [1.0]], dtype=np.float32)
+    for loss_fn, expected in ((bp.BCEWithLogitsLoss(), "sigmoid"), (bp.MSELoss(), None)):
+        model = bp.mlp([2, 3, 1], activation="tanh", seed=0)
+        rec = bp.FlowRecorder(X, y, every=1)
+        bp.fit(model, loss_fn, bp.optim.SGD(model.parameters(), lr=0.1), X, y, epochs=2, progress=False,
+               callbacks=[rec])
+        assert rec.to_dict()["output_activation"] == expected
+
+
+def test_a_notebook_shows_the_recorder_inline():
+    X = np.array([[0.0, 1.0], [1.0, 0.0]], dtype=np.float32)
+    y = np.array([[1.0], [1.0]], dtype=np.float32)
+    model = bp.mlp([2, 3, 1], activation="tanh", seed=0)
+    rec = bp.FlowRecorder(X, y, every=1)
+    assert "nothing recorded yet" in rec._repr_html_()
+    bp.fit(model, bp.BCEWithLogitsLoss(), bp.optim.SGD(model.parameters(), lr=0.1), X, y, epochs=2,
+           progress=False, callbacks=[rec])
+    shown = rec._repr_html_()
+    assert shown.startswith("<iframe srcdoc=") and 'sandbox="allow-scripts"' in shown
+    assert "<script" not in shown                  # the page is escaped into the attribute, not run here
+    page = bp.viz.neural_flow(rec, title="my run")
+    assert "my run" in page.html and page._repr_html_().startswith("<iframe")
+    assert html.unescape(shown.split('srcdoc="', 1)[1].split('" title=', 1)[0]) == rec.to_html()

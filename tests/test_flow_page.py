@@ -176,13 +176,14 @@ def browser():
 class Opened:
     """A page opened from disk, with its console problems and every request it made."""
 
-    def __init__(self, browser, data, tmp_path, name="flow.html"):
+    def __init__(self, browser, data, tmp_path, name="flow.html", viewport=(1280, 800)):
         path = tmp_path / name
         path.write_text(render_html(data), encoding="utf-8")
         self.url = path.as_uri()
         self.data = data
         self.problems, self.requests, self.blocked = [], [], []
-        self.context = browser.new_context(viewport={"width": 1280, "height": 800}, device_scale_factor=1)
+        self.context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]},
+                                           device_scale_factor=1)
         self.page = page = self.context.new_page()
         page.on("console", lambda msg: msg.type in ("error", "warning")
                 and self.problems.append(f"console {msg.type}: {msg.text}"))
@@ -214,8 +215,8 @@ class Opened:
 def opened(browser, tmp_path):
     pages = []
 
-    def open_page(data, name="flow.html"):
-        page = Opened(browser, data, tmp_path, name)
+    def open_page(data, name="flow.html", viewport=(1280, 800)):
+        page = Opened(browser, data, tmp_path, name, viewport)
         pages.append(page)
         return page
 
@@ -345,3 +346,82 @@ def test_wide_layer_draws_the_strongest_edges_and_says_so(opened):
     page.evaluate("window.neuralFlow.stop()")
     assert page.evaluate("window.neuralFlow.phase") == "idle"
     assert page.problems == [] and page.outside_requests() == []
+
+
+# -- what a learner reads off the page (issue 19) -------------------------------------------------
+def test_the_output_logit_shows_its_probability(opened):
+    data = make_data()
+    data["output_activation"] = "sigmoid"
+    page = opened(data)
+    logit = data["snapshots"][-1]["act"][0][-1][0]
+    probability = page.evaluate("window.neuralFlow.outputProbabilities()")[0]
+    assert probability == pytest.approx(1 / (1 + np.exp(-logit)), rel=1e-12)
+    assert "probability" in page.page.locator("#readout").inner_text()
+    plain = opened(make_data(), name="plain.html")
+    assert plain.evaluate("window.neuralFlow.outputProbabilities()") is None
+    assert "probability" not in plain.page.locator("#readout").inner_text()
+
+
+def test_softmax_outputs_become_probabilities_that_sum_to_one(opened):
+    data = make_data(sizes=(2, 3, 3))
+    data["output_activation"] = "softmax"
+    page = opened(data)
+    logits = np.array(data["snapshots"][-1]["act"][0][-1])
+    expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    np.testing.assert_allclose(page.evaluate("window.neuralFlow.outputProbabilities()"), expected, rtol=1e-12)
+
+
+def _rgb(text):
+    text = text.strip().lstrip("#")
+    return np.array([int(text[i:i + 2], 16) for i in (0, 2, 4)], dtype=float)
+
+
+def test_forward_pulses_stand_out_from_the_blue_edges(opened):
+    page = opened(make_data())
+    style = "name => getComputedStyle(document.documentElement).getPropertyValue(name)"
+    forward, positive, backward = (_rgb(page.evaluate(style, name)) for name in ("--fwd", "--pos", "--bwd"))
+    assert np.linalg.norm(forward - positive) > 150 and np.linalg.norm(forward - backward) > 150
+
+
+def test_the_gradient_scale_is_shown_per_epoch_or_for_the_whole_run(opened):
+    data = make_data(snapshots=4)
+    page = opened(data)
+    largest = [max(abs(v) for column in s["grad"][0] for v in column) for s in data["snapshots"]]
+    shown = page.evaluate("window.neuralFlow.gradientScale()")
+    assert shown["scope"] == "this epoch" and shown["value"] == pytest.approx(largest[-1])
+    assert "largest |dL/dz|" in shown["text"]
+    page.evaluate("window.neuralFlow.setGradientScaleWholeRun(true)")
+    shown = page.evaluate("window.neuralFlow.gradientScale()")
+    assert shown["scope"] == "whole run" and shown["value"] == pytest.approx(max(largest))
+
+
+def test_a_flat_loss_looks_flat(opened):
+    data = make_data(snapshots=4)
+    for k, snapshot in enumerate(data["snapshots"]):
+        snapshot["loss"] = 0.70 - 0.003 * k                  # 0.70 .. 0.691: a net that does not learn
+    page = opened(data)
+    ticks = page.evaluate("window.neuralFlow.lossTicks()")
+    assert "0" in ticks and ticks.count("training loss") == 1     # a y axis from 0, one label
+    assert "training loss (log scale)" not in ticks
+
+
+def test_at_1000_by_700_no_label_is_cut(opened):
+    page = opened(make_data(sizes=(2, 4, 1)) | {"output_activation": "sigmoid"}, viewport=(1000, 700))
+    report = page.evaluate("window.neuralFlow.layoutReport()")
+    assert report["labelRight"] <= report["width"] - 2
+    overflow = page.evaluate("document.documentElement.scrollHeight")
+    assert overflow <= 700, f"the page needs {overflow} px at a 700 px high window"
+
+
+def test_the_readme_screenshot_script_writes_a_png(browser, tmp_path):
+    import importlib.util
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples",
+                          "flow_screenshot.py")
+    spec = importlib.util.spec_from_file_location("flow_screenshot", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    page = tmp_path / "flow.html"
+    page.write_text(render_html(make_data()), encoding="utf-8")
+    png = module.main([str(page), "--png", str(tmp_path / "shot.png"), "--size", "800x600"])
+    with open(png, "rb") as stream:
+        assert stream.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -23,6 +23,7 @@ evenly spaced record. A 2-16-8-1 net with 4 probes takes about 5 kB per snapshot
 """
 from __future__ import annotations
 
+import html
 import math
 import os
 
@@ -31,6 +32,7 @@ import backends
 from .._checks import check_int
 from ..nn.containers import Residual, Sequential
 from ..nn.linear import Linear
+from ..losses import BCEWithLogitsLoss, SoftmaxCrossEntropyLoss
 from ..nn.module import Layer
 from ..training.callbacks import Callback
 from .flow_page import render_html
@@ -173,15 +175,27 @@ class FlowRecorder(Callback):
         sizes = [self._columns[0][0].n_in] + [lin.n_out for lin, _ in self._columns]
         labels = None if self.y_probe is None else [str(_rounded(t)) for t in self.y_probe]
         return {"title": "Neural Flow", "sizes": sizes, "column_names": names,
+                "output_activation": _output_activation(self.loss_fn),
                 "probes": [_rounded(x) for x in self.X_probe], "probe_labels": labels,
                 "every": self.every, "thinned": self.thinned, "max_snapshots": self.max_snapshots,
                 "snapshots": self.snapshots}
 
-    def save_html(self, path, title: str = "Neural Flow") -> str:
-        """Write the self-contained Neural Flow page to ``path`` (atomically); returns the path."""
+    def to_html(self, title: str = "Neural Flow") -> str:
+        """The self-contained Neural Flow page as one HTML string."""
         data = self.to_dict()
         data["title"] = title
-        page = render_html(data, title=title)
+        return render_html(data, title=title)
+
+    def _repr_html_(self) -> str:
+        """In a notebook (Jupyter, VS Code, Colab) the recorder shows its page inline. The page runs
+        in an iframe of its own (``srcdoc``), so its script and style cannot touch the notebook's."""
+        if not self.snapshots:
+            return "<p>FlowRecorder: nothing recorded yet; pass it to bp.fit(callbacks=[...])</p>"
+        return InlinePage(self.to_html())._repr_html_()
+
+    def save_html(self, path, title: str = "Neural Flow") -> str:
+        """Write the self-contained Neural Flow page to ``path`` (atomically); returns the path."""
+        page = self.to_html(title)
         path = os.fspath(path)
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
@@ -221,6 +235,15 @@ def _columns(model: Layer):
     return columns
 
 
+def _output_activation(loss_fn):
+    """What turns the model's output into a probability, for the page to show beside the logit."""
+    if isinstance(loss_fn, BCEWithLogitsLoss):
+        return "sigmoid"
+    if isinstance(loss_fn, SoftmaxCrossEntropyLoss):
+        return "softmax"
+    return None
+
+
 def _round(value: float):
     """4 significant digits; None for NaN or infinity (JSON has no such numbers)."""
     return float(f"{value:.{_SIGNIFICANT}g}") if math.isfinite(value) else None
@@ -239,13 +262,26 @@ def _rounded(array):
     return [_rounded(row) for row in array]
 
 
-def neural_flow(recorder, path, title: str = "Neural Flow") -> str:
-    """Write the animated Neural Flow page of a :class:`bpcore.FlowRecorder` to ``path``.
+class InlinePage:
+    """A Neural Flow page that a notebook displays inline; ``.html`` is the page itself."""
 
-    The same as ``recorder.save_html(path, title)``: one self-contained HTML file (no
-    network, no matplotlib needed) showing the recorded forward values and gradients.
-    Returns the path.
+    def __init__(self, page: str):
+        self.html = page
+
+    def _repr_html_(self) -> str:
+        return (f'<iframe srcdoc="{html.escape(self.html, quote=True)}" title="Neural Flow" '
+                f'style="width:100%;height:780px;border:0" sandbox="allow-scripts"></iframe>')
+
+
+def neural_flow(recorder, path=None, title: str = "Neural Flow"):
+    """The animated Neural Flow page of a :class:`bpcore.FlowRecorder`.
+
+    With ``path``: the same as ``recorder.save_html(path, title)``, one self-contained HTML file
+    (no network, no matplotlib needed) showing the recorded forward values and gradients; returns
+    the path. Without it: returns an :class:`InlinePage`, which a notebook displays inline.
     """
     if not isinstance(recorder, FlowRecorder):
         raise TypeError(f"neural_flow expects a bp.FlowRecorder, got {type(recorder).__name__}")
+    if path is None:
+        return InlinePage(recorder.to_html(title))
     return recorder.save_html(path, title=title)

@@ -6,12 +6,15 @@ var NAMES = D.column_names || SIZES.map(function (n, c) { return c ? "layer " + 
 var MAX_EDGES = 200, WIDE = 32;
 var FWD_MS = 900, GAP_MS = 300, BWD_MS = 900, FADE_MS = 700, EPOCH_MS = 220, STAGGER = 0.3;
 var POS = [86, 156, 255], NEG = [255, 146, 60], NEUTRAL = [38, 46, 64], DIM = [27, 33, 48];
-var FWD_GLOW = [50, 140, 255], FWD_CORE = [205, 232, 255], BWD_GLOW = [255, 38, 70], BWD_CORE = [255, 205, 210];
+// Forward pulses are green, so they stand out on the blue (positive) and orange (negative) edges.
+var FWD_GLOW = [60, 225, 115], FWD_CORE = [215, 255, 225], BWD_GLOW = [255, 38, 70], BWD_CORE = [255, 205, 210];
+// What turns the output into a probability: "sigmoid" (BCEWithLogitsLoss), "softmax" (cross-entropy), or none.
+var OUT_ACT = D.output_activation || null;
 
 function $(id) { return document.getElementById(id); }
 var canvas = $("net"), ctx = canvas.getContext("2d"), tip = $("tip"), stage = $("stage");
 var st = { snap: SN.length - 1, probe: 0, playing: false, phase: "idle", start: 0, fadeStart: -1,
-           auto: false, autoLast: 0, hover: null, perSnap: false, speed: 1 };
+           auto: false, autoLast: 0, hover: null, perSnap: false, gradRun: false, speed: 1 };
 var geo = null, raf = 0;
 
 // ---- numbers ---------------------------------------------------------------------------
@@ -25,6 +28,21 @@ function short(v) {
   if (a >= 1000 || a < 0.01) return v.toExponential(0).replace("e+", "e");
   return a >= 10 ? v.toFixed(0) : v.toFixed(2);
 }
+function shortP(p) {                     // a probability: 0.002, 0.731, 1.000; 3e-5 when tiny
+  if (p === null) return "n/a";
+  return p > 0 && p < 0.001 ? p.toExponential(0) : p.toFixed(3);
+}
+// The outputs as probabilities (the loss's link function), or null when the output is not a logit.
+function probabilities(out) {
+  if (!OUT_ACT || !out) return null;
+  var z = out.map(num);
+  if (z.some(function (v) { return v === null; })) return z.map(function () { return null; });
+  if (OUT_ACT === "sigmoid") return z.map(function (v) { return 1 / (1 + Math.exp(-v)); });
+  var top = Math.max.apply(null, z), e = z.map(function (v) { return Math.exp(v - top); }), sum = 0;
+  e.forEach(function (v) { sum += v; });
+  return e.map(function (v) { return v / sum; });
+}
+function outLabel(v, p) { return "out = " + short(v) + (p === undefined ? "" : " \u00b7 p = " + shortP(p)); }
 function esc(s) { return String(s).replace(/[&<>"']/g, function (c) {
   return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]; }); }
 function clamp(x, a, b) { return x < a ? a : x > b ? b : x; }
@@ -79,7 +97,21 @@ function passScale(k, p) {
     }
     var m = maxAbs(gr); if (m > g) g = m;
   }
-  return (passCache[key] = { f: f || 1, b: b || 1, g: g || 1 });
+  return (passCache[key] = { f: f || 1, b: b || 1, g: g || 1, gmax: g });
+}
+// The same, but the largest over every snapshot of the run (the "one scale for all epochs" switch):
+// late in training the gradients are tiny, and only a common scale shows how much they shrank.
+var runCache = {};
+function runScale(p) {
+  if (runCache[p]) return runCache[p];
+  var b = 0, g = 0;
+  for (var k = 0; k < SN.length; k++) { var s = passScale(k, p); if (s.b > b) b = s.b; if (s.gmax > g) g = s.gmax; }
+  return (runCache[p] = { b: b || 1, g: g || 1, gmax: g });
+}
+function gradScale() {                   // the scale the backward pulses and rings use now
+  var here = passScale(st.snap, st.probe), run = runScale(st.probe);
+  return st.gradRun ? { b: run.b, g: run.g, shown: run.gmax, scope: "whole run" }
+                    : { b: here.b, g: here.g, shown: here.gmax, scope: "this epoch" };
 }
 
 // ---- layout ----------------------------------------------------------------------------
@@ -88,17 +120,22 @@ function layout() {
   var w = Math.max(300, rect.width), h = Math.max(240, rect.height);
   canvas.width = Math.round(w * dpr); canvas.height = Math.round(h * dpr);
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-  var left = clamp(w * 0.07, 50, 90), right = clamp(w * 0.12, 70, 130), top = 66, bottom = 30;
-  var avail = h - top - bottom, span = w - left - right;
+  var top = 66, bottom = 46, avail = h - top - bottom;
+  var spacing = function (n) { return Math.min(96, avail / Math.max(n, 1)); };
+  var radius = function (n) { return clamp(spacing(n) * 0.4, 1.4, 17); };
+  // The right margin holds the output labels ("out = -6.17 \u00b7 p = 0.002"): measured, so none is cut.
+  ctx.font = "12px system-ui, sans-serif";
+  var labelW = SIZES[L] <= 16 ? ctx.measureText(outLabel(-6.17, OUT_ACT ? 0.002 : undefined)).width : 0;
+  var left = clamp(w * 0.07, 50, 90), right = Math.max(clamp(w * 0.12, 70, 130), labelW + radius(SIZES[L]) + 22);
+  var span = w - left - right;
   var cols = SIZES.map(function (n, c) {
-    var x = L === 0 ? w / 2 : left + c * span / L;
-    var sp = Math.min(96, avail / Math.max(n, 1));
-    var r = clamp(sp * 0.4, 1.4, 17);
+    var x = L === 0 ? w / 2 : left + c * span / L, sp = spacing(n);
     var y0 = top + (avail - sp * (n - 1)) / 2, ys = [];
     for (var j = 0; j < n; j++) ys.push(y0 + j * sp);
-    return { x: x, ys: ys, r: r };
+    return { x: x, ys: ys, r: radius(n) };
   });
-  geo = { w: w, h: h, cols: cols, spacing: L ? span / L : w };
+  geo = { w: w, h: h, cols: cols, spacing: L ? span / L : w,
+          labelRight: cols[L].x + cols[L].r + 12 + labelW };
 }
 
 // ---- the timeline of one pass ------------------------------------------------------------
@@ -136,7 +173,7 @@ function fitText(text, width) {
 function draw(now) {
   if (!geo) layout();
   var s = SN[st.snap], p = st.probe, act = s.act[p], grad = s.grad[p];
-  var tl = st.playing ? timeline(now) : null, sel = edgesOf(st.snap), sc = passScale(st.snap, p);
+  var tl = st.playing ? timeline(now) : null, sel = edgesOf(st.snap), sc = passScale(st.snap, p), gs = gradScale();
   var wmax = st.perSnap ? maxAbs(s.W) || 1 : RUN_MAXW || 1, hv = st.hover;
   ctx.clearRect(0, 0, geo.w, geo.h);
 
@@ -181,7 +218,7 @@ function draw(now) {
   if (tl && tl.l >= 1 && tl.l <= L) {
     var fwd = tl.phase === "forward", lp = tl.l, A2 = geo.cols[lp - 1], B2 = geo.cols[lp], E2 = sel[lp - 1].edges;
     var src = fwd ? act[lp - 1] : null, g = fwd ? null : grad[lp - 1];
-    var glow = fwd ? FWD_GLOW : BWD_GLOW, core = fwd ? FWD_CORE : BWD_CORE, scale = fwd ? sc.f : sc.b;
+    var glow = fwd ? FWD_GLOW : BWD_GLOW, core = fwd ? FWD_CORE : BWD_CORE, scale = fwd ? sc.f : gs.b;
     ctx.globalCompositeOperation = "lighter";
     for (var q = 0; q < E2.length; q++) {
       var eq = E2[q], I = clamp(eq[3] * mag(fwd ? src[eq[0]] : g[eq[1]]) / scale, 0, 1);
@@ -210,7 +247,7 @@ function draw(now) {
       var fill = mix(DIM, mix(NEUTRAL, v !== null && v < 0 ? NEG : POS, tv), rv);
       var y = col.ys[j], hot = hv && hv.kind === "neuron" && hv.c === c && hv.j === j;
       if (ring > 0) {
-        var gt = clamp(mag(grad[c - 1][j]) / sc.g, 0, 1);
+        var gt = clamp(mag(grad[c - 1][j]) / gs.g, 0, 1);
         ctx.strokeStyle = rgba(BWD_GLOW, (0.25 + 0.75 * gt) * ring); ctx.lineWidth = 1 + 4 * gt;
         circle(col.x, y, R + 2.5 + 2.5 * gt); ctx.stroke();
       }
@@ -239,21 +276,31 @@ function draw(now) {
       for (j = 0; j < col.ys.length; j++) ctx.fillText("x" + (j + 1), col.x - R - 8, col.ys[j]);
     }
     if (c === L && L > 0 && SIZES[L] <= 16 && col.r >= 5 && rv > 0.5) {
+      var probs = probabilities(vals);
       ctx.textAlign = "left";
-      for (j = 0; j < col.ys.length; j++) ctx.fillText("out = " + short(vals[j]), col.x + R + 8, col.ys[j]);
+      for (j = 0; j < col.ys.length; j++) {
+        ctx.fillText(outLabel(vals[j], probs ? probs[j] : undefined), col.x + R + 12, col.ys[j]);
+      }
     }
   }
-  // the phase caption
+  // the phase caption, and the scale of the gradients (their size is relative to it)
   ctx.textAlign = "left"; ctx.textBaseline = "alphabetic"; ctx.font = "600 13px system-ui, sans-serif";
+  var room = geo.w - 28;
   if (tl) {
-    ctx.fillStyle = tl.phase === "forward" ? "#6fb2ff" : "#ff6a80";
-    ctx.fillText(tl.phase === "forward" ? "\u25b6 forward pass: values flow to the output"
-                                        : "\u25c0 backward pass: gradients flow back", 14, geo.h - 10);
+    ctx.fillStyle = tl.phase === "forward" ? "#7ee89a" : "#ff6a80";
+    ctx.fillText(fitText(tl.phase === "forward" ? "\u25b6 forward pass: values flow to the output"
+                                                : "\u25c0 backward pass: gradients flow back", room), 14, geo.h - 28);
   } else {
     ctx.fillStyle = "#7f8aa0"; ctx.font = "12.5px system-ui, sans-serif";
-    ctx.fillText("Press \u25b6 Play (or space) to send probe " + (p + 1) + " forward and its gradients back.",
-                 14, geo.h - 10);
+    ctx.fillText(fitText("Press \u25b6 Play (or space) to send probe " + (p + 1) + " forward and its gradients back.",
+                         room), 14, geo.h - 28);
   }
+  ctx.fillStyle = "#8e9ab0"; ctx.font = "12px system-ui, sans-serif";
+  ctx.fillText(fitText(scaleText(gs), room), 14, geo.h - 10);
+}
+function scaleText(gs) {
+  return "gradient scale: largest |dL/dz| = " + short(gs.shown) + " (" + gs.scope +
+    "); red pulses and rings are sized relative to it";
 }
 
 // ---- frame loop (runs only while something moves) ---------------------------------------------
@@ -324,6 +371,8 @@ function updateReadout() {
   rows.push(["input", vecText(D.probes[p] || [], 4)]);
   if (D.probe_labels) rows.push(["target", fmt(D.probe_labels[p])]);
   rows.push(["output", vecText(out, 4)]);
+  var probs = probabilities(out);
+  if (probs) rows.push(["probability", vecText(probs.map(shortP), 4)]);
   $("readout").innerHTML = rows.map(function (r) {
     return "<span>" + esc(r[0]) + "</span><span class=\"mono\">" + esc(r[1]) + "</span>";
   }).join("");
@@ -341,7 +390,7 @@ function updateNotes() {
 }
 
 // The loss curve (SVG), with a marker at the shown epoch.
-var LW = 290, LH = 140, LP = { l: 40, r: 8, t: 18, b: 22 }, lossX = null, lossY = null;
+var LW = 290, LH = 130, LP = { l: 40, r: 8, t: 18, b: 22 }, lossX = null, lossY = null;
 function svg(tag, attrs, parent) {
   var el = document.createElementNS($("loss").namespaceURI, tag);
   for (var k in attrs) el.setAttribute(k, attrs[k]);
@@ -364,11 +413,14 @@ function buildLoss() {
   if (!pts.length) { text((LP.l + LW) / 2, LH / 2, "no loss recorded"); lossY = null; }
   else {
     var ys = pts.map(function (q) { return q[1]; }), lo = Math.min.apply(null, ys), hi = Math.max.apply(null, ys);
-    var log = lo > 0 && hi / lo > 30;
-    var f = log ? Math.log : function (v) { return v; }, a = f(lo), b = f(hi); if (b === a) { a -= 0.5; b += 0.5; }
+    var axis = lossAxis(lo, hi), f = axis.f, a = f(axis.lo), b = f(axis.hi);
     lossY = function (v) { return LP.t + (1 - (f(v) - a) / (b - a)) * (LH - LP.t - LP.b); };
-    text(LP.l - 4, LP.t + 8, short(hi), "end"); text(LP.l - 4, LH - LP.b, short(lo), "end");
-    text(LP.l, 11, log ? "training loss (log scale)" : "training loss", "start");
+    axis.ticks.forEach(function (v) {
+      var y = lossY(v).toFixed(1);
+      svg("line", { x1: LP.l, x2: LW - LP.r, y1: y, y2: y, stroke: "#27324b", "stroke-width": 1 }, root);
+      text(LP.l - 4, Number(y) + 3.5, short(v), "end");
+    });
+    text(LP.l, 11, axis.log ? "training loss (log scale)" : "training loss", "start");
     var points = pts.map(function (q) { return lossX(q[0]).toFixed(1) + "," + lossY(q[1]).toFixed(1); }).join(" ");
     svg("polyline", { points: points,
                       fill: "none", stroke: "#e6a23c", "stroke-width": 1.8, "stroke-linejoin": "round" }, root);
@@ -381,6 +433,20 @@ function buildLoss() {
     SN.forEach(function (s, k) { var d = Math.abs(lossX(s.epoch) - x); if (d < bd) { bd = d; best = k; } });
     setSnapshot(best);
   });
+}
+// The loss axis: linear from 0 (a flat 0.69-0.70 curve then looks flat), or log in decades when
+// the loss falls by more than 30x. Ticks at round numbers, labelled on the axis.
+function lossAxis(lo, hi) {
+  if (lo > 0 && hi / lo > 30) {
+    var d0 = Math.floor(Math.log10(lo)), d1 = Math.ceil(Math.log10(hi)), every = d1 - d0 > 5 ? 2 : 1, ticks = [];
+    for (var d = d0; d <= d1; d += every) ticks.push(Math.pow(10, d));
+    return { log: true, lo: Math.pow(10, d0), hi: Math.pow(10, d1), ticks: ticks, f: Math.log };
+  }
+  var top = hi > 0 ? hi : 1, step = Math.pow(10, Math.floor(Math.log10(top / 4)));
+  [1, 2, 2.5, 5, 10].some(function (m) { if (top / (m * step) <= 4) { step *= m; return true; } return false; });
+  var n = Math.ceil(top / step - 1e-9), lin = [];
+  for (var k = 0; k <= n; k++) lin.push(Number((k * step).toPrecision(6)));
+  return { log: false, lo: 0, hi: n * step, ticks: lin, f: function (v) { return v; } };
 }
 function updateLossMarker() {
   var s = SN[st.snap], x = lossX(s.epoch).toFixed(1), line = $("lossLine"), dot = $("lossDot");
@@ -423,8 +489,9 @@ function tipHTML(h) {
   var s = SN[st.snap], p = st.probe, probe = " <span class=\"m\">(probe " + (p + 1) + ")</span>";
   if (h.kind === "neuron") {
     if (h.c === 0) return "<b>input x" + (h.j + 1) + "</b><br>value = " + esc(fmt(s.act[p][0][h.j])) + probe;
+    var probs = h.c === L ? probabilities(s.act[p][L]) : null;
     return "<b>" + esc(NAMES[h.c]) + " \u00b7 neuron " + h.j + "</b><br>value = " + esc(fmt(s.act[p][h.c][h.j])) +
-      probe +
+      probe + (probs ? "<br>p = " + esc(shortP(probs[h.j])) + " <span class=\"m\">(" + OUT_ACT + " of the value)</span>" : "") +
       "<br>dL/dz = " + esc(fmt(s.grad[p][h.c - 1][h.j])) + probe + "<br>bias = " + esc(fmt(s.b[h.c - 1][h.j])) +
       "<br><span class=\"m\">epoch " + s.epoch + "</span>";
   }
@@ -475,6 +542,7 @@ function init() {
     st.start = now - (now - st.start) * old / st.speed;
   });
   $("perSnap").addEventListener("change", function () { st.perSnap = $("perSnap").checked; request(); });
+  $("gradRun").addEventListener("change", function () { st.gradRun = $("gradRun").checked; request(); });
   document.addEventListener("keydown", function (ev) {
     var tag = (ev.target && ev.target.tagName) || "";
     if (ev.key === " " && !/INPUT|SELECT|BUTTON|TEXTAREA/.test(tag)) {
@@ -507,7 +575,13 @@ window.neuralFlow = {
     return { epoch: s.epoch, loss: s.loss, W: s.W, b: s.b, act: s.act[st.probe], grad: s.grad[st.probe] };
   },
   neuronPosition: function (c, j) { if (!geo) layout(); return { x: geo.cols[c].x, y: geo.cols[c].ys[j] }; },
-  shownEdges: function (l) { return edgesOf(st.snap)[l - 1].edges.length; }
+  shownEdges: function (l) { return edgesOf(st.snap)[l - 1].edges.length; },
+  outputProbabilities: function () { return probabilities(SN[st.snap].act[st.probe][L]); },
+  gradientScale: function () { var g = gradScale(); return { value: g.shown, scope: g.scope, text: scaleText(g) }; },
+  setGradientScaleWholeRun: function (on) { $("gradRun").checked = !!on; st.gradRun = !!on; request(); },
+  lossTicks: function () { return Array.prototype.map.call($("loss").querySelectorAll("text"),
+                                                          function (t) { return t.textContent; }); },
+  layoutReport: function () { if (!geo) layout(); return { width: geo.w, height: geo.h, labelRight: geo.labelRight }; }
 };
 init();
 })();

@@ -1,0 +1,159 @@
+"""Gradient health (bp.diagnose, bp.GradientHealth) on the lessons' nets: the right warnings, no false alarms."""
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+import bpcore as bp
+from bpcore.training import health
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "examples"))
+
+import deep_nets  # noqa: E402  (the lessons' 20-layer nets, built as the example builds them)
+
+
+def _digits_like(rng, n=256):
+    X = rng.standard_normal((n, deep_nets.WIDTH)).astype(np.float32)
+    return X, rng.integers(0, 10, n)
+
+
+def test_twenty_sigmoid_layers_warn_of_vanishing_gradients(rng):
+    X, y = _digits_like(rng)
+    report = bp.diagnose(deep_nets.build("sigmoid", 0), bp.SoftmaxCrossEntropyLoss(), X, y)
+    assert report["0"].ratio < 1e-6
+    vanishing = [w for w in report.warnings if "vanish" in w]
+    assert len(vanishing) == 1
+    assert vanishing[0].startswith("layer 0.W: gradient ") and "19 sigmoids" in vanishing[0]
+    assert "ReLU with He init, BatchNorm, or residual connections" in vanishing[0]
+    assert "gradients vanish through 19 sigmoids" in str(report)
+
+
+@pytest.mark.parametrize("kind", ["relu_he", "relu_he_batchnorm", "residual"])
+def test_the_cures_give_no_warning(kind, rng):
+    X, y = _digits_like(rng)
+    report = bp.diagnose(deep_nets.build(kind, 0), bp.SoftmaxCrossEntropyLoss(), X, y)
+    assert report.warnings == []
+    assert min(r.ratio for r in report.rows if r.ratio is not None) > health.VANISHING_RATIO
+
+
+def test_a_first_bias_of_minus_ten_kills_the_relus():
+    X, y = bp.data.moons(256, seed=0)
+    model = bp.mlp([2, 16, 16, 1], activation="relu", seed=0)
+    model[0].b.data = model[0].b.data - 10.0
+    report = bp.diagnose(model, bp.BCEWithLogitsLoss(), X, y)
+    assert report["1"].dead >= 0.9
+    dead = [w for w in report.warnings if "dead" in w]
+    assert dead and dead[0].startswith("layer 1 (ReLU): ") and "LeakyReLU" in dead[0]
+    assert f"{report['1'].dead:.0%} of units are dead" in dead[0]
+
+
+def test_ten_times_the_he_std_warns_about_initialization():
+    X, y = bp.data.moons(256, seed=0)
+    model = bp.mlp([2, 64, 64, 1], activation="relu", seed=0)
+    model[2].W.data = model[2].W.data * 10.0
+    report = bp.diagnose(model, bp.BCEWithLogitsLoss(), X, y)
+    init = [w for w in report.warnings if "weight std" in w]
+    assert len(init) == 1 and init[0].startswith("layer 2.W: weight std ")
+    assert "the He value for fan_in 64: activations will explode" in init[0]
+    assert report["2"].weight_std / report["2"].init_std == pytest.approx(10.0, rel=0.2)
+
+
+def test_saturated_sigmoids_are_reported():
+    X, y = bp.data.moons(256, seed=0)
+    model = bp.mlp([2, 16, 1], activation="sigmoid", seed=0)
+    model[0].W.data = model[0].W.data * 50.0
+    report = bp.diagnose(model, bp.BCEWithLogitsLoss(), X, y)
+    assert report["1"].saturated >= health.SATURATED_FRACTION
+    assert any(w.startswith("layer 1 (Sigmoid): ") and "saturated" in w for w in report.warnings)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_a_healthy_moons_net_raises_no_alarm(seed):
+    X, y = bp.data.moons(300, seed=seed)
+    for activation in ("relu", "tanh"):
+        model = bp.mlp([2, 16, 16, 1], activation=activation, seed=seed)
+        assert bp.diagnose(model, bp.BCEWithLogitsLoss(), X, y).warnings == []
+
+
+def _everything(model, loss_fn):
+    """Every attribute of every layer and of the loss, arrays as host copies, plus the random streams."""
+    state = {}
+    for path, layer in model._layers_by_path().items():
+        for name, value in vars(layer).items():
+            if isinstance(value, bp.Parameter):
+                state[(path, name, "data")] = layer.device.to_numpy(value.data).copy()
+                state[(path, name, "grad")] = layer.device.to_numpy(value.grad).copy()
+            elif hasattr(value, "shape") and hasattr(value, "dtype"):
+                state[(path, name)] = layer.device.to_numpy(value).copy()
+            elif name not in ("layers", "block", "_stream", "forward", "backward"):
+                state[(path, name)] = repr(value)
+        if isinstance(layer, bp.Dropout):
+            state[(path, "random_state")] = repr(layer.random_state())
+    state["loss"] = repr(sorted((k, repr(v)) for k, v in vars(loss_fn).items() if not hasattr(v, "shape")))
+    return state
+
+
+def test_diagnose_leaves_the_model_bitwise_unchanged(backend, rng):
+    X = rng.standard_normal((64, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 64)
+    model = bp.Sequential(bp.Linear(6, 8, seed=0), bp.BatchNorm1d(8), bp.ReLU(), bp.Dropout(0.3, seed=1),
+                          bp.Residual(bp.Sequential(bp.Linear(8, 8, seed=2), bp.Tanh())),
+                          bp.Linear(8, 3, seed=3)).to(backend)
+    loss_fn = bp.SoftmaxCrossEntropyLoss()
+    # one training step first, so gradients, caches, running statistics and the mask stream are non-trivial
+    opt = bp.optim.SGD(model.parameters(), lr=0.1)
+    bp.fit(model, loss_fn, opt, X, y, epochs=1, batch_size=64, progress=False)
+    model.eval()
+    before = _everything(model, loss_fn)
+    report = bp.diagnose(model, loss_fn, X, y, batch_size=32)
+    after = _everything(model, loss_fn)
+    assert before.keys() == after.keys()
+    for key in before:
+        if isinstance(before[key], np.ndarray):
+            assert before[key].dtype == after[key].dtype and before[key].tobytes() == after[key].tobytes(), key
+        else:
+            assert before[key] == after[key], key
+    assert model.training is False
+    assert report.batch_size == 32 and len(report.rows) == 7
+
+
+def test_diagnose_gives_the_same_numbers_on_every_backend(backend, rng):
+    X, y = bp.data.moons(128, seed=0)
+    reference = bp.diagnose(bp.mlp([2, 8, 1], seed=0), bp.BCEWithLogitsLoss(), X, y)
+    report = bp.diagnose(bp.mlp([2, 8, 1], seed=0).to(backend), bp.BCEWithLogitsLoss(), X, y)
+    for mine, ref in zip(report.rows, reference.rows):
+        for field in ("act_mean", "act_std", "dead", "grad_out_norm", "grad_norm", "ratio", "weight_std"):
+            if getattr(ref, field) is None:
+                assert getattr(mine, field) is None
+            else:
+                assert getattr(mine, field) == pytest.approx(getattr(ref, field), rel=1e-4, abs=1e-6), field
+
+
+def test_the_table_has_one_line_per_layer():
+    X, y = bp.data.moons(64, seed=0)
+    text = str(bp.diagnose(bp.mlp([2, 8, 8, 1], seed=0), bp.BCEWithLogitsLoss(), X, y))
+    lines = text.splitlines()
+    assert lines[0].startswith("gradient health on 64 samples")
+    assert [line.split()[:2] for line in lines[3:8]] == [["0", "Linear"], ["1", "ReLU"], ["2", "Linear"],
+                                                         ["3", "ReLU"], ["4", "Linear"]]
+    assert lines[-1].startswith("no warnings")
+
+
+def test_bad_input_is_refused_with_a_typed_error():
+    X, y = bp.data.moons(32, seed=0)
+    model, loss_fn = bp.mlp([2, 4, 1], seed=0), bp.BCEWithLogitsLoss()
+    with pytest.raises(TypeError, match="model must be a bpcore Layer"):
+        bp.diagnose("net", loss_fn, X, y)
+    with pytest.raises(TypeError, match="loss_fn must be a bpcore loss"):
+        bp.diagnose(model, None, X, y)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        bp.diagnose(model, loss_fn, X, y, batch_size=0)
+    with pytest.raises(ValueError, match="diagnose: X has 32 samples but y has 31"):
+        bp.diagnose(model, loss_fn, X, y[:31])
+    with pytest.raises(ValueError, match=r"expected input of shape \(batch, 2\)"):
+        bp.diagnose(model, loss_fn, np.ones((4, 3), np.float32), y[:4])
+    with pytest.raises(KeyError, match="no layer '9'"):
+        bp.diagnose(model, loss_fn, X, y)["9"]

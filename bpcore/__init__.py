@@ -29,7 +29,7 @@ from .training import (  # noqa: E402
     Callback, CSVLogger, DivergenceError, EarlyStopping, History, ModelCheckpoint, evaluate, fit, load_checkpoint,
     predict,
 )
-from .training import HealthReport, diagnose  # noqa: E402
+from .training import GradientHealth, GradientHealthWarning, HealthReport, diagnose  # noqa: E402
 from .viz import FlowRecorder  # noqa: E402
 
 
@@ -40,5 +40,5 @@ __all__ = [
     "LayerNorm", "LeakyReLU", "Linear", "load", "load_checkpoint", "Loss", "mlp", "ModelCheckpoint",
     "MSELoss", "optim", "Parameter", "predict", "ReLU", "Residual", "save_checkpoint", "Sequential",
     "Sigmoid", "Softmax", "SoftmaxCrossEntropyLoss", "Tanh", "viz", "__version__",
-    "diagnose", "HealthReport",
+    "diagnose", "GradientHealth", "GradientHealthWarning", "HealthReport",
 ]

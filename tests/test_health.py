@@ -157,3 +157,117 @@ def test_bad_input_is_refused_with_a_typed_error():
         bp.diagnose(model, loss_fn, np.ones((4, 3), np.float32), y[:4])
     with pytest.raises(KeyError, match="no layer '9'"):
         bp.diagnose(model, loss_fn, X, y)["9"]
+
+
+# -- GradientHealth: the same numbers every epoch of fit ------------------------------------------
+
+def _fit(model, X, y, epochs, callbacks, lr=0.01, loss_fn=None, **kwargs):
+    loss_fn = loss_fn or bp.BCEWithLogitsLoss()
+    opt = bp.optim.Adam(model.parameters(), lr=lr)
+    return bp.fit(model, loss_fn, opt, X, y, epochs=epochs, batch_size=32, callbacks=callbacks, progress=False,
+                  **kwargs)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_gradient_health_records_every_epoch_and_stays_quiet_on_a_healthy_net(seed, recwarn):
+    X, y = bp.data.moons(300, seed=seed)
+    hist = _fit(bp.mlp([2, 16, 16, 1], seed=seed), X, y, 20, [bp.GradientHealth()])
+    assert hist.health["epochs"] == list(range(20))
+    assert hist.health["warnings"] == []
+    assert not [w for w in recwarn if issubclass(w.category, bp.GradientHealthWarning)]
+    assert hist.health["layers"]["1"]["kind"] == "ReLU" and len(hist.health["layers"]["1"]["dead"]) == 20
+    assert len(hist.health["layers"]["0"]["ratio"]) == 20 and len(hist.health["total_grad_norm"]) == 20
+    # the first probe is diagnose's pass on the model as it was after epoch 1, on the first 256 samples
+    hist_every = _fit(bp.mlp([2, 16, 16, 1], seed=seed), X, y, 4, [bp.GradientHealth(every=2)])
+    assert hist_every.health["epochs"] == [0, 2]
+
+
+def test_a_problem_is_warned_once_through_warnings_and_the_progress_bar(monkeypatch):
+    import importlib
+
+    fit_module = importlib.import_module("bpcore.training.fit")
+
+    descriptions = []
+
+    class Bar(fit_module._NoProgress):
+        def set_description_str(self, text, refresh=True):
+            descriptions.append(text)
+
+    monkeypatch.setattr(fit_module, "_progress_bar", lambda *args: Bar())
+    X, y = bp.data.moons(200, seed=0)
+    model = bp.mlp([2, 16, 16, 1], seed=0)
+    model[0].b.data = model[0].b.data - 10.0
+    with pytest.warns(bp.GradientHealthWarning) as seen:
+        hist = _fit(model, X, y, 5, [bp.GradientHealth()])
+    dead = [str(w.message) for w in seen if "dead" in str(w.message)]
+    assert dead[0].startswith("epoch 1: layer 1 (ReLU): 100% of units are dead")
+    # five epochs, two problems (layer 3 gets only zeros from layer 1, so it is dead too): two warnings
+    assert [sentence.split(":")[1] for sentence in dead] == [" layer 1 (ReLU)", " layer 3 (ReLU)"]
+    assert [epoch for epoch, _ in hist.health["warnings"]] == [0, 0]
+    assert descriptions == ["health: layer 3 (ReLU): 100% of units are dead on this batch"]   # once, the latest
+
+
+def test_the_initialization_is_judged_before_the_first_step():
+    X, y = bp.data.moons(200, seed=0)
+    model = bp.mlp([2, 64, 64, 1], seed=0)
+    model[2].W.data = model[2].W.data * 10.0
+    with pytest.warns(bp.GradientHealthWarning, match="layer 2.W: weight std .* the He value for fan_in 64"):
+        hist = _fit(model, X, y, 1, [bp.GradientHealth()], lr=1e-4)
+    assert any("weight std" in sentence for _, sentence in hist.health["warnings"])
+
+
+class _GrowFirstLayer(bp.Callback):
+    """Multiplies the first weight by 10 after each epoch: the later gradients grow 10x an epoch."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.model[0].W.data = self.model[0].W.data * 10.0
+
+
+def test_a_total_gradient_norm_up_100x_in_a_few_epochs_warns_of_exploding_gradients():
+    X, y = bp.data.moons(200, seed=0)
+    model = bp.mlp([2, 8, 8, 1], activation="identity", seed=0)
+    with pytest.warns(bp.GradientHealthWarning, match=r"total gradient norm grew \d+x in \d epochs"):
+        hist = _fit(model, X, y, 4, [bp.GradientHealth(), _GrowFirstLayer()], lr=1e-6, loss_fn=bp.MSELoss())
+    exploding = [s for _, s in hist.health["warnings"] if "explode" in s]
+    assert len(exploding) == 1 and "clip gradients" in exploding[0]
+
+
+def test_divergence_names_the_layer_whose_gradient_blew_up_first():
+    X, y = bp.data.moons(200, seed=0)
+    model = bp.mlp([2, 8, 8, 1], activation="identity", seed=0)
+    with pytest.raises(bp.DivergenceError, match=r"Hint: the gradient of layer 2.W blew up first \(") as error:
+        _fit(model, X, y, 40, [_GrowFirstLayer()], lr=1e-6, loss_fn=bp.MSELoss())
+    assert "lower the learning rate" in str(error.value)
+
+
+def test_health_survives_checkpoint_and_resume(tmp_path):
+    X, y = bp.data.moons(200, seed=0)
+    whole = _fit(bp.mlp([2, 8, 1], seed=0), X, y, 4, [bp.GradientHealth()])
+    path = tmp_path / "run.bpc"
+    _fit(bp.mlp([2, 8, 1], seed=0), X, y, 2, [bp.GradientHealth()], checkpoint=path)
+    resumed = _fit(bp.mlp([2, 8, 1], seed=0), X, y, 4, [bp.GradientHealth()], checkpoint=path, resume=path)
+    assert resumed.health == whole.health
+    assert bp.load_checkpoint(path)["history"].health == whole.health
+
+
+def test_gradient_health_adds_no_host_transfer_per_epoch(monkeypatch):
+    X, y = bp.data.moons(200, seed=0)
+    backend = bp.mlp([2, 8, 1]).device
+    calls = []
+    original = backend.to_numpy
+    monkeypatch.setattr(backend, "to_numpy", lambda array: calls.append(1) or original(array))
+
+    def transfers(epochs, callbacks):
+        calls.clear()
+        _fit(bp.mlp([2, 8, 8, 1], seed=0), X, y, epochs, callbacks)
+        return len(calls)
+
+    extra_2 = transfers(2, [bp.GradientHealth()]) - transfers(2, [])
+    extra_6 = transfers(6, [bp.GradientHealth()]) - transfers(6, [])
+    assert extra_2 == extra_6 == 3        # the three weights' std read once, before training
+
+
+def test_gradient_health_checks_its_arguments():
+    for name in ("every", "batch_size", "window"):
+        with pytest.raises(ValueError, match=f"GradientHealth: {name} must be a positive int"):
+            bp.GradientHealth(**{name: 0})

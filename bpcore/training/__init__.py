@@ -6,7 +6,8 @@
     metrics.py    accuracy, counted on the device
     callbacks.py  Callback, EarlyStopping, ModelCheckpoint, CSVLogger
     history.py    History, DivergenceError
-    health.py     diagnose (gradient health report), GradientHealth (its fit callback)
+    health.py     diagnose (gradient health report)
+    gradient_health.py  GradientHealth (its fit callback), the divergence hint
     resume.py     load_checkpoint (with its History) and fit's resume=
 """
 from __future__ import annotations
@@ -14,10 +15,11 @@ from __future__ import annotations
 from .callbacks import Callback, CSVLogger, EarlyStopping, ModelCheckpoint
 from .evaluate import evaluate, predict
 from .fit import fit
+from .gradient_health import GradientHealth, GradientHealthWarning
 from .health import HealthReport, diagnose
 from .history import DivergenceError, History
 from .resume import load_checkpoint
 
 __all__ = ["Callback", "CSVLogger", "DivergenceError", "EarlyStopping", "History", "ModelCheckpoint", "evaluate", "fit",
-           "HealthReport", "diagnose",
+           "GradientHealth", "GradientHealthWarning", "HealthReport", "diagnose",
            "load_checkpoint", "predict"]

@@ -44,6 +44,17 @@ class Callback:
     def on_batch_end(self, batch, logs=None):
         """``logs["loss"]`` is the batch loss as a 0-d device array (reading it syncs a GPU)."""
 
+    # Private hooks (GradientHealth uses them): 0-d device arrays that fit moves to the host in
+    # its one transfer per epoch, and those values back as floats, before the epoch is recorded.
+    # ``_progress_note``, when set, becomes the progress bar's description.
+    _progress_note = None
+
+    def _epoch_device_values(self, X, y, epoch):
+        return []
+
+    def _epoch_host_values(self, values):
+        pass
+
 
 class _Monitor:
     """Tracks the best value of one epoch log entry ("val_loss", "accuracy", ...)."""

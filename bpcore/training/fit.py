@@ -17,6 +17,7 @@ from ..checkpoint import save_checkpoint
 from ..nn import init as _init
 from ..optim import Optimizer, ReduceLROnPlateau
 from .callbacks import Callback
+from .gradient_health import blew_up_first
 from .evaluate import _evaluate_prepared
 from .history import DivergenceError, History
 from .inputs import _check_common, _prepare
@@ -134,6 +135,11 @@ def fit(model, loss_fn, optimizer, X, y, epochs: int = 1, batch_size: int = 32, 
                     save(epoch + 1)
                 for callback in callbacks:
                     callback.on_epoch_end(epoch, logs)
+                notes = [callback._progress_note for callback in callbacks if callback._progress_note]
+                if notes:
+                    bar.set_description_str(notes[-1], refresh=False)
+                    for callback in callbacks:
+                        callback._progress_note = None
                 bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=False)
                 bar.update(1)
                 if model.stop_training or interrupt.raised:
@@ -186,18 +192,25 @@ def _run_epoch(model, loss_fn, optimizer, X, y, batch_size, rng, counters, callb
     values = weighted_losses + squared_norms                 # all 0-d, all in the model's dtype
     for name in counters:
         values.extend(counts[name])
+    extras = [callback._epoch_device_values(X, y, epoch) for callback in callbacks]   # GradientHealth's
+    for extra in extras:
+        values.extend(extra)
     host = model.device.to_numpy(xp.stack(values)).astype("float64")
     n_batches, n_params = len(weighted_losses), len(named)
     losses = host[:n_batches]
+    names = [name for name, _ in named]
+    norms = host[n_batches:n_batches + 2 * n_params] ** 0.5
     if not all(math.isfinite(v) for v in losses):
-        _diverged(optimizer, epoch, losses, batch_size, n, last_good, history)
+        _diverged(optimizer, epoch, losses, batch_size, n, last_good, history,
+                  dict(zip(names, norms[:n_params].tolist())))
     logs = {"loss": float(losses.sum()) / n}
     offset = n_batches + 2 * n_params
     for name in counters:
         logs[name] = float(host[offset:offset + n_batches].sum()) / items[name]
         offset += n_batches
-    names = [name for name, _ in named]
-    norms = host[n_batches:n_batches + 2 * n_params] ** 0.5
+    for callback, extra in zip(callbacks, extras):
+        callback._epoch_host_values(host[offset:offset + len(extra)].tolist())
+        offset += len(extra)
     return logs, dict(zip(names, norms[:n_params].tolist())), dict(zip(names, norms[n_params:].tolist()))
 
 
@@ -207,7 +220,7 @@ def _squared_norm(xp, array):
     return flat @ flat
 
 
-def _diverged(optimizer, epoch, weighted_losses, batch_size, n, last_good, history):
+def _diverged(optimizer, epoch, weighted_losses, batch_size, n, last_good, history, grad_norms):
     bad = next(i for i, v in enumerate(weighted_losses) if not math.isfinite(v))
     last_finite = None
     if bad > 0:
@@ -216,10 +229,12 @@ def _diverged(optimizer, epoch, weighted_losses, batch_size, n, last_good, histo
     elif history.history.get("loss"):
         last_finite = f"{history['loss'][-1]:.6g} (mean of epoch {epoch})"
     last_good.restore()
+    culprit = blew_up_first(history, grad_norms)
     raise DivergenceError(
         f"training diverged: the loss became {weighted_losses[bad]} at epoch {epoch + 1}, batch {bad + 1}; "
         f"last finite loss: {last_finite or 'none'}. The model keeps its parameters from the start of "
-        f"epoch {epoch + 1}, the last ones known to be finite. Hint: lower the learning rate "
+        f"epoch {epoch + 1}, the last ones known to be finite. Hint: "
+        f"{culprit + '; ' if culprit else ''}lower the learning rate "
         f"(now {optimizer.lr:g}) or clip gradients (bp.optim.clip_grad_norm_).", history)
 
 
@@ -253,6 +268,9 @@ class _NoProgress:
         pass
 
     def update(self, n=1):
+        pass
+
+    def set_description_str(self, *args, **kwargs):
         pass
 
     def close(self):

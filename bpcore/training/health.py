@@ -222,9 +222,29 @@ def _rows(layout, host):
                                 weight_std=got.get("weight_std"), fan_in=entry.get("fan_in")))
     weighted = [r for r in rows if r.weight_std is not None]
     last = weighted[-1].grad_norm if weighted else None
-    for i, row in enumerate(rows):
+    for row in rows:
         if row.grad_norm is not None and last:
             row.ratio = row.grad_norm / last
+    _set_init_reference(rows)
+    return rows
+
+
+def weight_rows(model):
+    """Rows holding only the weight std and its He/Xavier reference (host copies of the weights):
+    what GradientHealth judges the initialization by, before the first step."""
+    rows = []
+    for path, layer, in_residual in _leaves(model):
+        name, weight = _weight(layer)
+        row = LayerHealth(layer=path, kind=type(layer).__name__, in_residual=in_residual)
+        if weight is not None and weight.data.ndim == 2:
+            row.param, row.fan_in = f"{path}.{name}", int(weight.data.shape[0])
+            row.weight_std = float(layer.device.to_numpy(weight.data).astype("float64").std())
+        rows.append(row)
+    return _set_init_reference(rows)
+
+
+def _set_init_reference(rows):
+    for i, row in enumerate(rows):
         if row.fan_in is not None:
             follows = _next_activation(rows[i + 1:])
             he = follows in _RELU_LIKE

@@ -18,6 +18,7 @@ class History:
     gives []. ``hist.grad_norms[name]`` and
     ``hist.weight_norms[name]`` give each parameter's L2 norm ("0.W", ...) after the last
     batch of each epoch: the numbers that show vanishing gradients layer by layer.
+    ``hist.health`` holds what a ``bp.GradientHealth`` callback measured ({} without one).
     """
 
     def __init__(self):
@@ -25,6 +26,7 @@ class History:
         self.grad_norms: dict[str, list] = {}
         self.weight_norms: dict[str, list] = {}
         self.epochs: list[int] = []
+        self.health: dict = {}
         self.interrupted = False
 
     def __getitem__(self, key):
@@ -44,7 +46,7 @@ class History:
     def state_dict(self) -> dict:
         """The recorded values as plain data (lists of numbers), as a checkpoint stores them."""
         return {"history": self.history, "grad_norms": self.grad_norms,
-                "weight_norms": self.weight_norms, "epochs": self.epochs}
+                "weight_norms": self.weight_norms, "epochs": self.epochs, "health": self.health}
 
     @classmethod
     def from_state_dict(cls, state: dict) -> "History":
@@ -52,6 +54,7 @@ class History:
         history = cls()
         history.history, history.grad_norms = state["history"], state["grad_norms"]
         history.weight_norms, history.epochs = state["weight_norms"], state["epochs"]
+        history.health = state.get("health", {})          # absent in checkpoints from before GradientHealth
         return history
 
     def _record(self, epoch, logs, grad_norms, weight_norms):

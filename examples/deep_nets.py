@@ -7,7 +7,8 @@
 2. ReLU with He init (N(0, 2/n_in)): the slope is 1 where active, the variance is kept;
 3. ReLU + He + BatchNorm1d: every layer's input is renormalized;
 4. residual: y = x + block(x) gives the gradient an identity path around every block.
-Prints each weight's gradient norm after the first epoch (first and last layer side by side)
+Prints each net's bp.diagnose report at initialization (the table for the sigmoid net, the
+warnings for all), each weight's gradient norm after the first epoch (first and last layer side by side)
 and the final test accuracy, and draws the four gradient profiles side by side (deep_nets_gradients.png,
 with bp.viz when matplotlib is there). Needs scikit-learn for the digits: pip install -e ".[data]".
 """
@@ -60,6 +61,12 @@ def main(argv=None) -> dict:
     for kind in KINDS:
         model = build(kind, args.seed).to(device)
         loss_fn = bp.SoftmaxCrossEntropyLoss()
+        diagnosis = bp.diagnose(model, loss_fn, X_train, y_train)
+        if kind == "sigmoid":
+            print(f"\nbp.diagnose of the {kind} net at initialization:\n{diagnosis}")
+        else:
+            print(f"\nbp.diagnose of the {kind} net at initialization: "
+                  + ("; ".join(diagnosis.warnings) or "no warnings"))
         opt = bp.optim.Adam(model.parameters(), lr=1e-3)
         hist = bp.fit(model, loss_fn, opt, X_train, y_train, epochs=args.epochs, batch_size=32, seed=args.seed,
                       metrics=["accuracy"], progress=False)
@@ -67,6 +74,7 @@ def main(argv=None) -> dict:
         first_epoch = [hist.grad_norms[name][0] for name in weights]
         test = bp.evaluate(model, loss_fn, X_test, y_test, metrics=["accuracy"])
         results[kind] = {"grad_norms": first_epoch, "test_accuracy": test["accuracy"],
+                         "warnings": diagnosis.warnings,
                          "first_over_last": first_epoch[0] / first_epoch[-1]}
         histories[kind] = hist
     print("\ngradient norm |dL/dW| per layer after the first epoch")

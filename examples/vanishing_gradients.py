@@ -9,8 +9,9 @@ through four versions of the same net, at initialization:
   batchnorm   sigmoid with BatchNorm1d before each activation;
   residual    sigmoid layers wrapped as y = x + sigmoid(Linear(x)) (after the first layer).
 Prints each layer's weight-gradient norm, its ratio to the last layer's, and for the
-sigmoid net the bound 0.25^k from the sigmoid's maximum slope after k sigmoids; writes a
-bar chart with a log scale (vanishing_gradients.png).
+sigmoid net the bound 0.25^k from the sigmoid's maximum slope after k sigmoids, then each
+net's bp.diagnose report (the table and its warnings); writes a bar chart with a log scale
+(vanishing_gradients.png).
 """
 from __future__ import annotations
 
@@ -80,10 +81,14 @@ def main(argv=None) -> dict:
           f"{0.25 ** (depth - 1):.2e}; the weights contribute the rest.")
     for kind in KINDS[1:]:
         print(f"{kind:>10}: first/last = {norms[kind][0] / norms[kind][-1]:.2e}")
+    diagnoses = {}
+    for kind, model in models.items():
+        diagnoses[kind] = bp.diagnose(model, bp.BCEWithLogitsLoss(), X, y)
+        print(f"\nbp.diagnose of the {kind} net:\n{diagnoses[kind]}")
     save_figure(lambda path: bp.viz.gradient_flow(models, path=path,
                                                   title="|dL/dW| per layer at initialization (log scale)"),
                 args.out, "vanishing_gradients.png")
-    return {"norms": norms, "decay": decay}
+    return {"norms": norms, "decay": decay, "diagnoses": diagnoses}
 
 
 if __name__ == "__main__":

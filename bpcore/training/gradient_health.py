@@ -19,7 +19,9 @@ from .health import _init_warnings, _measure, _rows, _warnings, weight_rows
 
 EXPLODING_GROWTH = 100.0     # total gradient norm up more than this factor ...
 _FIELDS = ("act_mean", "act_std", "dead", "saturated", "grad_out_norm", "grad_norm", "ratio", "weight_std")
-_PROBLEMS = ("vanish", "explode", "dead", "saturated", "weight std")
+# the kinds of problem, in the order a sentence is matched ("weight std ... will explode" is init)
+_PROBLEMS = {"weight std": "init", "dead": "dead", "saturated": "saturated", "vanish": "vanishing",
+             "shrink": "vanishing", "explode": "exploding"}
 
 
 class GradientHealthWarning(UserWarning):
@@ -89,8 +91,9 @@ class GradientHealth(Callback):
         growth = totals[-1] / min(earlier)
         weighted = [r for r in rows if r.weight_std is not None and r.grad_norm is not None]
         largest = max(weighted, key=lambda r: r.grad_norm).param if weighted else "?"
-        return [f"layer {largest}: total gradient norm grew {growth:.0f}x in {len(earlier)} epochs "
-                f"(to {totals[-1]:.3g}), largest at {largest}: gradients explode; lower the learning rate "
+        return [f"layer {largest}: total gradient norm grew {growth:.0f}x in {len(earlier)} "
+                f"epoch{'' if len(earlier) == 1 else 's'} "
+                f"(to {totals[-1]:.3g}; this weight's is the largest): gradients explode; lower the learning rate "
                 f"(now {self.optimizer.lr:g}) or clip gradients (bp.optim.clip_grad_norm_)"]
 
     def _say(self, sentences):
@@ -106,7 +109,7 @@ class GradientHealth(Callback):
 
 def _problem(sentence):
     """(layer, kind of problem): what "once per problem" counts."""
-    kind = next((word for word in _PROBLEMS if word in sentence), sentence)
+    kind = next((kind for word, kind in _PROBLEMS.items() if word in sentence), sentence)
     return sentence.split(":")[0], kind
 
 
@@ -133,7 +136,7 @@ def blew_up_first(history, current=None) -> str:
             labels.append(labels[-1] + 1 if labels else 0)
         if not series or not series[0] > 0:
             continue
-        growth = [v / series[0] if math.isfinite(v) else math.inf for v in series]
+        growth = [v / series[0] if math.isfinite(v) else 0.0 for v in series]     # NaN/Inf: not a number to name
         peak = max(range(len(growth)), key=growth.__getitem__)
         passed = next((i for i, g in enumerate(growth) if g > 10.0), len(growth))
         found.append((passed, -growth[peak], name, growth[peak], labels[peak], labels[0]))

@@ -163,11 +163,12 @@ def _measure(probe, loss_fn, x_batch, y_batch):
     for path, layer, _ in leaves:
         layer.forward = _recording(layer.forward, outputs, path)
         layer.backward = _recording(layer.backward, grad_outs, path, record_argument=True)
+        layer.backward_params = _recording(layer.backward_params, grad_outs, path, record_argument=True)
     probe.train()
     probe.zero_grad()
     with probe.device.activate(), probe.device.quiet_floating_point():
         loss = loss_fn.forward(probe.forward(x_batch), y_batch)
-        probe.backward(loss_fn.backward())
+        probe.backward_params(loss_fn.backward())      # dL/dX of the data is not needed (one matmul less)
         values, layout = [xp.astype(loss, x_batch.dtype)], []
         for path, layer, in_residual in leaves:
             out = outputs[path]

@@ -276,3 +276,52 @@ def test_gradient_health_checks_its_arguments():
     for name in ("every", "batch_size", "window"):
         with pytest.raises(ValueError, match=f"GradientHealth: {name} must be a positive int"):
             bp.GradientHealth(**{name: 0})
+
+
+# -- the figure, and the warnings in the Neural Flow page's data -----------------------------------
+
+def test_viz_health_draws_ratios_and_fractions_with_thresholds(tmp_path):
+    pytest.importorskip("matplotlib")
+    rng = np.random.default_rng(0)
+    X, y = _digits_like(rng)
+    report = bp.diagnose(deep_nets.build("sigmoid", 0), bp.SoftmaxCrossEntropyLoss(), X, y)
+    path = tmp_path / "health.png"
+    fig = bp.viz.health(report, path=path)
+    assert path.stat().st_size > 0
+    ratios, fractions = fig.axes
+    weights = [r for r in report.rows if r.weight_std is not None]
+    np.testing.assert_allclose([bar.get_height() for bar in ratios.patches], [r.ratio for r in weights])
+    assert ratios.get_yscale() == "log"
+    assert {line.get_ydata()[0] for line in ratios.get_lines()} == {health.VANISHING_RATIO, health.EXPLODING_RATIO}
+    assert len(fractions.patches) == 19 and fractions.get_lines()[0].get_ydata()[0] == health.DEAD_FRACTION
+    assert "1 warning" in fig._suptitle.get_text()
+
+
+def test_viz_health_from_a_history_and_bad_input():
+    pytest.importorskip("matplotlib")
+    X, y = bp.data.moons(100, seed=0)
+    model = bp.mlp([2, 8, 8, 1], seed=0)
+    model[0].b.data = model[0].b.data - 10.0
+    with pytest.warns(bp.GradientHealthWarning):
+        hist = _fit(model, X, y, 2, [bp.GradientHealth()])
+    fig = bp.viz.health(hist, epoch=0)
+    assert [bar.get_height() for bar in fig.axes[1].patches] == [hist.health["layers"]["1"]["dead"][0],
+                                                                 hist.health["layers"]["3"]["dead"][0]]
+    with pytest.raises(ValueError, match="epoch must be an int in"):
+        bp.viz.health(hist, epoch=5)
+    with pytest.raises(ValueError, match="no gradient health; train with callbacks"):
+        bp.viz.health(bp.History())
+    with pytest.raises(TypeError, match="expected a bp.diagnose report"):
+        bp.viz.health(model)
+
+
+def test_the_flow_recorder_passes_the_health_warnings_to_the_page():
+    X, y = bp.data.moons(100, seed=0)
+    model = bp.mlp([2, 8, 8, 1], seed=0)
+    model[0].b.data = model[0].b.data - 10.0
+    recorder = bp.FlowRecorder(X[:4], y[:4], every=1)
+    with pytest.warns(bp.GradientHealthWarning):
+        hist = _fit(model, X, y, 2, [bp.GradientHealth(), recorder])
+    data = recorder.to_dict()
+    assert data["health_warnings"] == hist.health["warnings"] and data["health_warnings"]
+    assert "100% of units are dead" in recorder.to_html()

@@ -2,6 +2,7 @@
 
     figures.py     decision_boundary, curves, confusion_matrix
     gradients.py   gradient_flow, weight_histograms
+    health_figure.py  health (a diagnose report or a GradientHealth history as bars)
     flow.py        FlowRecorder (a fit callback) and neural_flow (writes the page)
     flow_page.py   the page itself, from page/flow.html, page/flow.css and page/flow.js
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 from .figures import confusion_matrix, curves, decision_boundary
 from .flow import FlowRecorder, neural_flow
 from .gradients import gradient_flow, weight_histograms
+from .health_figure import health
 
-__all__ = ["FlowRecorder", "confusion_matrix", "curves", "decision_boundary", "gradient_flow", "neural_flow",
+__all__ = ["FlowRecorder", "confusion_matrix", "curves", "decision_boundary", "gradient_flow", "health", "neural_flow",
            "weight_histograms"]

@@ -178,7 +178,9 @@ class FlowRecorder(Callback):
                 "output_activation": _output_activation(self.loss_fn),
                 "probes": [_rounded(x) for x in self.X_probe], "probe_labels": labels,
                 "every": self.every, "thinned": self.thinned, "max_snapshots": self.max_snapshots,
-                "snapshots": self.snapshots}
+                "snapshots": self.snapshots,
+                # [[epoch, sentence]] from a bp.GradientHealth in the same fit (drawn by the page: issue 19)
+                "health_warnings": list(getattr(self.history, "health", {}).get("warnings", []))}
 
     def to_html(self, title: str = "Neural Flow") -> str:
         """The self-contained Neural Flow page as one HTML string."""

@@ -1,0 +1,123 @@
+"""Run under ``mpiexec -n N``: every case of tests/test_distributed.py, results pickled per rank.
+
+    mpiexec -n 2 python tests/distributed_cases.py OUT_DIR [backend ...]
+
+Each rank writes OUT_DIR/rank<R>.pkl: {case name: value}. The single-process references are
+computed by the test itself with ``reference_fit`` below (the same function, no communicator).
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import sys
+
+import numpy as np
+
+import bpcore as bp
+
+N_SAMPLES, BATCH, EPOCHS = 49, 16, 3          # 3 full batches and a last one of 1: empty shards on ranks 1, 2
+OPTIMIZERS = {
+    "sgd": lambda params: bp.optim.SGD(params, lr=0.2),
+    "momentum": lambda params: bp.optim.SGD(params, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    "adam": lambda params: bp.optim.Adam(params, lr=0.02),
+}
+
+
+def data(n=N_SAMPLES):
+    X, y = bp.data.moons(n, noise=0.2, seed=3)
+    return X.astype("float64"), y
+
+
+def make(spec, optimizer, seed=0, hidden=6):
+    model = bp.mlp([2, hidden, 1], activation="tanh", seed=seed).astype("float64").to(spec)
+    return model, OPTIMIZERS[optimizer](model.parameters())
+
+
+def reference_fit(spec, optimizer, epochs=EPOCHS, distributed=None, seed=0, **kwargs):
+    """(parameters as host arrays, history loss, history accuracy) of one fit."""
+    model, opt = make(spec, optimizer, seed=seed)
+    X, y = data()
+    hist = bp.fit(model, bp.BCEWithLogitsLoss(), opt, X, y, epochs=epochs, batch_size=BATCH, seed=7,
+                  metrics=["accuracy"], progress=False, distributed=distributed, **kwargs)
+    return [p.backend.to_numpy(p.data) for p in model.parameters()], hist["loss"], hist["accuracy"]
+
+
+def expect_error(function):
+    try:
+        function()
+    except Exception as error:          # noqa: BLE001 (the test reads the type and message)
+        return f"{type(error).__name__}: {error}"
+    return "no error"
+
+
+def main(out_dir, specs):
+    comm = bp.distributed.init()
+    results = {"size": comm.size, "rank": comm.rank}
+    for spec in specs:
+        for optimizer in OPTIMIZERS:
+            results[f"fit/{spec}/{optimizer}"] = reference_fit(spec, optimizer, distributed=comm, seed=comm.rank)
+
+    # A checkpoint written during a distributed run (epoch 2 of 4), resumed by the same ranks.
+    path = os.path.join(out_dir, "run.bpc")
+    reference_fit("numpy", "adam", epochs=2, distributed=comm, checkpoint=path)
+    results["resumed"] = reference_fit("numpy", "adam", epochs=4, distributed=comm, resume=path, checkpoint=path)
+
+    # broadcast_parameters + DistributedOptimizer in a hand-written loop (equal shards of 12).
+    model, opt = make("numpy", "momentum", seed=10 + comm.rank)
+    bp.distributed.broadcast_parameters(model, comm, optimizer=opt)
+    results["broadcast"] = [p.data.copy() for p in model.parameters()]
+    opt = bp.distributed.DistributedOptimizer(opt, comm)
+    X, y = data(12 * comm.size)
+    loss_fn = bp.BCEWithLogitsLoss()
+    for _ in range(3):
+        opt.zero_grad()
+        mine = slice(12 * comm.rank, 12 * comm.rank + 12)
+        loss_fn.forward(model(X[mine]), y[mine])
+        model.backward(loss_fn.backward())
+        opt.step()
+    results["loop"] = [p.data.copy() for p in model.parameters()]
+
+    # Early stopping asked by one rank only, and Ctrl-C pressed on the last rank only.
+    class StopOnRoot(bp.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if comm.is_root and epoch == 1:
+                self.model.stop_training = True
+
+    class CtrlCOnLast(bp.Callback):
+        def on_batch_end(self, batch, logs=None):
+            if comm.rank == comm.size - 1 and len(self.history.epochs) == 1 and batch == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    for name, callback in (("early", StopOnRoot()), ("ctrl_c", CtrlCOnLast())):
+        model, opt = make("numpy", "sgd")
+        hist = bp.fit(model, bp.BCEWithLogitsLoss(), opt, *data(), epochs=5, batch_size=BATCH, progress=False,
+                      callbacks=[callback], distributed=comm)
+        results[name] = (len(hist.epochs), hist.interrupted, [p.data.copy() for p in model.parameters()])
+    results["diverged"] = expect_error(lambda: bp.fit(
+        *_diverging(), epochs=3, batch_size=BATCH, progress=False, distributed=comm))
+
+    # Ranks that disagree: every rank must raise the same clear error, none may hang.
+    X, y = data()
+    mismatches = {
+        "architecture": dict(hidden=6 + comm.rank), "batch_size": dict(batch_size=BATCH + comm.rank),
+        "feature": dict(width=2 + comm.rank), "seed": dict(seed=comm.rank),
+    }
+    for name, change in mismatches.items():
+        model, opt = make("numpy", "sgd", hidden=change.get("hidden", 6))
+        Xr = np.concatenate([X, X[:, :change["width"] - 2]], axis=1) if "width" in change else X
+        results[f"mismatch/{name}"] = expect_error(lambda: bp.fit(
+            model, bp.BCEWithLogitsLoss(), opt, Xr, y, epochs=2, batch_size=change.get("batch_size", BATCH),
+            seed=change.get("seed", 0), progress=False, distributed=comm))
+    with open(os.path.join(out_dir, f"rank{comm.rank}.pkl"), "wb") as stream:
+        pickle.dump(results, stream)
+
+
+def _diverging():
+    model, _ = make("numpy", "sgd")
+    X, y = data()
+    return model, bp.MSELoss(), bp.optim.SGD(model.parameters(), lr=1e6), X, y * 1e3
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2:] or ["numpy"])

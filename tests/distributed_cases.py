@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import signal
 import sys
 
@@ -43,9 +44,9 @@ def reference_fit(spec, optimizer, epochs=EPOCHS, distributed=None, seed=0, **kw
     return [p.backend.to_numpy(p.data) for p in model.parameters()], hist["loss"], hist["accuracy"]
 
 
-def expect_error(function):
+def expect_error(function, *args, **kwargs):
     try:
-        function()
+        function(*args, **kwargs)
     except Exception as error:          # noqa: BLE001 (the test reads the type and message)
         return f"{type(error).__name__}: {error}"
     return "no error"
@@ -61,6 +62,8 @@ def main(out_dir, specs):
     # A checkpoint written during a distributed run (epoch 2 of 4), resumed by the same ranks.
     path = os.path.join(out_dir, "run.bpc")
     reference_fit("numpy", "adam", epochs=2, distributed=comm, checkpoint=path)
+    if comm.is_root:
+        shutil.copy(path, os.path.join(out_dir, "epoch2.bpc"))    # the test resumes it in one process
     results["resumed"] = reference_fit("numpy", "adam", epochs=4, distributed=comm, resume=path, checkpoint=path)
 
     # broadcast_parameters + DistributedOptimizer in a hand-written loop (equal shards of 12).
@@ -78,6 +81,15 @@ def main(out_dir, specs):
         opt.step()
     results["loop"] = [p.data.copy() for p in model.parameters()]
 
+    # Small buckets (64 bytes: several all-reduces) give the same sums as one flat buffer.
+    for bucket_bytes in (64, None):
+        model, _ = make("numpy", "sgd")
+        for i, p in enumerate(model.parameters()):
+            p.grad = np.full(p.shape, float(comm.rank + 1) * (i + 1))
+        calls = comm.reduce_calls
+        comm.allreduce_gradients(model, bucket_bytes=bucket_bytes)
+        results[f"buckets/{bucket_bytes}"] = ([p.grad.copy() for p in model.parameters()], comm.reduce_calls - calls)
+
     # Early stopping asked by one rank only, and Ctrl-C pressed on the last rank only.
     class StopOnRoot(bp.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -91,11 +103,12 @@ def main(out_dir, specs):
 
     for name, callback in (("early", StopOnRoot()), ("ctrl_c", CtrlCOnLast())):
         model, opt = make("numpy", "sgd")
+        log = bp.CSVLogger(os.path.join(out_dir, f"{name}-rank{comm.rank}.csv"))   # written by rank 0 only
         hist = bp.fit(model, bp.BCEWithLogitsLoss(), opt, *data(), epochs=5, batch_size=BATCH, progress=False,
-                      callbacks=[callback], distributed=comm)
+                      callbacks=[callback, log], distributed=comm)
         results[name] = (len(hist.epochs), hist.interrupted, [p.data.copy() for p in model.parameters()])
-    results["diverged"] = expect_error(lambda: bp.fit(
-        *_diverging(), epochs=3, batch_size=BATCH, progress=False, distributed=comm))
+    results["diverged"] = expect_error(bp.fit, *_diverging(), epochs=10, batch_size=BATCH, progress=False,
+                                       distributed=comm)
 
     # Ranks that disagree: every rank must raise the same clear error, none may hang.
     X, y = data()
@@ -106,17 +119,17 @@ def main(out_dir, specs):
     for name, change in mismatches.items():
         model, opt = make("numpy", "sgd", hidden=change.get("hidden", 6))
         Xr = np.concatenate([X, X[:, :change["width"] - 2]], axis=1) if "width" in change else X
-        results[f"mismatch/{name}"] = expect_error(lambda: bp.fit(
-            model, bp.BCEWithLogitsLoss(), opt, Xr, y, epochs=2, batch_size=change.get("batch_size", BATCH),
-            seed=change.get("seed", 0), progress=False, distributed=comm))
+        results[f"mismatch/{name}"] = expect_error(
+            bp.fit, model, bp.BCEWithLogitsLoss(), opt, Xr, y, epochs=2, batch_size=change.get("batch_size", BATCH),
+            seed=change.get("seed", 0), progress=False, distributed=comm)
     with open(os.path.join(out_dir, f"rank{comm.rank}.pkl"), "wb") as stream:
         pickle.dump(results, stream)
 
 
 def _diverging():
-    model, _ = make("numpy", "sgd")
+    model = bp.mlp([2, 1], seed=0).astype("float64")                 # linear: nothing saturates
     X, y = data()
-    return model, bp.MSELoss(), bp.optim.SGD(model.parameters(), lr=1e6), X, y * 1e3
+    return model, bp.MSELoss(), bp.optim.SGD(model.parameters(), lr=1e10), X, y * 1e3
 
 
 if __name__ == "__main__":

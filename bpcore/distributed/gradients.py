@@ -13,6 +13,8 @@ of the global batch), which turns the mean losses of the shards into the global 
 """
 from __future__ import annotations
 
+import math
+
 from .._checks import check_int
 from ..nn.module import Layer, Parameter
 from ..optim import Optimizer
@@ -45,7 +47,7 @@ def _buckets(params, bucket_bytes):
     """Consecutive groups of parameters, each at most ``bucket_bytes`` (a bigger parameter alone)."""
     groups, current, size = [], [], 0
     for p in params:
-        nbytes = p.data.size * _itemsize(p.backend.xp, p.data.dtype)
+        nbytes = _numel(p.data) * _itemsize(p.backend.xp, p.data.dtype)
         if current and size + nbytes > bucket_bytes:
             groups.append(current)
             current, size = [], 0
@@ -54,6 +56,11 @@ def _buckets(params, bucket_bytes):
     if current:
         groups.append(current)
     return groups
+
+
+def _numel(array) -> int:
+    """Number of elements (``array.size`` is a method on torch tensors, so from the shape)."""
+    return math.prod(array.shape)
 
 
 def _itemsize(xp, dtype) -> int:
@@ -110,7 +117,7 @@ def allreduce_gradients(comm, model, weight=None, bucket_bytes=None, extra=None)
         for index, bucket in enumerate(_buckets(params, bucket_bytes)):
             pieces = [xp.reshape(p.grad, (-1,)) for p in bucket]
             dtype, device = pieces[0].dtype, pieces[0].device
-            n_grads = sum(p.data.size for p in bucket)
+            n_grads = sum(_numel(p.data) for p in bucket)
             if index == 0 and extra:
                 pieces.append(xp.zeros((len(extra),), dtype=dtype, device=device))
             flat = xp.concat(pieces) if len(pieces) > 1 else xp.asarray(pieces[0], copy=True)
@@ -120,11 +127,11 @@ def allreduce_gradients(comm, model, weight=None, bucket_bytes=None, extra=None)
                 flat[n_grads:] = xp.asarray(extra, dtype=dtype, device=device)   # unweighted
             flat = reducer.sum(flat, backend)
             comm.reduce_calls += 1
-            comm.bytes_reduced += flat.size * _itemsize(xp, dtype)
+            comm.bytes_reduced += _numel(flat) * _itemsize(xp, dtype)
             offset = 0
             for p in bucket:
-                p.grad = xp.reshape(flat[offset:offset + p.data.size], p.data.shape)
-                offset += p.data.size
+                p.grad = xp.reshape(flat[offset:offset + _numel(p.data)], p.data.shape)
+                offset += _numel(p.data)
             if index == 0 and extra:
                 sums = [float(v) for v in backend.to_numpy(flat[offset:]).tolist()]
     return sums

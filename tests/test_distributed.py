@@ -222,3 +222,24 @@ def test_distributed_optimizer_alone_is_the_wrapped_optimizer():
     assert inner.lr == 0.05 and opt.state_dict()["type"] == "Adam"
     for a, b in zip(plain_model.parameters(), model.parameters(), strict=True):
         assert np.array_equal(a.data, b.data)
+
+
+@needs_mpi
+def test_the_example_under_mpiexec_reports_once_and_matches_one_process(tmp_path):
+    example = os.path.join(os.path.dirname(HERE), "examples", "distributed.py")
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    runs = {}
+    for size in (1, 2):
+        out = tmp_path / f"n{size}"
+        try:
+            done = subprocess.run([MPIEXEC, "-n", str(size), sys.executable, example, "--epochs", "4", "--out",
+                                   str(out)], capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S, env=env)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"examples/distributed.py under mpiexec -n {size} hung")
+        assert done.returncode == 0, done.stderr
+        reports = [line for line in done.stdout.splitlines() if line.startswith("rank 0 of")]
+        assert len(reports) == 1, done.stdout                       # only the root prints
+        runs[size] = reports[0].split(":", 1)[1]                     # "training loss ...; test ..."
+        if importlib.util.find_spec("matplotlib") is not None:
+            assert [p.name for p in out.iterdir()] == ["moons_distributed.png"]
+    assert runs[1] == runs[2]                                        # the same numbers, to 4 decimals

@@ -75,6 +75,7 @@ class Communicator:
         self._reducers = {}          # backend spec -> the object that sums flat buffers (host MPI or NCCL)
         self.bytes_reduced = 0       # gradient bytes this rank sent into all-reduces (the benchmark reads it)
         self.reduce_calls = 0
+        self.reduce_seconds = 0.0    # wall time inside allreduce_gradients (on a GPU: until the host read)
 
     @property
     def is_root(self) -> bool:

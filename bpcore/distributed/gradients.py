@@ -14,6 +14,7 @@ of the global batch), which turns the mean losses of the shards into the global 
 from __future__ import annotations
 
 import math
+import time
 
 from .._checks import check_int
 from ..nn.module import Layer, Parameter
@@ -113,6 +114,7 @@ def allreduce_gradients(comm, model, weight=None, bucket_bytes=None, extra=None)
     xp = backend.xp
     reducer = _reducer(comm, backend)
     sums = extra
+    started = time.perf_counter()
     with backend.activate():
         for index, bucket in enumerate(_buckets(params, bucket_bytes)):
             pieces = [xp.reshape(p.grad, (-1,)) for p in bucket]
@@ -134,6 +136,7 @@ def allreduce_gradients(comm, model, weight=None, bucket_bytes=None, extra=None)
                 offset += _numel(p.data)
             if index == 0 and extra:
                 sums = [float(v) for v in backend.to_numpy(flat[offset:]).tolist()]
+    comm.reduce_seconds += time.perf_counter() - started    # flatten, copies and the all-reduce itself
     return sums
 
 

@@ -243,3 +243,16 @@ def test_the_example_under_mpiexec_reports_once_and_matches_one_process(tmp_path
         if importlib.util.find_spec("matplotlib") is not None:
             assert [p.name for p in out.iterdir()] == ["moons_distributed.png"]
     assert runs[1] == runs[2]                                        # the same numbers, to 4 decimals
+
+
+def test_fit_takes_a_distributed_optimizer_and_uses_the_wrapped_one():
+    comm = bp.distributed.init()
+    plain = cases.reference_fit("numpy", "momentum")
+    model, inner = cases.make("numpy", "momentum")
+    X, y = cases.data()
+    hist = bp.fit(model, bp.BCEWithLogitsLoss(), bp.distributed.DistributedOptimizer(inner, comm), X, y,
+                  epochs=cases.EPOCHS, batch_size=cases.BATCH, seed=7, metrics=["accuracy"], progress=False,
+                  distributed=comm)
+    for a, p in zip(plain[0], model.parameters(), strict=True):
+        assert np.array_equal(a, p.data)
+    assert hist["loss"] == plain[1]

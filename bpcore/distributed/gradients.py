@@ -87,16 +87,26 @@ class _HostReducer:
     """Device buffer -> host NumPy -> MPI_Allreduce(SUM) in place -> back to the device.
 
     The reference path (NumPy, array_api_strict, torch on the CPU, torch on CUDA via host copies).
+    The host buffers are kept from step to step: MPI (UCX) registers a buffer's memory the first
+    time it sees it, and a fresh allocation every step pays that again.
     """
 
     def __init__(self, comm):
         self.comm = comm
+        self._host = {}          # (bucket length, dtype) -> the host buffer reused for it
 
     def sum(self, flat, backend):
         if self.comm.size == 1:
             return flat
-        host = self.comm.sum_host(backend.to_numpy(flat))
-        return backend.asarray(host)
+        values = backend.to_numpy(flat)
+        key = (values.shape[0], str(values.dtype))
+        host = self._host.get(key)
+        if host is None:
+            host = self._host[key] = values
+        else:
+            host[...] = values
+        self.comm.sum_host(host)
+        return backend.asarray(host, copy=True)     # the gradients must not alias the reused buffer
 
 
 def allreduce_gradients(comm, model, weight=None, bucket_bytes=None, extra=None):

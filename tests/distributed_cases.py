@@ -104,8 +104,9 @@ def main(out_dir, specs):
     for name, callback in (("early", StopOnRoot()), ("ctrl_c", CtrlCOnLast())):
         model, opt = make("numpy", "sgd")
         log = bp.CSVLogger(os.path.join(out_dir, f"{name}-rank{comm.rank}.csv"))   # written by rank 0 only
+        saved = os.path.join(out_dir, f"{name}.bpc")     # an interrupted run rolls back on every rank
         hist = bp.fit(model, bp.BCEWithLogitsLoss(), opt, *data(), epochs=5, batch_size=BATCH, progress=False,
-                      callbacks=[callback, log], distributed=comm)
+                      callbacks=[callback, log], distributed=comm, checkpoint=saved)
         results[name] = (len(hist.epochs), hist.interrupted, [p.data.copy() for p in model.parameters()])
     results["diverged"] = expect_error(bp.fit, *_diverging(), epochs=10, batch_size=BATCH, progress=False,
                                        distributed=comm)

@@ -151,6 +151,11 @@ def test_early_stopping_ctrl_c_and_divergence_stop_every_rank_together(launched,
         assert (out / f"{key}-rank0.csv").exists()
         assert not any((out / f"{key}-rank{rank}.csv").exists() for rank in range(1, size))
     assert len((out / "early-rank0.csv").read_text().splitlines()) == 1 + 2       # header + 2 epochs
+    # Ctrl-C during epoch 2 with a checkpoint: every rank rolled back to the end of epoch 1, as saved.
+    saved = bp.load_checkpoint(str(out / "ctrl_c.bpc"))
+    assert saved["epoch"] == 1
+    for a, b in zip(ranks[0]["ctrl_c"][2], saved["model"].parameters(), strict=True):
+        assert np.array_equal(a, b.data)
 
 
 @needs_mpi
@@ -256,3 +261,27 @@ def test_fit_takes_a_distributed_optimizer_and_uses_the_wrapped_one():
     for a, p in zip(plain[0], model.parameters(), strict=True):
         assert np.array_equal(a, p.data)
     assert hist["loss"] == plain[1]
+
+
+@needs_mpi
+def test_an_error_on_one_rank_mid_training_ends_every_rank():
+    # Rank 1 fails inside fit while rank 0 waits in the all-reduce: init()'s hook calls MPI_Abort.
+    script = (
+        "import bpcore as bp\n"
+        "import distributed_cases as cases\n"
+        "comm = bp.distributed.init()\n"
+        "class Fail(bp.Callback):\n"
+        "    def on_batch_end(self, batch, logs=None):\n"
+        "        if comm.rank == 1 and batch == 2:\n"
+        "            raise RuntimeError('planted failure on rank 1')\n"
+        "model, opt = cases.make('numpy', 'sgd')\n"
+        "bp.fit(model, bp.BCEWithLogitsLoss(), opt, *cases.data(), epochs=50, batch_size=8, progress=False,\n"
+        "       callbacks=[Fail()], distributed=comm)\n")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")]))
+    try:
+        done = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-c", script], capture_output=True, text=True,
+                              timeout=LAUNCH_TIMEOUT_S, env=env)
+    except subprocess.TimeoutExpired:
+        pytest.fail("rank 0 was left waiting after rank 1 failed")
+    assert done.returncode != 0
+    assert "planted failure on rank 1" in done.stderr and "MPI_Abort" in done.stderr, done.stderr

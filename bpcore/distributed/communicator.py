@@ -9,6 +9,7 @@ the rank around a collective.
 from __future__ import annotations
 
 import os
+import sys
 
 from .._checks import check_int
 
@@ -36,12 +37,15 @@ def _launcher_size() -> int | None:
     return None
 
 
-def init(bucket_bytes: int = DEFAULT_BUCKET_BYTES) -> "Communicator":
+def init(bucket_bytes: int = DEFAULT_BUCKET_BYTES, abort_on_error: bool = True) -> "Communicator":
     """The communicator of every process of this run (MPI's world), or a size-1 one when alone.
 
     Args:
         bucket_bytes: gradients are all-reduced as flat buffers of at most this many bytes
             (default 25 MiB, PyTorch DDP's bucket; a small model fits one buffer: one call per step).
+        abort_on_error: with several ranks, an exception that ends one rank's script calls
+            MPI_Abort after printing its traceback, so the other ranks do not wait for it forever
+            in their next collective (what ``python -m mpi4py script.py`` does).
     Raises:
         DistributedError: the launcher started several processes (``mpiexec -n 2``, ``srun``) but
             mpi4py is not installed, so each would silently train alone.
@@ -56,7 +60,20 @@ def init(bucket_bytes: int = DEFAULT_BUCKET_BYTES) -> "Communicator":
                 f"bp.distributed.init: started as one of {asked} processes, but mpi4py cannot be "
                 f"imported ({error}); install it with pip install 'bpcore[mpi]' (mpi4py and mpich)") from None
         return Communicator(None, bucket_bytes)
-    return Communicator(MPI.COMM_WORLD, bucket_bytes)
+    comm = Communicator(MPI.COMM_WORLD, bucket_bytes)
+    if abort_on_error and comm.size > 1 and not getattr(sys.excepthook, "_bpcore_aborts", False):
+        sys.excepthook = _aborting_hook(sys.excepthook, comm.mpi)
+    return comm
+
+
+def _aborting_hook(previous, mpi_comm):
+    """sys.excepthook: print the traceback as before, then end every rank with MPI_Abort."""
+    def hook(kind, value, traceback):
+        previous(kind, value, traceback)
+        sys.stderr.flush()
+        mpi_comm.Abort(1)
+    hook._bpcore_aborts = True
+    return hook
 
 
 class Communicator:

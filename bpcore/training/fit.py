@@ -108,11 +108,12 @@ def fit(model, loss_fn, optimizer, X, y, epochs: int = 1, batch_size: int = 32, 
     history, start_epoch = plan.resume(lambda: _resume(resume, model, optimizer, scheduler, rng, epochs),
                                        model, optimizer, scheduler, rng)
     if not plan.is_root:       # only the root writes files (checkpoints, CSV logs)
-        checkpoint, callbacks = None, [c for c in callbacks if not getattr(c, "root_only", False)]
+        callbacks = [c for c in callbacks if not getattr(c, "root_only", False)]
 
     def save(completed_epochs):
-        save_checkpoint(checkpoint, model=model, optimizer=optimizer, epoch=completed_epochs,
-                        history=history, rng_state=rng.bit_generator.state, scheduler=scheduler)
+        if plan.is_root:
+            save_checkpoint(checkpoint, model=model, optimizer=optimizer, epoch=completed_epochs,
+                            history=history, rng_state=rng.bit_generator.state, scheduler=scheduler)
 
     for callback in callbacks:
         callback.set_context(model, optimizer, history, loss_fn)

@@ -115,11 +115,12 @@ def main(out_dir, specs):
     X, y = data()
     mismatches = {
         "architecture": dict(hidden=6 + comm.rank), "batch_size": dict(batch_size=BATCH + comm.rank),
-        "feature": dict(width=2 + comm.rank), "seed": dict(seed=comm.rank),
+        "feature": dict(width=2 + comm.rank), "seed": dict(seed=comm.rank), "data": dict(shift=0.5 * comm.rank),
     }
     for name, change in mismatches.items():
         model, opt = make("numpy", "sgd", hidden=change.get("hidden", 6))
         Xr = np.concatenate([X, X[:, :change["width"] - 2]], axis=1) if "width" in change else X
+        Xr = Xr + change.get("shift", 0.0)
         results[f"mismatch/{name}"] = expect_error(
             bp.fit, model, bp.BCEWithLogitsLoss(), opt, Xr, y, epochs=2, batch_size=change.get("batch_size", BATCH),
             seed=change.get("seed", 0), progress=False, distributed=comm)

@@ -163,7 +163,8 @@ def test_early_stopping_ctrl_c_and_divergence_stop_every_rank_together(launched,
 @pytest.mark.parametrize("what, words", [("architecture", "rank 1 has architecture"),
                                          ("batch_size", "rank 1 has batch_size 17 but rank 0 has 16"),
                                          ("feature", "fit's checks failed on rank 1"),
-                                         ("seed", "rank 1 has seed 1 but rank 0 has 0")])
+                                         ("seed", "rank 1 has seed 1 but rank 0 has 0"),
+                                         ("data", "rank 1 has sum of X")])
 def test_ranks_that_disagree_all_raise_the_same_clear_error(launched, size, what, words):
     _, ranks = launched[size]
     message = ranks[0][f"mismatch/{what}"]

@@ -36,7 +36,9 @@ def _describe(model, optimizer, X, settings) -> dict:
         "number of samples": int(X.shape[0]),
         "feature shape": tuple(X.shape[1:]),
         "data dtype": str(X.dtype),
-        "sum of X": float(xp.sum(X)),      # one host read at the start: the same data on every rank
+        # One host read at the start: the same data on every rank. Six digits, so that two GPUs
+        # summing in different orders still agree.
+        "sum of X": float(f"{float(xp.sum(X)):.6g}"),
     }
 
 

@@ -66,6 +66,13 @@ def main(out_dir, specs):
         shutil.copy(path, os.path.join(out_dir, "epoch2.bpc"))    # the test resumes it in one process
     results["resumed"] = reference_fit("numpy", "adam", epochs=4, distributed=comm, resume=path, checkpoint=path)
 
+    # A checkpoint only rank 0 can read, and it is corrupt: rank 0 says why, the others that rank 0 failed.
+    bad = os.path.join(out_dir, "corrupt.bpc")
+    if comm.is_root:
+        with open(bad, "wb") as stream:
+            stream.write(b"not a checkpoint")
+    results["corrupt"] = expect_error(reference_fit, "numpy", "sgd", distributed=comm, resume=bad)
+
     # broadcast_parameters + DistributedOptimizer in a hand-written loop (equal shards of 12).
     model, opt = make("numpy", "momentum", seed=10 + comm.rank)
     bp.distributed.broadcast_parameters(model, comm, optimizer=opt)

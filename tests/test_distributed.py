@@ -25,7 +25,11 @@ import distributed_cases as cases  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MPIEXEC = shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or shutil.which("mpiexec")
-HAVE_MPI4PY = importlib.util.find_spec("mpi4py") is not None
+try:
+    import mpi4py  # noqa: F401  (the package only: MPI itself starts in the launched processes)
+    HAVE_MPI4PY = True
+except ImportError:
+    HAVE_MPI4PY = False
 needs_mpi = pytest.mark.skipif(not (HAVE_MPI4PY and MPIEXEC),
                                reason="mpi4py or mpiexec not installed (pip install 'bpcore[mpi]')")
 SPECS = [spec for spec in ("numpy", "array_api_strict", "torch") if spec in backends.available()]
@@ -172,6 +176,16 @@ def test_ranks_that_disagree_all_raise_the_same_clear_error(launched, size, what
     assert all(result[f"mismatch/{what}"] == message for result in ranks)
 
 
+@needs_mpi
+@pytest.mark.parametrize("size", SIZES)
+def test_a_checkpoint_rank_0_cannot_read_stops_every_rank(launched, size):
+    _, ranks = launched[size]
+    assert ranks[0]["corrupt"].startswith("CheckpointError"), ranks[0]["corrupt"]
+    for result in ranks[1:]:
+        assert result["corrupt"] == "DistributedError: fit(distributed=...): rank 0 could not resume: " + \
+            ranks[0]["corrupt"]
+
+
 # -- in this process: the size-1 communicator and the checks -----------------------------------
 def test_alone_the_communicator_has_size_one_and_fit_is_unchanged():
     comm = bp.distributed.init()
@@ -286,3 +300,40 @@ def test_an_error_on_one_rank_mid_training_ends_every_rank():
         pytest.fail("rank 0 was left waiting after rank 1 failed")
     assert done.returncode != 0
     assert "planted failure on rank 1" in done.stderr and "MPI_Abort" in done.stderr, done.stderr
+
+
+def test_the_nccl_reducer_makes_the_calls_chainermn_makes(monkeypatch):
+    """No GPU here: a stand-in for cupy.cuda.nccl records what NcclReducer asks of it."""
+    import contextlib
+    import types
+
+    from bpcore.distributed.nccl import NcclReducer
+
+    calls = []
+
+    class Communicator:
+        def __init__(self, size, unique_id, rank):
+            calls.append(("NcclCommunicator", size, unique_id, rank))
+
+        def allReduce(self, send, receive, count, dtype, op, stream):     # noqa: N802 (NCCL's name)
+            calls.append(("allReduce", send, receive, count, dtype, op, stream))
+
+    nccl = types.SimpleNamespace(get_unique_id=lambda: (7, 7, 7), NcclCommunicator=Communicator, NCCL_SUM="sum",
+                                 NCCL_FLOAT16="f16", NCCL_FLOAT32="f32", NCCL_FLOAT64="f64")
+    cuda = types.ModuleType("cupy.cuda")
+    cuda.nccl, cuda.get_current_stream = nccl, lambda: types.SimpleNamespace(ptr=99)
+    cupy = types.ModuleType("cupy")
+    cupy.cuda, cupy.ascontiguousarray = cuda, lambda array: array
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+    monkeypatch.setitem(sys.modules, "cupy.cuda", cuda)
+    backend = types.SimpleNamespace(activate=contextlib.nullcontext)
+    reducer = NcclReducer(bp.distributed.init(), backend)
+
+    def flat(dtype):
+        return types.SimpleNamespace(dtype=dtype, size=10, data=types.SimpleNamespace(ptr=1234))
+
+    assert reducer.sum(flat("float64"), backend).size == 10
+    # rank 0 made the unique id (sent over MPI), one communicator of size 1, then an in-place sum
+    assert calls == [("NcclCommunicator", 1, (7, 7, 7), 0), ("allReduce", 1234, 1234, 10, "f64", "sum", 99)]
+    with pytest.raises(TypeError, match="cannot all-reduce int32 gradients"):
+        reducer.sum(flat("int32"), backend)

@@ -123,3 +123,22 @@ def test_mismatched_or_bad_labels_are_refused(tmp_path, rng):
         bp.data.mnist(tmp_path, download=False)
     with pytest.raises(NotADirectoryError):
         bp.data.mnist(tmp_path / "t10k-labels-idx1-ubyte.gz")
+
+
+def test_cnn_mnist_example_trains_on_idx_files_and_explains_missing_ones(tmp_path, rng, capsys):
+    import importlib.util
+    import os
+
+    examples = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+    spec = importlib.util.spec_from_file_location("example_cnn_mnist", os.path.join(examples, "cnn_mnist.py"))
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    write_set(tmp_path / "mnist", rng, n_train=8, n_test=4)
+    result = example.main(["--data", str(tmp_path / "mnist"), "--epochs", "1", "--out", str(tmp_path / "out")])
+    assert 0.0 <= result["accuracy"] <= 1.0 and np.isfinite(result["loss"])
+    assert "Total params" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stopped:
+        example.main(["--data", str(tmp_path / "nothing"), "--fashion"])
+    assert stopped.value.code == 2
+    message = capsys.readouterr().err.strip().splitlines()
+    assert len(message) == 1 and "put them in" in message[0] and "--download" in message[0]

@@ -58,8 +58,9 @@ class _Pool2d(Layer):
         return unpad(grad_pad, self.padding, self._x_shape)
 
     def __repr__(self):
-        return (f"{type(self).__name__}(kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding})")
+        stride = "" if self.stride == self.kernel_size else f", stride={self.stride}"
+        padding = "" if self.padding == (0, 0) else f", padding={self.padding}"
+        return f"{type(self).__name__}(kernel_size={self.kernel_size}{stride}{padding})"
 
 
 class MaxPool2d(_Pool2d):

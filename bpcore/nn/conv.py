@@ -35,6 +35,9 @@ and dL/dx is **col2im** of dL/dcols: every entry of cols is a copy of one input 
 gradient of that input entry is the *sum* over all its copies. col2im walks the same kH kW
 strided slices as im2col and adds (``g_pad[slice] = g_pad[slice] + piece``) instead of reading,
 then drops the padding. (The standard has no scatter-add; kH kW slice additions replace it.)
+When the windows tile the input exactly (stride == kernel, no dilation, nothing left over, as in
+a 2x2 max-pool on an even image) every entry sits in one window, and im2col / col2im are plain
+reshapes and axis permutations, which skip the per-offset copies.
 
 Pooling (pooling.py) reuses the same two helpers: max-pooling routes each window's gradient to
 the one position that held its maximum, average pooling spreads it evenly over the window.
@@ -81,8 +84,20 @@ def _offset_slices(kernel, stride, dilation, out_hw):
             for a in range(kh) for b in range(kw)]
 
 
+def _tiles(x_shape, kernel, stride, dilation, out_hw):
+    """Whether the windows tile the (padded) input exactly: stride == kernel, no dilation, nothing
+    left over. Then im2col and col2im are pure reshapes (no copies per kernel offset)."""
+    return (stride == kernel and dilation == (1, 1)
+            and x_shape[2] == out_hw[0] * kernel[0] and x_shape[3] == out_hw[1] * kernel[1])
+
+
 def windows(xp, x_pad, kernel, stride, dilation, out_hw):
     """The patches of ``x_pad`` (N, C, Hp, Wp): shape (N, C, kH kW, OH, OW), offsets row-major."""
+    n, c = x_pad.shape[:2]
+    if _tiles(x_pad.shape, kernel, stride, dilation, out_hw):
+        # x_pad[n, c, i kH + a, j kW + b] is patch (a, b) of window (i, j): split the axes, reorder
+        split = xp.reshape(x_pad, (n, c, out_hw[0], kernel[0], out_hw[1], kernel[1]))
+        return xp.reshape(xp.permute_dims(split, (0, 1, 3, 5, 2, 4)), (n, c, kernel[0] * kernel[1]) + out_hw)
     return xp.stack([x_pad[:, :, rows, cols] for rows, cols in _offset_slices(kernel, stride, dilation, out_hw)],
                     axis=2)
 
@@ -92,6 +107,11 @@ def add_windows(xp, grad_windows, padded_shape, kernel, stride, dilation, out_hw
 
     Each input entry gets the sum of the gradients of all its copies (one per window holding it).
     """
+    n, c = padded_shape[:2]
+    if _tiles(padded_shape, kernel, stride, dilation, out_hw):
+        # each entry is in exactly one window: col2im is the inverse reshape of windows()
+        split = xp.reshape(grad_windows, (n, c, kernel[0], kernel[1]) + out_hw)
+        return xp.reshape(xp.permute_dims(split, (0, 1, 4, 2, 5, 3)), padded_shape)
     grad_pad = xp.zeros(padded_shape, dtype=grad_windows.dtype, device=grad_windows.device)
     for k, (rows, cols) in enumerate(_offset_slices(kernel, stride, dilation, out_hw)):
         grad_pad[:, :, rows, cols] = grad_pad[:, :, rows, cols] + grad_windows[:, :, k, ...]

@@ -25,6 +25,7 @@ from .nn import (  # noqa: E402
     ACTIVATIONS, GELU, BatchNorm1d, Dropout, Identity, Layer, LayerNorm, LeakyReLU, Linear, Parameter, ReLU,
     Residual, Sequential, Sigmoid, Softmax, Tanh, init, mlp,
 )
+from .nn import AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv2d, Flatten, MaxPool2d, summary  # noqa: E402
 from .training import (  # noqa: E402
     Callback, CSVLogger, DivergenceError, EarlyStopping, History, ModelCheckpoint, evaluate, fit, load_checkpoint,
     predict,
@@ -39,4 +40,5 @@ __all__ = [
     "LayerNorm", "LeakyReLU", "Linear", "load", "load_checkpoint", "Loss", "mlp", "ModelCheckpoint",
     "MSELoss", "optim", "Parameter", "predict", "ReLU", "Residual", "save_checkpoint", "Sequential",
     "Sigmoid", "Softmax", "SoftmaxCrossEntropyLoss", "Tanh", "viz", "__version__",
+    "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Conv2d", "Flatten", "MaxPool2d", "summary",
 ]

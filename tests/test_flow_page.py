@@ -427,3 +427,12 @@ def test_the_readme_screenshot_script_writes_a_png(browser, tmp_path):
     assert result.returncode == 0, result.stderr
     with open(png, "rb") as stream:
         assert stream.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_gradient_health_warnings_are_shown_under_the_network(opened):
+    data = make_data()
+    data["health_warnings"] = [[3, "layer 0.W: gradient 9.0e-13 of the last layer's: gradients vanish"]]
+    page = opened(data)
+    notes = page.page.locator("#notes").inner_text()
+    assert "gradient health, epoch 3: layer 0.W: gradient 9.0e-13" in notes
+    assert "gradient health" not in opened(make_data(), name="quiet.html").page.locator("#notes").inner_text()

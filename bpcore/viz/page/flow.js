@@ -384,6 +384,10 @@ function updateNotes() {
       " strongest of " + E.total + " edges (by |w|); the other " + E.hidden + " (" + Math.round(100 * E.hiddenShare) +
       "% of \u03a3|w|) are shaded as one band.</div>");
   });
+  (D.health_warnings || []).forEach(function (w) {         // [epoch, sentence]: what bp.GradientHealth saw
+    var said = Array.isArray(w) ? "epoch " + w[0] + ": " + w[1] : String(w);
+    html.push("<div class=\"health\">&#9888; gradient health, " + esc(said) + "</div>");
+  });
   if (D.thinned) html.push("<div class=\"info\">The record was thinned to stay within " + esc(D.max_snapshots) +
     " snapshots: one every " + esc(D.every) + " epochs now.</div>");
   $("notes").innerHTML = html.join("");

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from .._checks import check_int
 
@@ -71,6 +72,9 @@ def _aborting_hook(previous, mpi_comm):
     def hook(kind, value, traceback):
         previous(kind, value, traceback)
         sys.stderr.flush()
+        # MPI_Abort ends the launcher's output forwarding too: give it a moment to pass the
+        # traceback on, or the user sees only "MPI_Abort" and not why (seen under load).
+        time.sleep(1.0)
         mpi_comm.Abort(1)
     hook._bpcore_aborts = True
     return hook

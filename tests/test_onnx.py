@@ -146,6 +146,7 @@ def test_every_layer_exports_and_onnxruntime_matches_numpy(name, dtype, rng, tmp
     report = bp.onnx.export(model, _inputs(rng, 4, dtype), path)
     assert report.path == str(path) and report.dtype == dtype and report.nodes >= 1 and report.opset >= 13
     assert report.input_shape == ("batch", 4)
+    assert report.output_shape == ("batch", *model.eval()(_inputs(rng, 2, dtype)).shape[1:])
     assert report.max_difference <= bp.onnx.TOLERANCE[dtype]
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
 
@@ -329,3 +330,22 @@ def test_without_the_extra_the_error_gives_the_install_command(monkeypatch, tmp_
     with pytest.raises(backends.BackendUnavailableError, match=r'pip install "bpcore\[onnx\]"'):
         bp.onnx.export(bp.mlp([4, 3], seed=0), np.zeros((2, 4), "float32"), tmp_path / "m.onnx")
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------ the example
+@needs_export
+def test_the_example_trains_exports_and_runs_the_file_without_bpcore(backend, tmp_path, capsys):
+    example = _load_example("export_onnx")
+    result = example.main(["--device", backend.spec, "--epochs", "3", "--out", str(tmp_path)])
+    output = capsys.readouterr().out
+    assert result["bpcore_loaded"] is False and result["difference"] <= 1e-4
+    assert result["report"].output_shape == ("batch", 1) and (tmp_path / "spiral.onnx").stat().st_size > 500
+    assert "bpcore logit   onnxruntime logit" in output and f"wrote {tmp_path / 'spiral.onnx'}" in output
+
+
+def _load_example(name):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location(f"example_{name}", os.path.join(root, "examples", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -94,8 +94,9 @@ def export(model, example, path, input_names=("input",), output_names=("output",
     argument = ndx.argument(shape=(batch, *host_example.shape[1:]), dtype=getattr(ndx, work.dtype))
     output = trace(work, argument, backends.get("onnx"))
     proto = ndx.build({input_name: argument}, {output_name: output})
-    if dynamic_batch and reference.ndim and reference.shape[0] == host_example.shape[0]:
-        _name_batch_axis(proto.graph.output[0], output)      # the output's batch axis is the input's
+    feed = host_example.astype(work.dtype, copy=False)
+    if dynamic_batch:
+        _declare_output_shape(proto, onnxruntime, feed, input_name, output_name)
     proto.producer_name, proto.producer_version = "bpcore", __version__
     proto.doc_string = repr(model)
     try:
@@ -104,7 +105,6 @@ def export(model, example, path, input_names=("input",), output_names=("output",
         raise ExportError(f"onnx.checker refuses the graph of {model._name()}: {error}") from None
     content = proto.SerializeToString()
 
-    feed = host_example.astype(work.dtype, copy=False)
     session = onnxruntime.InferenceSession(content, providers=["CPUExecutionProvider"])
     (result,) = session.run([output_name], {input_name: feed})
     difference = _compare(result, reference, work.dtype, model)
@@ -200,11 +200,22 @@ def _compare(result, reference, dtype, model) -> float:
     return worst
 
 
-def _name_batch_axis(value_info, output) -> None:
-    """Call the output's symbolic first axis "batch" (ndonnx leaves it unnamed), as the input's."""
-    dim = value_info.type.tensor_type.shape.dim
-    if output.shape and output.shape[0] is None and len(dim) and not dim[0].HasField("dim_value"):
-        dim[0].dim_param = "batch"
+def _declare_output_shape(proto, onnxruntime, feed, input_name, output_name) -> None:
+    """Write the output's shape where ndonnx leaves it unknown (it does after some matmuls): "batch"
+    for the first axis and the sizes of the others, once onnxruntime shows on two batch sizes that
+    the first axis follows the input's batch and the others stay. Otherwise leave it as traced."""
+    session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    batch = feed.shape[0]
+    shape, grown = (session.run([output_name], {input_name: x})[0].shape
+                    for x in (feed, np.concatenate([feed, feed[:1]])))
+    dims = proto.graph.output[0].type.tensor_type.shape.dim
+    if len(dims) != len(shape) or shape[:1] != (batch,) or grown != (batch + 1, *shape[1:]):
+        return
+    if not dims[0].HasField("dim_value"):
+        dims[0].dim_param = "batch"
+    for dim, size in zip(dims[1:], shape[1:]):
+        if not dim.HasField("dim_value"):
+            dim.dim_value = size
 
 
 def _opset(proto) -> int:

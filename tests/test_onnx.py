@@ -145,10 +145,14 @@ def test_every_layer_exports_and_onnxruntime_matches_numpy(name, dtype, rng, tmp
     path = tmp_path / "model.onnx"
     report = bp.onnx.export(model, _inputs(rng, 4, dtype), path)
     assert report.path == str(path) and report.dtype == dtype and report.nodes >= 1 and report.opset >= 13
+    assert report.size == path.stat().st_size
     assert report.input_shape == ("batch", 4)
     assert report.output_shape == ("batch", *model.eval()(_inputs(rng, 2, dtype)).shape[1:])
     assert report.max_difference <= bp.onnx.TOLERANCE[dtype]
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask      # readable as any new file, not mkstemp's 0o600
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     expected_model = model.eval()

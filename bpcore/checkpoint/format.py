@@ -79,12 +79,13 @@ def write_file(path, arrays: dict, meta: dict) -> None:
     write_bytes_atomically(path, body + hashlib.sha256(body).digest())
 
 
-def write_bytes_atomically(path, content: bytes) -> None:
+def write_bytes_atomically(path, content: bytes, mode: int | None = None) -> None:
     """Write ``content`` to ``path`` so that a crash at any moment leaves the old file or the new one.
 
     Written to a temporary file in the same directory, flushed and fsynced, moved over ``path``
     with os.replace, then the directory is fsynced. A failed write removes its temporary file;
     temporary files of writers that died are removed. Shared by checkpoints and ONNX export.
+    ``mode``: the new file's permission bits (None keeps the temporary file's owner-only 0o600).
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
@@ -93,6 +94,8 @@ def write_bytes_atomically(path, content: bytes) -> None:
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(content)
+            if mode is not None:
+                os.fchmod(stream.fileno(), mode)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)

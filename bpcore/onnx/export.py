@@ -31,7 +31,7 @@ class ExportReport:
         path: the file written. opset: the ONNX opset of the default domain. nodes: nodes in the graph.
         max_difference: the largest |onnxruntime - model| on the example.
         input_shape, output_shape: the graph's shapes, "batch" where the batch axis is dynamic.
-        dtype: "float32" or "float64".
+        dtype: "float32" or "float64". size: the file's size in bytes.
     """
 
     path: str
@@ -41,11 +41,12 @@ class ExportReport:
     input_shape: tuple
     output_shape: tuple
     dtype: str
+    size: int
 
     def __str__(self):
-        return (f"{self.path}: ONNX opset {self.opset}, {self.nodes} nodes, {self.dtype} input "
-                f"{self.input_shape} -> output {self.output_shape}; onnxruntime matches the model to "
-                f"{self.max_difference:.3g}")
+        return (f"{self.path} ({self.size / 1000:.1f} kB): ONNX opset {self.opset}, {self.nodes} nodes, "
+                f"{self.dtype} input {self.input_shape} -> output {self.output_shape}; onnxruntime matches "
+                f"the model to {self.max_difference:.3g}")
 
 
 def export(model, example, path, input_names=("input",), output_names=("output",),
@@ -109,10 +110,10 @@ def export(model, example, path, input_names=("input",), output_names=("output",
     (result,) = session.run([output_name], {input_name: feed})
     difference = _compare(result, reference, work.dtype, model)
 
-    write_bytes_atomically(path, content)
+    write_bytes_atomically(path, content, mode=_readable_mode())     # a model file others deploy: as open() would
     return ExportReport(path=path, opset=_opset(proto), nodes=len(proto.graph.node), max_difference=difference,
                         input_shape=_shape(proto.graph.input[0]), output_shape=_shape(proto.graph.output[0]),
-                        dtype=work.dtype)
+                        dtype=work.dtype, size=len(content))
 
 
 def _libraries():
@@ -216,6 +217,13 @@ def _declare_output_shape(proto, onnxruntime, feed, input_name, output_name) -> 
     for dim, size in zip(dims[1:], shape[1:]):
         if not dim.HasField("dim_value"):
             dim.dim_value = size
+
+
+def _readable_mode() -> int:
+    """The permissions open() gives a new file (0o666 less the umask), not mkstemp's owner-only 0o600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _opset(proto) -> int:

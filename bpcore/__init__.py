@@ -16,7 +16,7 @@ if getattr(_backends, "IS_BPCORE_BACKENDS", False) is not True:
         f"bpcore's backend registry: an unrelated PyPI project is also named 'backends'. "
         f"Remove it (pip uninstall backends) and reinstall bpcore (pip install -e .)")
 
-from . import data, io, onnx, optim, viz  # noqa: E402
+from . import data, distributed, io, onnx, optim, viz  # noqa: E402
 from ._version import __version__  # noqa: E402
 from .checkpoint import CheckpointError, load, save_checkpoint  # noqa: E402
 from .gradcheck import GradcheckReport, gradcheck  # noqa: E402
@@ -25,6 +25,7 @@ from .nn import (  # noqa: E402
     ACTIVATIONS, GELU, BatchNorm1d, Dropout, Identity, Layer, LayerNorm, LeakyReLU, Linear, Parameter, ReLU,
     Residual, Sequential, Sigmoid, Softmax, Tanh, init, mlp,
 )
+from .nn import AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv2d, Flatten, MaxPool2d, summary  # noqa: E402
 from .training import (  # noqa: E402
     Callback, CSVLogger, DivergenceError, EarlyStopping, History, ModelCheckpoint, evaluate, fit, load_checkpoint,
     predict,
@@ -34,9 +35,10 @@ from .viz import FlowRecorder  # noqa: E402
 
 __all__ = [
     "ACTIVATIONS", "BatchNorm1d", "BCELoss", "BCEWithLogitsLoss", "Callback", "CheckpointError", "CSVLogger",
-    "data", "DivergenceError", "Dropout", "EarlyStopping", "evaluate", "fit", "FlowRecorder",
+    "data", "distributed", "DivergenceError", "Dropout", "EarlyStopping", "evaluate", "fit", "FlowRecorder",
     "GELU", "gradcheck", "GradcheckReport", "History", "Identity", "init", "io", "Layer",
     "LayerNorm", "LeakyReLU", "Linear", "load", "load_checkpoint", "Loss", "mlp", "ModelCheckpoint",
     "MSELoss", "onnx", "optim", "Parameter", "predict", "ReLU", "Residual", "save_checkpoint", "Sequential",
     "Sigmoid", "Softmax", "SoftmaxCrossEntropyLoss", "Tanh", "viz", "__version__",
+    "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Conv2d", "Flatten", "MaxPool2d", "summary",
 ]

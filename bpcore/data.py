@@ -7,6 +7,12 @@ which moves host arrays itself.
 """
 from __future__ import annotations
 
+import gzip
+import hashlib
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 import numpy as np
 
@@ -89,19 +95,23 @@ def train_test_split(X, y, test_size: float = 0.2, seed=0):
     return X[train], X[test], y[train], y[test]
 
 
-def digits():
+def digits(images: bool = False):
     """scikit-learn's bundled 8x8 handwritten digits (no download).
 
     Returns X (1797, 64) float32 scaled to [0, 1] and y (1797,) int64 labels 0-9, the
-    shape ``SoftmaxCrossEntropyLoss`` takes. Needs scikit-learn: pip install -e ".[data]".
+    shape ``SoftmaxCrossEntropyLoss`` takes; with ``images=True`` X is (1797, 1, 8, 8)
+    (N, channels, height, width), the layout Conv2d takes. Needs scikit-learn: pip install -e ".[data]".
     """
+    if not isinstance(images, bool):
+        raise TypeError(f"digits: images must be True or False, got {images!r}")
     try:
         from sklearn.datasets import load_digits
     except ImportError:
         raise ImportError('bp.data.digits() needs scikit-learn, which is not installed: '
                           'pip install -e ".[data]" (or pip install scikit-learn)') from None
     bunch = load_digits()
-    return (bunch.data / 16.0).astype(np.float32), bunch.target.astype(np.int64)
+    X = (bunch.data / 16.0).astype(np.float32)
+    return (X.reshape(-1, 1, 8, 8) if images else X), bunch.target.astype(np.int64)
 
 
 def _binary_or_multiclass(labels, n_classes):
@@ -185,3 +195,109 @@ def standardize(X_train, *others):
             raise ValueError(f"standardize: every array must have {X_train.shape[1]} features, got {X.shape}")
     scaled = [((X - mean) / std).astype(X_train.dtype) for X in (X_train, *others)]
     return scaled[0] if not others else tuple(scaled)
+
+
+# -- MNIST and Fashion-MNIST: the standard IDX files ------------------------------------------
+# (where they are served, {file: SHA-256 of the .gz}); the checksums are the published ones.
+_IDX_SOURCES = {
+    "mnist": ("https://ossci-datasets.s3.amazonaws.com/mnist/", {
+        "train-images-idx3-ubyte": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+        "train-labels-idx1-ubyte": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+        "t10k-images-idx3-ubyte": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+        "t10k-labels-idx1-ubyte": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"}),
+    "fashion_mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/", {
+        "train-images-idx3-ubyte": "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+        "train-labels-idx1-ubyte": "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+        "t10k-images-idx3-ubyte": "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+        "t10k-labels-idx1-ubyte": "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"}),
+}
+# IDX type byte -> big-endian NumPy dtype
+_IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path) -> np.ndarray:
+    """Read one IDX file (gzip-compressed or not): the format MNIST and Fashion-MNIST ship in.
+
+    Layout: two zero bytes, a type byte (0x08 = uint8, ...), the number of dimensions, one
+    big-endian uint32 per dimension, then the values in C order. Raises ValueError for a file
+    that is not IDX or whose length does not match its header.
+    """
+    raw = Path(path).read_bytes()
+    if raw[:2] == b"\x1f\x8b":                                     # the gzip magic number
+        raw = gzip.decompress(raw)
+    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _IDX_TYPES:
+        raise ValueError(f"read_idx: {path} is not an IDX file (its header is {raw[:4]!r})")
+    dtype, ndim = np.dtype(_IDX_TYPES[raw[2]]), raw[3]
+    header = 4 + 4 * ndim                                              # magic + one uint32 per dimension
+    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4)) if len(raw) >= header else ()
+    expected = header + int(np.prod(shape)) * dtype.itemsize if len(raw) >= header else header
+    if len(raw) != expected:
+        raise ValueError(f"read_idx: {path} holds {len(raw)} bytes, but its header promises {expected} "
+                         f"(truncated, or not an IDX file)")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _find_or_download(name, stem, folder, download):
+    """The path of ``stem`` (.gz or not, '-' or '.' before idx) in ``folder``, downloaded if allowed."""
+    for candidate in (stem + ".gz", stem, stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+        if (folder / candidate).is_file():
+            return folder / candidate
+    base_url, checksums = _IDX_SOURCES[name]
+    url, target = base_url + stem + ".gz", folder / (stem + ".gz")
+    where = (f"Download the four files {', '.join(f + '.gz' for f in checksums)} from {base_url} "
+             f"and put them in {folder}")
+    if not download:
+        raise FileNotFoundError(f"bp.data.{name}: {stem}(.gz) is not in {folder}, and download=False. {where}")
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            payload = response.read()
+    except (urllib.error.URLError, OSError) as error:
+        raise FileNotFoundError(f"bp.data.{name}: {stem}(.gz) is not in {folder} and downloading {url} failed "
+                                f"({error}); without network access: {where}") from None
+    digest = hashlib.sha256(payload).hexdigest()
+    if digest != checksums[stem]:
+        raise ValueError(f"bp.data.{name}: {url} has SHA-256 {digest}, expected {checksums[stem]}; the download "
+                         f"is corrupt or the server changed it, so nothing was saved. {where}")
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".part")
+    partial.write_bytes(payload)
+    os.replace(partial, target)              # atomic: a half-written file never looks complete
+    return target
+
+
+def _load_idx_dataset(name, path, download, images):
+    if not isinstance(images, bool) or not isinstance(download, bool):
+        raise TypeError(f"{name}: images and download must be True or False, got {images!r}, {download!r}")
+    folder = Path(path) if path is not None else Path.home() / ".cache" / "bpcore" / name
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"bp.data.{name}: path must be a folder holding the IDX files, got the file {folder}")
+    arrays = {stem: read_idx(_find_or_download(name, stem, folder, download)) for stem in _IDX_SOURCES[name][1]}
+    splits = []
+    for split in ("train", "t10k"):
+        pixels, labels = arrays[f"{split}-images-idx3-ubyte"], arrays[f"{split}-labels-idx1-ubyte"]
+        if pixels.ndim != 3 or labels.ndim != 1 or len(pixels) != len(labels):
+            raise ValueError(f"bp.data.{name}: {split} images {pixels.shape} and labels {labels.shape} do not "
+                             f"pair up (expected (n, rows, cols) and (n,))")
+        if labels.size and not 0 <= labels.min() <= labels.max() <= 9:
+            raise ValueError(f"bp.data.{name}: {split} labels must be 0-9, got {labels.min()}..{labels.max()}")
+        X = (pixels.astype(np.float32) / 255.0)
+        X = X[:, None, :, :] if images else X.reshape(len(X), -1)
+        splits.append((X, labels.astype(np.int64)))
+    return tuple(splits)
+
+
+def mnist(path=None, download: bool = True, images: bool = True):
+    """MNIST handwritten digits from the standard IDX files: ((X_train, y_train), (X_test, y_test)).
+
+    X float32 in [0, 1], shape (n, 1, 28, 28) (or (n, 784) with ``images=False``); y int64 0-9
+    (60,000 training and 10,000 test images). ``path`` is a folder holding the four files
+    (train-images-idx3-ubyte.gz, ..., gzip-compressed or not); missing files are downloaded into
+    it (default ~/.cache/bpcore/mnist) and checked against their SHA-256. Without network access
+    the error says which files to put where.
+    """
+    return _load_idx_dataset("mnist", path, download, images)
+
+
+def fashion_mnist(path=None, download: bool = True, images: bool = True):
+    """Zalando's Fashion-MNIST (10 kinds of clothing, the same IDX files and shapes as :func:`mnist`)."""
+    return _load_idx_dataset("fashion_mnist", path, download, images)

@@ -26,6 +26,9 @@ else
     export BPCORE_HIDE_BACKENDS="torch${BPCORE_HIDE_BACKENDS:+,$BPCORE_HIDE_BACKENDS}"
 fi
 "$python" -m pip install --quiet -e ".[$extras]"
+# bp.distributed's tests launch `mpiexec -n 2`: mpi4py and MPICH (with its mpiexec) from the index.
+# Without them those tests are skipped with the reason.
+"$python" -m pip install --quiet -e ".[mpi]" || echo "note: mpi4py/mpich not installed; distributed tests skipped"
 
 # The Neural Flow page is tested in a real headless Chromium when one can be had: Debian's
 # chromium package plus Playwright for Python (which drives it; no browser download).

@@ -20,12 +20,13 @@ def load_example(name):
     return module
 
 
-TRAINING_EXAMPLES = ["xor", "spiral", "moons", "blobs", "digits", "deep_nets"]
+TRAINING_EXAMPLES = ["xor", "spiral", "moons", "blobs", "digits", "deep_nets", "cnn_digits"]
 DRAWING_EXAMPLES = {"spiral": ["spiral_boundary.png", "spiral_curves.png"], "moons": ["moons_boundary.png"],
                     "blobs": ["blobs_boundary.png", "blobs_curves.png"],
                     "digits": ["digits_confusion.png", "digits_curves.png"],
                     "vanishing_gradients": ["vanishing_gradients.png"],
-                    "deep_nets": ["deep_nets_gradients.png"]}
+                    "deep_nets": ["deep_nets_gradients.png"],
+                    "cnn_digits": ["cnn_digits_confusion.png", "cnn_digits_filters.png", "cnn_digits_feature_maps.png"]}
 
 
 def run_args(name, backend, tmp_path, epochs="2"):
@@ -39,7 +40,7 @@ def run_args(name, backend, tmp_path, epochs="2"):
 
 @pytest.mark.parametrize("name", TRAINING_EXAMPLES + ["gradient_check", "chain_rule", "vanishing_gradients"])
 def test_example_runs_briefly_on_every_backend(backend, name, tmp_path, capsys):
-    if name in ("digits", "deep_nets"):
+    if name in ("digits", "deep_nets", "cnn_digits"):
         pytest.importorskip("sklearn", reason="the digits need scikit-learn (pip install -e '.[data]')")
     result = load_example(name).main(run_args(name, backend, tmp_path))
     assert result
@@ -57,6 +58,12 @@ def test_lesson_figures_at_full_length(tmp_path):
     assert load_example("spiral").main(out)["accuracy"] == 1.0
     assert load_example("blobs").main(out)["accuracy"] >= 0.95
     assert load_example("moons").main(out)["accuracy"] >= 0.95
+
+
+def test_cnn_digits_reaches_its_readme_accuracy(tmp_path):
+    """The README's CNN claim: test accuracy >= 0.98 on the 8x8 digits with the default settings."""
+    pytest.importorskip("sklearn", reason="the digits need scikit-learn (pip install -e '.[data]')")
+    assert load_example("cnn_digits").main(["--out", str(tmp_path)])["accuracy"] >= 0.98
 
 
 def test_neural_flow_example_writes_a_light_self_contained_page(tmp_path, backend):

@@ -50,7 +50,7 @@ def build(spec, path="") -> Layer:
         raise CheckpointError(f"{path}: cannot rebuild {kind} from {config}: {error}") from None
 
 
-_SIZE_KEYS = ("n_in", "n_out", "n")
+_SIZE_KEYS = ("n_in", "n_out", "n", "in_channels", "out_channels", "num_features")
 
 
 def _check_architecture(spec, state, path):

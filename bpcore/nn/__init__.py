@@ -4,7 +4,11 @@
     containers.py     Sequential, Residual, mlp
     linear.py         Linear
     activations.py    Identity, ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, GELU (+ stable_sigmoid)
-    normalization.py  BatchNorm1d, LayerNorm
+    normalization.py  BatchNorm1d, BatchNorm2d, LayerNorm
+    conv.py           Conv2d (im2col / col2im from strided slices, explained in its docstring)
+    pooling.py        MaxPool2d, AvgPool2d, AdaptiveAvgPool2d
+    flatten.py        Flatten
+    summary.py        summary(model, input_shape): one line per layer, output shape and parameters
     dropout.py        Dropout
     init.py           weight initialisation (He, Xavier/Glorot, LeCun) as torch.nn.init
 
@@ -15,13 +19,18 @@ from __future__ import annotations
 from . import init
 from .activations import ACTIVATIONS, GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, stable_sigmoid
 from .containers import Residual, Sequential, mlp
+from .conv import Conv2d
 from .dropout import Dropout
+from .flatten import Flatten
 from .linear import Linear
 from .module import FLOAT_DTYPES, Layer, Parameter, dtype_name, layer_types, register_layer
-from .normalization import BatchNorm1d, LayerNorm
+from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm
+from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from .summary import ModelSummary, summary
 
 __all__ = [
     "ACTIVATIONS", "BatchNorm1d", "Dropout", "FLOAT_DTYPES", "GELU", "Identity", "init", "Layer", "LayerNorm",
     "LeakyReLU", "Linear", "Parameter", "ReLU", "Residual", "Sequential", "Sigmoid", "Softmax", "Tanh",
     "dtype_name", "layer_types", "mlp", "register_layer", "stable_sigmoid",
+    "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Conv2d", "Flatten", "MaxPool2d", "ModelSummary", "summary",
 ]

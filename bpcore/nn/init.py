@@ -5,7 +5,8 @@ seed give the same starting network on NumPy, PyTorch, CuPy and
 array_api_strict, so results can be compared across backends exactly. This
 is the one place in bpcore's layer code that uses NumPy directly.
 
-Schemes for a weight matrix W of shape (fan_in, fan_out):
+Schemes for a weight matrix W of shape (fan_in, fan_out) (for a convolution's W of shape
+(OC, C, kH, kW): fan_in = C kH kW, fan_out = OC kH kW, as PyTorch):
 
     he / kaiming      N(0, 2 / fan_in)                 ReLU-like activations
     he_uniform        U(-a, a), a = sqrt(6 / fan_in)
@@ -37,10 +38,14 @@ def host_rng(seed) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def weight(scheme: str, fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
-    """A (fan_in, fan_out) float64 host array drawn by ``scheme`` (see the module docstring)."""
+def weight(scheme: str, fan_in: int, fan_out: int, rng: np.random.Generator, shape=None) -> np.ndarray:
+    """A float64 host array drawn by ``scheme`` (see the module docstring).
+
+    Its shape is (fan_in, fan_out) unless ``shape`` is given: a convolution's (OC, C, kH, kW)
+    with fan_in = C kH kW and fan_out = OC kH kW.
+    """
     scheme = _ALIASES.get(scheme, scheme)
-    shape = (fan_in, fan_out)
+    shape = (fan_in, fan_out) if shape is None else tuple(shape)
     if scheme == "zeros":
         return np.zeros(shape)
     if scheme == "he":
@@ -97,8 +102,12 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
 def _fans(param, owner):
     if not isinstance(param, Parameter):
         raise TypeError(f"{owner}: expected a Parameter (such as layer.W), got {type(param).__name__}")
+    if len(param.shape) == 4:   # a convolution's W (OC, C, kH, kW), fans as PyTorch counts them
+        receptive = param.shape[2] * param.shape[3]
+        return param.shape[1] * receptive, param.shape[0] * receptive
     if len(param.shape) != 2:
-        raise ValueError(f"{owner}: needs a 2-D weight (n_in, n_out) to know its fans, got shape {param.shape}")
+        raise ValueError(f"{owner}: needs a 2-D weight (n_in, n_out) or a 4-D convolution weight "
+                         f"(out_channels, in_channels, kH, kW) to know its fans, got shape {param.shape}")
     return param.shape          # bpcore's W is (fan_in, fan_out)
 
 

@@ -85,6 +85,11 @@ class Layer:
         """The constructor's arguments as plain data, so a checkpoint can rebuild the layer."""
         return {}
 
+    def summary(self, input_shape=None, print_fn=print):
+        """Print one line per layer with its output shape and parameter count; see ``bp.summary``."""
+        from .summary import summary        # same floor; summary.py needs the containers built on Layer
+        return summary(self, input_shape, print_fn)
+
     def save(self, path) -> None:
         """Save the architecture, parameters and buffers to ``path`` (see ``bp.load``); atomic."""
         _MODEL_WRITER[0](self, path)

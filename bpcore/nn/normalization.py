@@ -1,13 +1,14 @@
-"""BatchNorm1d and LayerNorm with their full hand-written backward passes.
+"""BatchNorm1d, BatchNorm2d and LayerNorm with their full hand-written backward passes.
 
 Both normalize x to x_hat = (x - mean) / sqrt(var + eps) and output
 y = weight * x_hat + bias. They differ in the axis the statistics run over:
-the batch (axis 0, one mean per feature) for BatchNorm, the features (last
+the batch (axis 0, one mean per feature) for BatchNorm1d, the batch and both
+image axes (N, H, W: one mean per channel) for BatchNorm2d, the features (last
 axis, one mean per sample) for LayerNorm.
 
 The backward pass goes through the mean and the variance too (they depend on
 every x_i). With g = dL/dy, dx_hat = g * weight, and m the number of values
-averaged (batch for BatchNorm, features for LayerNorm):
+averaged (batch for BatchNorm1d, N H W for BatchNorm2d, features for LayerNorm):
 
     dL/dx_i = (1 / (m sigma)) (m dx_hat_i - sum_j dx_hat_j - x_hat_i sum_j dx_hat_j x_hat_j)
 
@@ -27,38 +28,48 @@ from .module import Layer
 
 
 def _normalized_backward(xp, grad_x_hat, x_hat, inv_std, axis):
-    """dL/dx from dL/dx_hat through x_hat = (x - mean) / std, statistics taken along ``axis``."""
-    count = x_hat.shape[axis]
+    """dL/dx from dL/dx_hat through x_hat = (x - mean) / std, statistics taken along ``axis`` (an int
+    or a tuple of axes: BatchNorm2d averages over the batch and both image axes)."""
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    count = 1
+    for a in axes:
+        count *= x_hat.shape[a]
     sum_grad = xp.sum(grad_x_hat, axis=axis, keepdims=True)
     sum_grad_x_hat = xp.sum(grad_x_hat * x_hat, axis=axis, keepdims=True)
     return (inv_std / count) * (count * grad_x_hat - sum_grad - x_hat * sum_grad_x_hat)
 
 
-def _affine_forward(x_hat, weight, bias):
-    """y = weight * x_hat + bias, or x_hat itself without learned parameters."""
-    return x_hat if weight is None else x_hat * weight.data + bias.data
+def _affine_forward(x_hat, weight, bias, view=None):
+    """y = weight * x_hat + bias, or x_hat itself without learned parameters; ``view`` reshapes the
+    (n,) parameters to broadcast (BatchNorm2d's (1, C, 1, 1))."""
+    if weight is None:
+        return x_hat
+    if view is None:
+        return x_hat * weight.data + bias.data
+    xp = weight.backend.xp
+    return x_hat * xp.reshape(weight.data, view) + xp.reshape(bias.data, view)
 
 
-def _affine_backward(xp, grad_out, x_hat, weight, bias, axes):
+def _affine_backward(xp, grad_out, x_hat, weight, bias, axes, view=None):
     """Backprop through y = weight * x_hat + bias: adds dL/dweight = sum g x_hat and
     dL/dbias = sum g over ``axes`` (when there are parameters) and returns dL/dx_hat."""
     if weight is None:
         return grad_out
     weight._accumulate_new(xp.sum(grad_out * x_hat, axis=axes))
     bias._accumulate_new(xp.sum(grad_out, axis=axes))
-    return grad_out * weight.data
+    return grad_out * (weight.data if view is None else xp.reshape(weight.data, view))
 
 
-class BatchNorm1d(Layer):
-    """Batch normalization over the batch axis of (batch, n) inputs, as ``torch.nn.BatchNorm1d``.
+class _BatchNorm(Layer):
+    """Batch normalization, per feature (channel) over every other axis; BatchNorm1d and 2d set the axes.
 
     Training: normalize with the batch mean and the biased batch variance, and update
     running_mean = (1 - momentum) running_mean + momentum mean and running_var likewise
-    with the unbiased variance (var * batch / (batch - 1)). Eval: normalize with the running
-    statistics. A training batch of one sample is refused, as PyTorch does.
+    with the unbiased variance (var * m / (m - 1), m values averaged per feature). Eval: normalize
+    with the running statistics. A training batch with one value per feature is refused, as PyTorch does.
 
     Args:
-        n: features. eps: added to the variance.
+        num_features: features (channels). eps: added to the variance.
         momentum: weight of the new batch statistics; None for a cumulative average over all
             batches so far (weight 1 / batches seen, counted in the ``num_batches_tracked`` buffer),
             as PyTorch does.
@@ -66,12 +77,15 @@ class BatchNorm1d(Layer):
     """
 
     _buffer_names = ("running_mean", "running_var")
+    _axes: tuple = (0,)          # the axes the statistics average over
+    _ndim = 2                    # the input's number of dimensions
 
-    def __init__(self, n: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True):
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True):
         super().__init__()
-        self.n = check_int("BatchNorm1d", "n", n)
-        self.eps = check_number("BatchNorm1d", "eps", eps, low_open=True)
-        self.momentum = None if momentum is None else check_number("BatchNorm1d", "momentum", momentum, 0.0, 1.0)
+        owner = type(self).__name__
+        n = check_int(owner, self._size_name, num_features)
+        self.eps = check_number(owner, "eps", eps, low_open=True)
+        self.momentum = None if momentum is None else check_number(owner, "momentum", momentum, 0.0, 1.0)
         self.affine = bool(affine)
         self.weight = self._make_parameter(_init.ones(n)) if affine else None
         self.bias = self._make_parameter(_init.zeros(n)) if affine else None
@@ -84,51 +98,99 @@ class BatchNorm1d(Layer):
         self._inv_std = None
         self._used_batch_statistics = False
 
+    @property
+    def num_features(self) -> int:
+        return self.running_mean.shape[0]
+
     def config(self) -> dict:
-        return {"n": self.n, "eps": self.eps, "momentum": self.momentum, "affine": self.affine}
+        return {self._size_name: self.num_features, "eps": self.eps, "momentum": self.momentum,
+                "affine": self.affine}
+
+    def _view(self):
+        """The shape that broadcasts an (n,) statistic against the input: (1, n) or (1, n, 1, 1)."""
+        return (1, self.num_features) + (1,) * (self._ndim - 2)
 
     def forward(self, x):
-        """x: (batch, n) -> (batch, n)."""
+        """x: (batch, n) for BatchNorm1d, (batch, C, H, W) for BatchNorm2d -> the same shape."""
         x = self._accept_input(x)
-        if x.ndim != 2 or x.shape[1] != self.n:
-            raise ValueError(f"{self._name()}: expected input of shape (batch, {self.n}), got {tuple(x.shape)}")
-        xp = self.xp
-        batch = x.shape[0]
+        if x.ndim != self._ndim or x.shape[1] != self.num_features:
+            raise ValueError(f"{self._name()}: expected input of shape {self._expected_shape()}, "
+                             f"got {tuple(x.shape)}")
+        xp, axes, view = self.xp, self._axes, self._view()
         if self.training:
-            if batch < 2:
-                raise ValueError(f"{self._name()}: training needs more than 1 sample per batch to estimate "
+            count = 1
+            for a in axes:
+                count *= x.shape[a]
+            if count < 2:
+                raise ValueError(f"{self._name()}: training needs more than 1 sample per channel to estimate "
                                  f"the variance, got input of shape {tuple(x.shape)} (use eval() to predict one)")
-            mean = xp.mean(x, axis=0)
+            mean = xp.mean(x, axis=axes, keepdims=True)
             centered = x - mean
-            var = xp.mean(centered * centered, axis=0)                  # biased: used to normalize
+            var = xp.mean(centered * centered, axis=axes, keepdims=True)     # biased: used to normalize
             m = self.momentum
             if m is None:                # cumulative average: the k-th batch weighs 1/k (no host sync)
                 self.num_batches_tracked = self.num_batches_tracked + 1
                 m = 1.0 / xp.astype(self.num_batches_tracked, x.dtype)
-            self.running_mean = (1 - m) * self.running_mean + m * mean
-            self.running_var = (1 - m) * self.running_var + m * (var * (batch / (batch - 1)))
+            n = self.num_features
+            self.running_mean = (1 - m) * self.running_mean + m * xp.reshape(mean, (n,))
+            self.running_var = (1 - m) * self.running_var + m * (xp.reshape(var, (n,)) * (count / (count - 1)))
         else:
-            centered = x - self.running_mean
-            var = self.running_var
+            centered = x - xp.reshape(self.running_mean, view)
+            var = xp.reshape(self.running_var, view)
         self._inv_std = 1.0 / xp.sqrt(var + self.eps)
         self._x_hat = centered * self._inv_std
         self._used_batch_statistics = self.training
-        return _affine_forward(self._x_hat, self.weight, self.bias)
+        return _affine_forward(self._x_hat, self.weight, self.bias, view)
 
     def backward(self, grad_out):
-        """grad_out: (batch, n) -> dL/dx (batch, n); adds dL/dweight, dL/dbias (n,)."""
+        """grad_out: the input's shape -> dL/dx (same shape); adds dL/dweight, dL/dbias (n,)."""
         x_hat = self._x_hat
         if x_hat is None:
             raise self._no_forward()
         self._check_grad_out(grad_out, x_hat.shape)
         xp = self.xp
-        grad_x_hat = _affine_backward(xp, grad_out, x_hat, self.weight, self.bias, axes=0)
+        grad_x_hat = _affine_backward(xp, grad_out, x_hat, self.weight, self.bias, self._axes, self._view())
         if not self._used_batch_statistics:          # eval: mean and var are constants
             return grad_x_hat * self._inv_std
-        return _normalized_backward(xp, grad_x_hat, x_hat, self._inv_std, axis=0)
+        return _normalized_backward(xp, grad_x_hat, x_hat, self._inv_std, axis=self._axes)
 
     def __repr__(self):
-        return f"BatchNorm1d({self.n}, eps={self.eps:g}, momentum={self.momentum}, affine={self.affine})"
+        return (f"{type(self).__name__}({self.num_features}, eps={self.eps:g}, momentum={self.momentum}, "
+                f"affine={self.affine})")
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalization over the batch axis of (batch, n) inputs, as ``torch.nn.BatchNorm1d``.
+
+    See :class:`_BatchNorm` for the running statistics; ``n`` is the number of features.
+    """
+
+    _size_name = "n"
+
+    def __init__(self, n: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True):
+        super().__init__(n, eps, momentum, affine)
+
+    @property
+    def n(self) -> int:
+        return self.num_features
+
+    def _expected_shape(self):
+        return f"(batch, {self.num_features})"
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalization per channel of (N, C, H, W) inputs, over N, H and W, as ``torch.nn.BatchNorm2d``.
+
+    The same running-statistics rules as BatchNorm1d, with N H W values per channel
+    (the unbiased variance uses N H W - 1). weight and bias have shape (C,).
+    """
+
+    _size_name = "num_features"
+    _axes = (0, 2, 3)
+    _ndim = 4
+
+    def _expected_shape(self):
+        return f"(batch, {self.num_features}, height, width)"
 
 
 class LayerNorm(Layer):

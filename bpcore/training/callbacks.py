@@ -22,6 +22,7 @@ class Callback:
     optimizer = None
     history = None
     loss_fn = None
+    root_only = False   # True: writes files, so fit(distributed=comm) runs it on rank 0 only
 
     def set_context(self, model, optimizer, history, loss_fn=None):
         self.model, self.optimizer, self.history, self.loss_fn = model, optimizer, history, loss_fn
@@ -138,6 +139,8 @@ class ModelCheckpoint(Callback):
     model back and ``bp.load_checkpoint(path)`` everything.
     """
 
+    root_only = True
+
     def __init__(self, path, monitor: str = "val_loss", save_best_only: bool = False, mode: str = "auto"):
         self.path = os.fspath(path)
         self.save_best_only = bool(save_best_only)
@@ -168,6 +171,8 @@ class CSVLogger(Callback):
         separator: the field separator (default ",").
         append: add to an existing file (for example when resuming) instead of starting anew.
     """
+
+    root_only = True
 
     def __init__(self, path, separator: str = ",", append: bool = False):
         if not isinstance(separator, str) or len(separator) != 1:

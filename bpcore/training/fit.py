@@ -21,6 +21,7 @@ from .evaluate import _evaluate_prepared
 from .history import DivergenceError, History
 from .inputs import _check_common, _prepare
 from .metrics import _resolve_metrics
+from .plan import OneProcess
 from .resume import _resume
 
 
@@ -48,7 +49,7 @@ class _InterruptFlag:
 
 def fit(model, loss_fn, optimizer, X, y, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
         seed=0, validation_data=None, metrics=None, callbacks=None, progress: bool = True,
-        scheduler=None, checkpoint=None, checkpoint_every: int = 1, resume=None) -> History:
+        scheduler=None, checkpoint=None, checkpoint_every: int = 1, resume=None, distributed=None) -> History:
     """Train ``model`` with minibatches; returns a :class:`History`.
 
     Args:
@@ -67,38 +68,56 @@ def fit(model, loss_fn, optimizer, X, y, epochs: int = 1, batch_size: int = 32, 
         resume: a checkpoint path to continue from (its epoch up to ``epochs``); the result is
             bitwise the same as one uninterrupted run on the same backend. A missing file
             starts from epoch 0, so ``checkpoint=p, resume=p`` is one command for both.
+        distributed: a communicator from ``bp.distributed.init()``: data-parallel training over its
+            ranks, ``batch_size`` being the global batch, with the same result as one process
+            (every rank passes the same model, data and settings; see ``bpcore.distributed``).
     Raises:
         DivergenceError: the loss became NaN or infinite; the model is put back to its
             parameters (and the optimizer to its state) at the start of that epoch.
     Ctrl-C stops after the current batch and returns the history of the completed epochs;
     with ``checkpoint`` the partial epoch is rolled back and a final checkpoint is written.
     """
-    _check_common(model, loss_fn, batch_size)
-    if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"optimizer must be a bpcore optimizer, got {type(optimizer).__name__}")
-    check_int("fit", "epochs", epochs)
-    check_int("fit", "checkpoint_every", checkpoint_every)
-    callbacks = list(callbacks or [])
-    for i, callback in enumerate(callbacks):
-        if not isinstance(callback, Callback):
-            raise TypeError(f"callbacks[{i}] must be a bp.Callback, got {type(callback).__name__}")
-    X, y = _prepare(model, loss_fn, X, y, "fit")
-    validation = None
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise TypeError("validation_data must be a pair (X_val, y_val)")
-        validation = _prepare(model, loss_fn, *validation_data, "validation_data")
-    counters = _resolve_metrics(metrics, loss_fn)
-    rng = _init.host_rng(seed)
-    history, start_epoch = _resume(resume, model, optimizer, scheduler, rng, epochs)
+    if distributed is not None and not hasattr(distributed, "_fit_plan"):
+        raise TypeError(f"distributed must be a communicator from bp.distributed.init(), "
+                        f"got {type(distributed).__name__}")
+    plan = OneProcess() if distributed is None else distributed._fit_plan()
+    optimizer = plan.local_optimizer(optimizer)
+    setup_error = None
+    try:     # with several ranks, an error here must reach the others (plan.begin), or they would hang
+        _check_common(model, loss_fn, batch_size)
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be a bpcore optimizer, got {type(optimizer).__name__}")
+        check_int("fit", "epochs", epochs)
+        check_int("fit", "checkpoint_every", checkpoint_every)
+        callbacks = list(callbacks or [])
+        for i, callback in enumerate(callbacks):
+            if not isinstance(callback, Callback):
+                raise TypeError(f"callbacks[{i}] must be a bp.Callback, got {type(callback).__name__}")
+        X, y = _prepare(model, loss_fn, X, y, "fit")
+        validation = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise TypeError("validation_data must be a pair (X_val, y_val)")
+            validation = _prepare(model, loss_fn, *validation_data, "validation_data")
+        counters = _resolve_metrics(metrics, loss_fn)
+        rng = _init.host_rng(seed)
+    except Exception as error:  # noqa: BLE001 (re-raised by plan.begin, on this rank and the others)
+        setup_error = error
+    plan.begin(setup_error, model, optimizer, X, {"epochs": epochs, "batch_size": batch_size, "seed": seed,
+                                                  "shuffle": shuffle, "checkpoint_every": checkpoint_every})
+    history, start_epoch = plan.resume(lambda: _resume(resume, model, optimizer, scheduler, rng, epochs),
+                                       model, optimizer, scheduler, rng)
+    if not plan.is_root:       # only the root writes files (checkpoints, CSV logs)
+        callbacks = [c for c in callbacks if not getattr(c, "root_only", False)]
 
     def save(completed_epochs):
-        save_checkpoint(checkpoint, model=model, optimizer=optimizer, epoch=completed_epochs,
-                        history=history, rng_state=rng.bit_generator.state, scheduler=scheduler)
+        if plan.is_root:
+            save_checkpoint(checkpoint, model=model, optimizer=optimizer, epoch=completed_epochs,
+                            history=history, rng_state=rng.bit_generator.state, scheduler=scheduler)
 
     for callback in callbacks:
         callback.set_context(model, optimizer, history, loss_fn)
-    bar = _progress_bar(epochs, progress, start_epoch)
+    bar = _progress_bar(epochs, progress and plan.is_root, start_epoch)
     checked_targets, loss_fn.check_targets = loss_fn.check_targets, False   # y was checked once above
     model.stop_training = False
     model.train()
@@ -114,7 +133,7 @@ def fit(model, loss_fn, optimizer, X, y, epochs: int = 1, batch_size: int = 32, 
                 rng_at_start = rng.bit_generator.state
                 logs, grad_norms, weight_norms = _run_epoch(model, loss_fn, optimizer, X, y, batch_size,
                                                             rng if shuffle else None, counters, callbacks,
-                                                            interrupt, epoch, history, named, last_good)
+                                                            interrupt, epoch, history, named, last_good, plan)
                 if logs is None:                       # interrupted: the partial epoch is not recorded
                     history.interrupted = True
                     if checkpoint is not None:         # roll back to the epoch boundary, then save it
@@ -129,37 +148,40 @@ def fit(model, loss_fn, optimizer, X, y, epochs: int = 1, batch_size: int = 32, 
                 history._record(epoch, logs, grad_norms, weight_norms)
                 if scheduler is not None:
                     _step_scheduler(scheduler, logs)
+                interrupted = plan.any(interrupt.raised)
                 if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs
-                                               or interrupt.raised):
+                                               or interrupted):
                     save(epoch + 1)
                 for callback in callbacks:
                     callback.on_epoch_end(epoch, logs)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=False)
                 bar.update(1)
-                if model.stop_training or interrupt.raised:
-                    history.interrupted = interrupt.raised
+                if plan.any(model.stop_training) or interrupted:
+                    history.interrupted = interrupted
                     break
             for callback in callbacks:
                 callback.on_train_end()
     finally:
         loss_fn.check_targets = checked_targets
         bar.close()
-    if history.interrupted:
+    if history.interrupted and plan.is_root:
         print(f"fit: interrupted; returning the history of {len(history.epochs)} completed epochs"
               + (f" (saved to {checkpoint})" if checkpoint is not None else ""))
     return history
 
 
 def _run_epoch(model, loss_fn, optimizer, X, y, batch_size, rng, counters, callbacks, interrupt,
-               epoch, history, named, last_good):
+               epoch, history, named, last_good, plan):
     xp = model.xp
     n = X.shape[0]
     order = model.device.asarray(rng.permutation(n)) if rng is not None else None
     last_good.take()
     weighted_losses, counts = [], {name: [] for name in counters}
     items = dict.fromkeys(counters, 0)
-    for batch, start in enumerate(range(0, n, batch_size)):
-        stop = min(n, start + batch_size)
+    zero = xp.zeros((), dtype=optimizer.params[0].data.dtype, device=model.device.device)
+    for batch, global_start in enumerate(range(0, n, batch_size)):
+        global_stop = min(n, global_start + batch_size)
+        start, stop = plan.shard(global_start, global_stop)    # this rank's part (all of it when alone)
         if order is None:
             x_batch, y_batch = X[start:stop, ...], y[start:stop, ...]
         else:
@@ -168,36 +190,42 @@ def _run_epoch(model, loss_fn, optimizer, X, y, batch_size, rng, counters, callb
         for callback in callbacks:
             callback.on_batch_begin(batch)
         optimizer.zero_grad()
-        out = model.forward(x_batch)
-        loss = loss_fn.forward(out, y_batch)
-        model.backward_params(loss_fn.backward())       # parameter gradients; dL/dX is not needed
+        loss = zero                                     # an empty shard adds zero gradient and zero loss
+        if stop > start:
+            out = model.forward(x_batch)
+            loss = loss_fn.forward(out, y_batch)
+            model.backward_params(loss_fn.backward())   # parameter gradients; dL/dX is not needed
+        stop_now = plan.reduce_gradients(optimizer.params, stop - start, global_stop - global_start,
+                                         interrupt.raised)
         optimizer.step()
         weighted_losses.append(loss * (stop - start))
         for name, count in counters.items():
-            correct, total = count(xp, out, y_batch)
+            correct, total = count(xp, out, y_batch) if stop > start else (zero, 0)
             counts[name].append(correct)
             items[name] += total
         for callback in callbacks:
             callback.on_batch_end(batch, {"loss": loss})
-        if interrupt.raised:
+        if stop_now or (plan.alone and interrupt.raised):   # ranks stop at the batch whose all-reduce said so
             return None, None, None
-    # One device-to-host transfer for everything this epoch measured.
-    squared_norms = [_squared_norm(xp, p.grad) for _, p in named] + [_squared_norm(xp, p.data) for _, p in named]
-    values = weighted_losses + squared_norms                 # all 0-d, all in the model's dtype
-    for name in counters:
-        values.extend(counts[name])
-    host = model.device.to_numpy(xp.stack(values)).astype("float64")
+    # One device-to-host transfer for everything this epoch measured: first the sums that add
+    # over ranks (losses, metric counts and totals; one small all-reduce), then the norms.
+    values = weighted_losses + [c for name in counters for c in counts[name]]
+    values += [xp.asarray(float(items[name]), dtype=zero.dtype, device=model.device.device) for name in counters]
+    n_summed = len(values)
+    values += [_squared_norm(xp, p.grad) for _, p in named] + [_squared_norm(xp, p.data) for _, p in named]
+    host = model.device.to_numpy(xp.stack(values)).astype("float64")     # all 0-d, in the model's dtype
+    host[:n_summed] = plan.sum_over_ranks(host[:n_summed])
     n_batches, n_params = len(weighted_losses), len(named)
     losses = host[:n_batches]
     if not all(math.isfinite(v) for v in losses):
         _diverged(optimizer, epoch, losses, batch_size, n, last_good, history)
     logs = {"loss": float(losses.sum()) / n}
-    offset = n_batches + 2 * n_params
-    for name in counters:
-        logs[name] = float(host[offset:offset + n_batches].sum()) / items[name]
-        offset += n_batches
+    totals = host[n_summed - len(counters):n_summed]
+    for i, name in enumerate(counters):
+        offset = n_batches * (i + 1)
+        logs[name] = float(host[offset:offset + n_batches].sum()) / float(totals[i])
     names = [name for name, _ in named]
-    norms = host[n_batches:n_batches + 2 * n_params] ** 0.5
+    norms = host[n_summed:] ** 0.5
     return logs, dict(zip(names, norms[:n_params].tolist())), dict(zip(names, norms[n_params:].tolist()))
 
 

@@ -2,14 +2,16 @@
 
     figures.py     decision_boundary, curves, confusion_matrix
     gradients.py   gradient_flow, weight_histograms
+    filters.py     filters (a CNN's first-layer kernels), feature_maps (its channels for one image)
     flow.py        FlowRecorder (a fit callback) and neural_flow (writes the page)
     flow_page.py   the page itself, from page/flow.html, page/flow.css and page/flow.js
 """
 from __future__ import annotations
 
 from .figures import confusion_matrix, curves, decision_boundary
+from .filters import feature_maps, filters
 from .flow import FlowRecorder, neural_flow
 from .gradients import gradient_flow, weight_histograms
 
-__all__ = ["FlowRecorder", "confusion_matrix", "curves", "decision_boundary", "gradient_flow", "neural_flow",
-           "weight_histograms"]
+__all__ = ["FlowRecorder", "confusion_matrix", "curves", "decision_boundary", "feature_maps", "filters",
+           "gradient_flow", "neural_flow", "weight_histograms"]

@@ -6,17 +6,21 @@ device, how to move host NumPy arrays on and off it, how to wait for queued
 work, and seeded random numbers (which the Array API standard lacks).
 
     >>> import backends
-    >>> backends.available()            # usable here, e.g. ['numpy', 'array_api_strict', 'torch']
+    >>> backends.available()            # usable here, e.g. ['numpy', 'array_api_strict', 'torch', 'onnx']
+    >>> backends.available(trains=True) # those that train (onnx only records a forward pass for export)
     >>> be = backends.get("cpu")        # or "cuda", "cuda:1", "torch", "torch:cuda", "cupy:1", ...
     >>> a = be.asarray(host_array); host = be.to_numpy(a)
 
 Device strings: ``"cpu"`` is NumPy; ``"cuda"`` / ``"cuda:N"`` is CuPy on GPU N;
 a backend name, alone or followed by ``:device`` (``"torch:cuda:0"``), picks
-that backend. ``register()`` adds a backend without touching bpcore.
+that backend; ``"onnx"`` (ndonnx) records the forward pass as an ONNX graph
+(inference only, used by ``bp.onnx.export``). ``register()`` adds a backend
+without touching bpcore.
 """
 from __future__ import annotations
 
 from ._base import Backend, BackendUnavailableError, RandomStream, host_array_from, is_host_array, to_host
+from ._onnx import InferenceOnlyError
 from ._registry import accept_array, available, backend_of, get, known, register, status, unregister
 
 # bpcore checks this marker so that an unrelated PyPI project that is also
@@ -31,6 +35,7 @@ __all__ = [
     "available",
     "backend_of",
     "get",
+    "InferenceOnlyError",
     "host_array_from",
     "is_host_array",
     "known",
@@ -44,6 +49,7 @@ __all__ = [
 def _register_builtin():
     from ._cupy import make_cupy
     from ._numpy import make_numpy
+    from ._onnx import make_onnx
     from ._strict import make_strict
     from ._torch import make_torch
 
@@ -51,6 +57,7 @@ def _register_builtin():
     register("array_api_strict", make_strict)
     register("torch", make_torch, candidates=["torch", "torch:cuda"])
     register("cupy", make_cupy, candidates=["cupy"])
+    register("onnx", make_onnx, trains=False)     # export: records the forward pass as an ONNX graph
 
 
 _register_builtin()

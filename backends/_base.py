@@ -98,10 +98,13 @@ class Backend(abc.ABC):
         kind: "cpu" or "cuda".
         spec: the canonical string that ``backends.get`` maps to this backend,
             such as "torch:cpu" or "cupy:0".
+        trains: False for a backend that only records the forward pass (onnx): layers
+            refuse ``backward`` on it.
     """
 
     name: str = ""
     kind: str = "cpu"
+    trains: bool = True
 
     def __init__(self, xp, device, spec: str):
         self.xp = xp

@@ -10,6 +10,8 @@ from ._base import Backend, BackendUnavailableError, is_host_array
 _FACTORIES: dict[str, Callable[[str | None], Backend]] = {}
 # name -> the specs available()/status() probe for it, e.g. ["torch", "torch:cuda"].
 _CANDIDATES: dict[str, list[str]] = {}
+# names of backends that only record the forward pass (register(..., trains=False)).
+_INFERENCE_ONLY: set[str] = set()
 # canonical spec ("torch:cpu") and asked-for spec ("torch") -> the one Backend.
 _CACHE: dict[str, Backend] = {}
 # Device strings that are not backend names.
@@ -17,7 +19,7 @@ _ALIASES = {"cpu": "numpy", "cuda": "cupy"}
 
 
 def register(name: str, factory: Callable[[str | None], Backend], *,
-             candidates: list[str] | None = None, replace: bool = False) -> None:
+             candidates: list[str] | None = None, replace: bool = False, trains: bool = True) -> None:
     """Add a backend to the registry without touching bpcore.
 
     Args:
@@ -28,6 +30,8 @@ def register(name: str, factory: Callable[[str | None], Backend], *,
             the library or the device is missing here.
         candidates: the specs ``available()`` tries for this name (default ``[name]``).
         replace: allow replacing an already registered name.
+        trains: False for a backend that only records or runs the forward pass (onnx), so that
+            ``available(trains=True)`` (what the test suite trains on) leaves it out.
     """
     if not isinstance(name, str) or not name or ":" in name:
         raise ValueError(f"backend name must be a non-empty string without ':', got {name!r}")
@@ -39,6 +43,9 @@ def register(name: str, factory: Callable[[str | None], Backend], *,
         raise ValueError(f"backend {name!r} is already registered (pass replace=True to replace it)")
     _FACTORIES[name] = factory
     _CANDIDATES[name] = list(candidates) if candidates is not None else [name]
+    _INFERENCE_ONLY.discard(name)
+    if not trains:
+        _INFERENCE_ONLY.add(name)
     _CACHE.clear()          # aliases such as "cpu" may point at the replaced backend
 
 
@@ -47,6 +54,7 @@ def unregister(name: str) -> None:
     if name not in _FACTORIES:
         raise ValueError(f"backend {name!r} is not registered; known names: {', '.join(known())}")
     del _FACTORIES[name], _CANDIDATES[name]
+    _INFERENCE_ONLY.discard(name)
     for spec in [s for s, be in _CACHE.items() if s == name or s.startswith(name + ":") or be.name == name]:
         del _CACHE[spec]
 
@@ -117,10 +125,16 @@ def _spec_of_device_object(device) -> str:
                     f"cupy.cuda.Device), got {type(device).__name__}")
 
 
-def status() -> dict[str, str | None]:
-    """Every candidate spec -> None when usable here, else the reason it is not."""
+def status(trains: bool | None = None) -> dict[str, str | None]:
+    """Every candidate spec -> None when usable here, else the reason it is not.
+
+    ``trains=True`` keeps only backends that can train (leaving out onnx, which records the
+    forward pass for export), ``trains=False`` only those that cannot; None keeps all.
+    """
     reasons: dict[str, str | None] = {}
     for name in _FACTORIES:
+        if trains is not None and (name not in _INFERENCE_ONLY) != trains:
+            continue
         for spec in _CANDIDATES[name]:
             try:
                 get(spec)
@@ -130,9 +144,10 @@ def status() -> dict[str, str | None]:
     return reasons
 
 
-def available() -> list[str]:
-    """The backend specs that import and have a usable device on this machine."""
-    return [spec for spec, reason in status().items() if reason is None]
+def available(trains: bool | None = None) -> list[str]:
+    """The backend specs that import and have a usable device on this machine
+    (``trains=True``: only those that can train, see :func:`status`)."""
+    return [spec for spec, reason in status(trains).items() if reason is None]
 
 
 def backend_of(array) -> Backend:

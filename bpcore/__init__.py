@@ -16,7 +16,7 @@ if getattr(_backends, "IS_BPCORE_BACKENDS", False) is not True:
         f"bpcore's backend registry: an unrelated PyPI project is also named 'backends'. "
         f"Remove it (pip uninstall backends) and reinstall bpcore (pip install -e .)")
 
-from . import data, distributed, io, optim, viz  # noqa: E402
+from . import data, distributed, io, onnx, optim, viz  # noqa: E402
 from ._version import __version__  # noqa: E402
 from .checkpoint import CheckpointError, load, save_checkpoint  # noqa: E402
 from .gradcheck import GradcheckReport, gradcheck  # noqa: E402
@@ -39,7 +39,7 @@ __all__ = [
     "data", "distributed", "DivergenceError", "Dropout", "EarlyStopping", "evaluate", "fit", "FlowRecorder",
     "GELU", "gradcheck", "GradcheckReport", "History", "Identity", "init", "io", "Layer",
     "LayerNorm", "LeakyReLU", "Linear", "load", "load_checkpoint", "Loss", "mlp", "ModelCheckpoint",
-    "MSELoss", "optim", "Parameter", "predict", "ReLU", "Residual", "save_checkpoint", "Sequential",
+    "MSELoss", "onnx", "optim", "Parameter", "predict", "ReLU", "Residual", "save_checkpoint", "Sequential",
     "Sigmoid", "Softmax", "SoftmaxCrossEntropyLoss", "Tanh", "viz", "__version__",
     "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Conv2d", "Flatten", "MaxPool2d", "summary",
     "diagnose", "GradientHealth", "GradientHealthWarning", "HealthReport",

@@ -15,13 +15,13 @@ venv="${BPCORE_VENV:-.venv}"
 [ -x "$venv/bin/python" ] || "${PYTHON:-python3}" -m venv "$venv"
 python="$venv/bin/python"
 
-extras="test,data,viz"
+extras="test,data,viz,onnx"    # onnx: ndonnx, onnx, onnxruntime for bp.onnx.export (tests/test_onnx.py)
 torch_req="${BPCORE_TORCH:-torch==2.13.0}"
 if [ "$torch_req" != "none" ]; then
     # A pinned CPU build first: on this project's machines torch==2.13.0 is a local CPU wheel,
     # while an unpinned "torch" would pull a CUDA build of several GB.
     "$python" -m pip install --quiet "$torch_req"
-    extras="test,data,viz,torch"
+    extras="$extras,torch"
 else
     export BPCORE_HIDE_BACKENDS="torch${BPCORE_HIDE_BACKENDS:+,$BPCORE_HIDE_BACKENDS}"
 fi

@@ -29,7 +29,7 @@ import backends
 import bpcore as bp
 from bpcore.io import MAGIC
 
-STATUS = backends.status()
+STATUS = backends.status(trains=True)   # checkpoints round-trip between backends that train
 
 
 def _is_gpu(spec):

@@ -56,10 +56,9 @@ def write_file(path, arrays: dict, meta: dict) -> None:
 
     Written to a temporary file in the same directory, flushed and fsynced, moved over
     ``path`` with os.replace, then the directory is fsynced: a crash at any moment leaves
-    either the old file or the new one. Temporary files of writers that died are removed.
+    either the old file or the new one (:func:`write_bytes_atomically`).
     """
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
     entries, chunks, offset = [], [], 0
     for name, array in arrays.items():
         array = np.asarray(array)
@@ -76,12 +75,27 @@ def write_file(path, arrays: dict, meta: dict) -> None:
               "tensors": entries, "payload_bytes": len(payload),
               "payload_sha256": hashlib.sha256(payload).hexdigest(), **meta}
     header_bytes = json.dumps(header, allow_nan=True).encode("utf-8")
+    body = MAGIC + struct.pack("<Q", len(header_bytes)) + header_bytes + payload
+    write_bytes_atomically(path, body + hashlib.sha256(body).digest())
+
+
+def write_bytes_atomically(path, content: bytes, mode: int | None = None) -> None:
+    """Write ``content`` to ``path`` so that a crash at any moment leaves the old file or the new one.
+
+    Written to a temporary file in the same directory, flushed and fsynced, moved over ``path``
+    with os.replace, then the directory is fsynced. A failed write removes its temporary file;
+    temporary files of writers that died are removed. Shared by checkpoints and ONNX export.
+    ``mode``: the new file's permission bits (None keeps the temporary file's owner-only 0o600).
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
     _remove_stale_temporaries(path)
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=_temporary_prefix(path), suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as stream:
-            body = MAGIC + struct.pack("<Q", len(header_bytes)) + header_bytes + payload
-            stream.write(body + hashlib.sha256(body).digest())
+            stream.write(content)
+            if mode is not None:
+                os.fchmod(stream.fileno(), mode)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)

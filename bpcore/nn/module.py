@@ -133,11 +133,20 @@ class Layer:
         return xp.astype(x, dtype)
 
     def _check_grad_out(self, grad_out, expected_shape):
+        if not self._backend.trains:
+            raise self._inference_only()
         if tuple(grad_out.shape) != tuple(expected_shape):
             raise ValueError(f"{self._name()}: backward expected grad_out of shape "
                              f"{tuple(expected_shape)} (the forward output), got {tuple(grad_out.shape)}")
 
+    def _inference_only(self):
+        return backends.InferenceOnlyError(
+            f"{self._name()}: backward() on the {self._backend.spec} backend, which only records the forward "
+            f"pass: export is inference-only. Train on another backend (model.to('cpu')), then export")
+
     def _no_forward(self):
+        if not self._backend.trains:
+            return self._inference_only()
         return RuntimeError(f"{self._name()}: backward() called before forward(); "
                             f"run a forward pass first")
 

@@ -47,6 +47,9 @@ class Parameter:
     def _accumulate_new(self, grad):
         """accumulate_grad for a freshly computed array that nothing else holds (x.T @ grad_out):
         the first gradient after zero_grad() is stored as it is, saving a copy and an add."""
+        if not self.backend.trains:
+            raise backends.InferenceOnlyError(f"a gradient for a parameter on the {self.backend.spec} backend: "
+                                              f"export is inference-only; train on another backend")
         if tuple(grad.shape) != tuple(self.data.shape):
             raise ValueError(f"gradient of shape {tuple(grad.shape)} for a parameter of shape "
                              f"{tuple(self.data.shape)}")

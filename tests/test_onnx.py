@@ -355,3 +355,30 @@ def _load_example(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+CNNS = {
+    "conv-pool-flatten": lambda: bp.Sequential(
+        bp.Conv2d(1, 4, 3, padding=1, seed=0), bp.BatchNorm2d(4), bp.ReLU(), bp.MaxPool2d(2),
+        bp.Conv2d(4, 6, (2, 3), stride=(1, 2), dilation=(1, 1), seed=1), bp.Tanh(), bp.AvgPool2d(2, padding=1),
+        bp.Flatten(), bp.Linear(6 * 2 * 1, 3, seed=2)),
+    "global-average": lambda: bp.Sequential(
+        bp.Conv2d(1, 5, 3, stride=2, padding=2, dilation=2, seed=3), bp.ReLU(), bp.AdaptiveAvgPool2d(1),
+        bp.Flatten(), bp.Linear(5, 2, seed=4)),
+}
+
+
+@needs_export
+@pytest.mark.parametrize("name", sorted(CNNS))
+def test_convolutional_nets_export_with_a_symbolic_batch(name, rng, tmp_path):
+    import onnxruntime
+
+    model = CNNS[name]().astype("float64")
+    example = rng.standard_normal((3, 1, 8, 8))
+    report = bp.onnx.export(model, example, tmp_path / "cnn.onnx")
+    assert report.input_shape == ("batch", 1, 8, 8) and report.max_difference <= bp.onnx.TOLERANCE["float64"]
+    session = onnxruntime.InferenceSession(str(tmp_path / "cnn.onnx"), providers=["CPUExecutionProvider"])
+    for batch in (1, 17):
+        x = rng.standard_normal((batch, 1, 8, 8))
+        (got,) = session.run(["output"], {"input": x})
+        np.testing.assert_allclose(got, model.eval()(x), rtol=1e-10, atol=1e-10)

@@ -71,10 +71,15 @@ def pad(xp, x, padding, value=0.0):
     ph, pw = padding
     if ph == 0 and pw == 0:
         return x
-    n, c, h, w = x.shape
-    padded = xp.full((n, c, h + 2 * ph, w + 2 * pw), value, dtype=x.dtype, device=x.device)
-    padded[:, :, ph:ph + h, pw:pw + w] = x
-    return padded
+    # Built by concatenation rather than xp.full((N, ...)) and a slice assignment, so that the batch
+    # size may be unknown while tracing (ONNX export with a symbolic batch axis).
+    if ph:
+        edge = xp.zeros_like(x[:, :, :1, :]) + value                 # (N, C, 1, W) of `value`
+        x = xp.concat([edge] * ph + [x] + [edge] * ph, axis=2)
+    if pw:
+        edge = xp.zeros_like(x[:, :, :, :1]) + value                 # (N, C, H + 2 pH, 1)
+        x = xp.concat([edge] * pw + [x] + [edge] * pw, axis=3)
+    return x
 
 
 def _offset_slices(kernel, stride, dilation, out_hw):
@@ -93,11 +98,11 @@ def _tiles(x_shape, kernel, stride, dilation, out_hw):
 
 def windows(xp, x_pad, kernel, stride, dilation, out_hw):
     """The patches of ``x_pad`` (N, C, Hp, Wp): shape (N, C, kH kW, OH, OW), offsets row-major."""
-    n, c = x_pad.shape[:2]
+    c = x_pad.shape[1]                      # the batch axis is -1 in reshapes: it may be symbolic (ONNX)
     if _tiles(x_pad.shape, kernel, stride, dilation, out_hw):
         # x_pad[n, c, i kH + a, j kW + b] is patch (a, b) of window (i, j): split the axes, reorder
-        split = xp.reshape(x_pad, (n, c, out_hw[0], kernel[0], out_hw[1], kernel[1]))
-        return xp.reshape(xp.permute_dims(split, (0, 1, 3, 5, 2, 4)), (n, c, kernel[0] * kernel[1]) + out_hw)
+        split = xp.reshape(x_pad, (-1, c, out_hw[0], kernel[0], out_hw[1], kernel[1]))
+        return xp.reshape(xp.permute_dims(split, (0, 1, 3, 5, 2, 4)), (-1, c, kernel[0] * kernel[1]) + out_hw)
     return xp.stack([x_pad[:, :, rows, cols] for rows, cols in _offset_slices(kernel, stride, dilation, out_hw)],
                     axis=2)
 
@@ -199,13 +204,12 @@ class Conv2d(Layer):
         xp = self.xp
         out_hw = window_output(self, x.shape, self.kernel_size, self.stride, self.padding, self.dilation)
         patches = windows(xp, pad(xp, x, self.padding), self.kernel_size, self.stride, self.dilation, out_hw)
-        n = x.shape[0]
-        cols = xp.reshape(patches, (n, self.in_channels * math.prod(self.kernel_size), out_hw[0] * out_hw[1]))
+        cols = xp.reshape(patches, (-1, self.in_channels * math.prod(self.kernel_size), out_hw[0] * out_hw[1]))
         self._cols, self._x_shape, self._out_hw = cols, tuple(x.shape), out_hw
         y = xp.reshape(self.W.data, (self.out_channels, -1)) @ cols            # (N, OC, OH OW)
         if self.b is not None:
             y = y + xp.reshape(self.b.data, (1, self.out_channels, 1))
-        return xp.reshape(y, (n, self.out_channels) + out_hw)
+        return xp.reshape(y, (-1, self.out_channels) + out_hw)
 
     def backward(self, grad_out):
         """Backprop through y[n] = W_mat @ cols[n] + b.

@@ -36,7 +36,9 @@ class Flatten(Layer):
         shape = tuple(x.shape)
         self._x_shape = shape
         self._out_shape = shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:]
-        return self.xp.reshape(x, self._out_shape)
+        # the batch axis as -1 when it is kept: its size may be symbolic while tracing (ONNX export)
+        target = (-1,) + self._out_shape[1:] if start >= 1 else self._out_shape
+        return self.xp.reshape(x, target)
 
     def backward(self, grad_out):
         """grad_out: the flattened shape -> dL/dx in the input's shape."""

@@ -44,6 +44,11 @@ class _Pool2d(Layer):
         self._x_shape, self._out_hw = tuple(x.shape), out_hw
         return windows(self.xp, pad(self.xp, x, self.padding, fill), self.kernel_size, self.stride, (1, 1), out_hw)
 
+    def _as_output(self, y):
+        """y (N, C, OH, OW) reshaped to the shape it has: a no-op view on array libraries, but a
+        tracer (ndonnx, for ONNX export) loses static shapes through reductions and needs them back."""
+        return self.xp.reshape(y, (-1, self._x_shape[1]) + self._out_hw)
+
     def _start_backward(self, grad_out):
         if self._x_shape is None:
             raise self._no_forward()
@@ -79,7 +84,7 @@ class MaxPool2d(_Pool2d):
         x = self._accept_input(x)
         patches = self._patches(x, -math.inf)
         self._argmax = self.xp.argmax(patches, axis=2)           # the first maximum on ties
-        return self.xp.max(patches, axis=2)
+        return self._as_output(self.xp.max(patches, axis=2))
 
     def backward(self, grad_out):
         """grad_out: (N, C, OH, OW) -> dL/dx (N, C, H, W): each dL/dy goes to its window's argmax."""
@@ -101,7 +106,7 @@ class AvgPool2d(_Pool2d):
     def forward(self, x):
         """x: (N, C, H, W) -> (N, C, OH, OW)."""
         x = self._accept_input(x)
-        return self.xp.mean(self._patches(x, 0.0), axis=2)
+        return self._as_output(self.xp.mean(self._patches(x, 0.0), axis=2))
 
     def backward(self, grad_out):
         """grad_out: (N, C, OH, OW) -> dL/dx (N, C, H, W)."""

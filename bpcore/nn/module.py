@@ -8,10 +8,14 @@ adding (+=) into each of its Parameters' ``.grad``. A layer knows its backend
 """
 from __future__ import annotations
 
+import math
+
 import backends
 
 from .._checks import check_int
-from .parameter import FLOAT_DTYPES, Parameter, dtype_name  # noqa: F401  (re-exported: the contract's names)
+from .parameter import (  # noqa: F401  (re-exported: the contract's names)
+    FLOAT_DTYPES, Parameter, checked_host_cast, dtype_name,
+)
 
 # Layer types a checkpoint may rebuild, by class name: every public layer class of bpcore joins
 # when it is defined (Layer.__init_subclass__), user layers through register_layer. The checkpoint
@@ -84,6 +88,16 @@ class Layer:
     def config(self) -> dict:
         """The constructor's arguments as plain data, so a checkpoint can rebuild the layer."""
         return {}
+
+    @classmethod
+    def _saved_numbers_needed(cls, config: dict) -> int:
+        """How many numbers a checkpoint must hold for a layer built from ``config``
+        (n_in * n_out for a Linear, n for a BatchNorm1d): checked before the layer is built,
+        so a file cannot make the loader allocate memory that its bytes do not back."""
+        sizes = [config[key] for key in ("n_in", "n_out", "n") if key in config]
+        if not sizes or not all(isinstance(n, int) and not isinstance(n, bool) for n in sizes):
+            return 0                     # no sizes, or sizes the constructor refuses
+        return math.prod(sizes)
 
     def save(self, path) -> None:
         """Save the architecture, parameters and buffers to ``path`` (see ``bp.load``); atomic."""
@@ -291,49 +305,60 @@ class Layer:
         """Copy values from ``state_dict`` (as made by :meth:`state_dict`) into this model.
 
         Values are cast to the model's dtype and moved to its device. Nothing
-        is changed unless every name is present, none is unexpected and every
-        shape matches.
+        is changed unless every name is present, none is unexpected, every
+        shape matches and every value fits the model's dtype.
 
         Raises:
             TypeError: ``state_dict`` is not a mapping, or a value is not an array.
             KeyError: names are missing or unexpected (all of them are listed).
-            ValueError: a shape differs, or a value is not finite real numbers.
+            ValueError: a shape differs, or a value is not finite real numbers, or is
+                beyond the range of the model's dtype (float64 1e300 into float32).
         """
+        self._write_state(self._check_state(state_dict))
+
+    def _check_state(self, state_dict) -> dict:
+        """{(layer path, attribute): host array as it will be stored}, after every check of
+        :meth:`load_state_dict`; changes nothing (checkpoints check a whole file first)."""
         if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
             raise TypeError(f"load_state_dict expects a dict of arrays, got {type(state_dict).__name__}")
-        targets = dict(self.named_parameters())
-        buffers = dict(self.named_buffers())
-        expected = list(targets) + list(buffers)
-        missing = [k for k in expected if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in targets and k not in buffers]
+        slots = {}                      # full name -> (layer path, attribute, layer, current array)
+        for path, layer in self._layers_by_path().items():
+            prefix = f"{path}." if path else ""
+            for name, p in layer._own_parameters():
+                slots[prefix + name] = (path, name, layer, p.data)
+            for name in layer._buffer_names:
+                slots[prefix + name] = (path, name, layer, getattr(layer, name))
+        missing = [k for k in slots if k not in state_dict]
+        unexpected = [k for k in state_dict.keys() if k not in slots]
         if missing or unexpected:
-            raise KeyError(f"state_dict does not fit {type(self).__name__}: missing {missing}, "
-                           f"unexpected {unexpected}")
-        host_values = {}
-        for name in expected:
+            raise KeyError(f"state_dict does not fit {type(self).__name__}: missing {missing[:20]}, "
+                           f"unexpected {[str(k)[:60] for k in unexpected[:20]]}")
+        checked = {}
+        for name, (path, attribute, layer, current) in slots.items():
             try:
                 value = backends.to_host(state_dict[name])
             except TypeError:
                 raise TypeError(f"state_dict[{name!r}] must be an array, "
                                 f"got {type(state_dict[name]).__name__}") from None
-            want = targets[name].shape if name in targets else tuple(buffers[name].shape)
-            if tuple(value.shape) != tuple(want):
+            if tuple(value.shape) != tuple(current.shape):
                 raise ValueError(f"state_dict[{name!r}] has shape {tuple(value.shape)}, "
-                                 f"the model expects {tuple(want)}")
-            if value.dtype.kind not in "fiub":
-                raise ValueError(f"state_dict[{name!r}] has non-numeric dtype {value.dtype}")
-            if value.dtype.kind == "f" and ((value != value) | (abs(value) == float("inf"))).any():
-                raise ValueError(f"state_dict[{name!r}] holds NaN or infinite values")
-            host_values[name] = value
-        # Everything checked: now write, so a refused dict changes nothing.
-        for path, layer in self._layers_by_path().items():
-            prefix = f"{path}." if path else ""
-            for name, p in layer._own_parameters():
-                p.data = layer._backend.asarray(host_values[prefix + name], dtype=layer._dtype, copy=True)
-            for name in layer._buffer_names:
-                value, old = host_values[prefix + name], getattr(layer, name)
-                dtype = layer._dtype if layer.xp.isdtype(old.dtype, "real floating") else str(value.dtype)
-                setattr(layer, name, layer._backend.asarray(value, dtype=dtype, copy=True))
+                                 f"the model expects {tuple(current.shape)}")
+            floating = layer.xp.isdtype(current.dtype, "real floating")
+            checked[(path, attribute)] = checked_host_cast(value, layer._dtype if floating else None,
+                                                           f"state_dict[{name!r}]")
+        return checked
+
+    def _write_state(self, checked: dict) -> None:
+        """Store values checked by :meth:`_check_state` (on each layer's device)."""
+        layers = self._layers_by_path()
+        for (path, attribute), value in checked.items():
+            layer = layers[path]
+            array = layer._backend.asarray(value, dtype=str(value.dtype), copy=True)
+            current = getattr(layer, attribute)
+            if isinstance(current, Parameter):
+                current.data = array
+            else:
+                setattr(layer, attribute, array)
 
     def _snapshot(self) -> dict:
         """Device copies of every parameter and buffer (no host transfer), for :meth:`_restore`."""

@@ -138,6 +138,11 @@ class LayerNorm(Layer):
     features, in training and eval alike; ``weight`` (n,) starts at 1 and ``bias`` at 0.
     """
 
+    @classmethod
+    def _saved_numbers_needed(cls, config: dict) -> int:
+        # without elementwise_affine, LayerNorm(n) holds no array at all
+        return super()._saved_numbers_needed(config) if config.get("elementwise_affine", True) else 0
+
     def __init__(self, n: int, eps: float = 1e-5, elementwise_affine: bool = True):
         super().__init__()
         self.n = check_int("LayerNorm", "n", n)

@@ -16,6 +16,7 @@ from .._checks import check_int
 from .parameter import (  # noqa: F401  (re-exported: the contract's names)
     FLOAT_DTYPES, Parameter, checked_host_cast, dtype_name,
 )
+from .state import check_state, write_state
 
 # Layer types a checkpoint may rebuild, by class name: every public layer class of bpcore joins
 # when it is defined (Layer.__init_subclass__), user layers through register_layer. The checkpoint
@@ -25,6 +26,11 @@ _LAYER_TYPES: dict[str, type] = {}
 # How Layer.save writes a file. The file format lives in bpcore.checkpoint, a floor above this
 # one, which puts its writer here when it is imported (``import bpcore`` always imports it).
 _MODEL_WRITER = [None]
+
+
+# A torch tensor that autograd tracks would attach a graph to every result (memory growing each step).
+_TRACKED = ("{} is a torch tensor with requires_grad=True; bpcore computes gradients by hand, and "
+            "autograd would record a graph at every step. Pass x.detach()")
 
 
 def register_layer(cls: type) -> type:
@@ -53,6 +59,7 @@ class Layer:
     """
 
     _buffer_names: tuple[str, ...] = ()
+    _min_training_batch = 1          # samples a training-mode batch needs (BatchNorm1d: 2)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -127,6 +134,8 @@ class Layer:
         """
         backend = self._backend
         dtype = backend.dtype(self._dtype)
+        if getattr(x, "requires_grad", False):
+            raise TypeError(_TRACKED.format(f"{self._name()}: {what}"))
         if backend.owns(x) and x.dtype == dtype:
             return x
         host = backends.is_host_array(x)
@@ -141,8 +150,21 @@ class Layer:
             raise TypeError(f"{self._name()}: {what} must be a real-valued array, got dtype {x.dtype}")
         return xp.astype(x, dtype)
 
-    def _check_grad_out(self, grad_out, expected_shape):
-        if tuple(grad_out.shape) != tuple(expected_shape):
+    def _check_grad_out(self, grad_out, expected_shape=None):
+        """grad_out is checked as forward checks its input: an array of this layer's backend
+        (another backend's, a list or None is a TypeError), of the layer's dtype (no silent
+        float64 gradients in a float32 model), with the forward output's shape (when given)."""
+        backend = self._backend
+        if getattr(grad_out, "requires_grad", False):
+            raise TypeError(_TRACKED.format(f"{self._name()}: grad_out"))
+        if not backend.owns(grad_out):
+            backends.accept_array(backend, grad_out, self._name, "grad_out")     # raises, naming both
+            raise TypeError(f"{self._name()}: grad_out must be an array of {backend.spec} (the layer's "
+                            f"device), got a host array; move it with model.device.asarray(...)")
+        if grad_out.dtype != backend.dtype(self._dtype):
+            raise TypeError(f"{self._name()}: grad_out has dtype {dtype_name(grad_out.dtype)}, but the layer "
+                            f"is {self._dtype}")
+        if expected_shape is not None and tuple(grad_out.shape) != tuple(expected_shape):
             raise ValueError(f"{self._name()}: backward expected grad_out of shape "
                              f"{tuple(expected_shape)} (the forward output), got {tuple(grad_out.shape)}")
 
@@ -319,46 +341,11 @@ class Layer:
     def _check_state(self, state_dict) -> dict:
         """{(layer path, attribute): host array as it will be stored}, after every check of
         :meth:`load_state_dict`; changes nothing (checkpoints check a whole file first)."""
-        if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
-            raise TypeError(f"load_state_dict expects a dict of arrays, got {type(state_dict).__name__}")
-        slots = {}                      # full name -> (layer path, attribute, layer, current array)
-        for path, layer in self._layers_by_path().items():
-            prefix = f"{path}." if path else ""
-            for name, p in layer._own_parameters():
-                slots[prefix + name] = (path, name, layer, p.data)
-            for name in layer._buffer_names:
-                slots[prefix + name] = (path, name, layer, getattr(layer, name))
-        missing = [k for k in slots if k not in state_dict]
-        unexpected = [k for k in state_dict.keys() if k not in slots]
-        if missing or unexpected:
-            raise KeyError(f"state_dict does not fit {type(self).__name__}: missing {missing[:20]}, "
-                           f"unexpected {[str(k)[:60] for k in unexpected[:20]]}")
-        checked = {}
-        for name, (path, attribute, layer, current) in slots.items():
-            try:
-                value = backends.to_host(state_dict[name])
-            except TypeError:
-                raise TypeError(f"state_dict[{name!r}] must be an array, "
-                                f"got {type(state_dict[name]).__name__}") from None
-            if tuple(value.shape) != tuple(current.shape):
-                raise ValueError(f"state_dict[{name!r}] has shape {tuple(value.shape)}, "
-                                 f"the model expects {tuple(current.shape)}")
-            floating = layer.xp.isdtype(current.dtype, "real floating")
-            checked[(path, attribute)] = checked_host_cast(value, layer._dtype if floating else None,
-                                                           f"state_dict[{name!r}]")
-        return checked
+        return check_state(self, state_dict)
 
     def _write_state(self, checked: dict) -> None:
         """Store values checked by :meth:`_check_state` (on each layer's device)."""
-        layers = self._layers_by_path()
-        for (path, attribute), value in checked.items():
-            layer = layers[path]
-            array = layer._backend.asarray(value, dtype=str(value.dtype), copy=True)
-            current = getattr(layer, attribute)
-            if isinstance(current, Parameter):
-                current.data = array
-            else:
-                setattr(layer, attribute, array)
+        write_state(self, checked)
 
     def _snapshot(self) -> dict:
         """Device copies of every parameter and buffer (no host transfer), for :meth:`_restore`."""

@@ -65,6 +65,7 @@ class BatchNorm1d(Layer):
         affine: learn ``weight`` (starts at 1) and ``bias`` (starts at 0).
     """
 
+    _min_training_batch = 2          # the variance of one sample is undefined: fit checks batches
     _buffer_names = ("running_mean", "running_var")
 
     def __init__(self, n: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True):

@@ -282,3 +282,14 @@ def test_another_users_stale_temporary_in_a_sticky_folder_does_not_stop_a_save()
         assert os.path.exists(stale)                   # not this user's to remove: left alone
     finally:
         shutil.rmtree(folder)
+
+
+def test_a_fit_shape_error_shows_x_and_names_validation_data():
+    model = net(0)
+    opt = bp.optim.SGD(model.parameters())
+    with pytest.raises(ValueError, match=r"^validation_data: X of shape \(7, 2\) does not fit the model.*"
+                                         r"Linear\(3, 4\)"):
+        bp.fit(model, bp.MSELoss(), opt, *data(), validation_data=(np.ones((7, 2)), np.ones((7, 1))),
+               progress=False)
+    with pytest.raises(ValueError, match=r"^fit: X of shape \(5, 2\)"):
+        bp.fit(model, bp.MSELoss(), opt, np.ones((5, 2)), np.ones((5, 1)), progress=False)

@@ -56,7 +56,11 @@ def _prepare(model, loss_fn, X, y, what):
     was_training = model.training
     model.eval()
     try:
-        example = model.forward(X[:1, ...])
+        example = model.forward(X[:1, ...])     # one row tells the output's shape for y's checks
+    except (ValueError, TypeError) as error:
+        # the layer saw the probe's (1, ...) shape: say what X itself is, and which argument
+        raise type(error)(f"{what}: X of shape {tuple(X.shape)} does not fit the model (its first row was "
+                          f"refused): {error}") from None
     finally:
         model.train(was_training)
     template = xp.zeros((X.shape[0],) + tuple(example.shape[1:]), dtype=example.dtype,

@@ -203,6 +203,10 @@ def test_fit_refuses_an_unwritable_checkpoint_path_before_training(tmp_path):
 
 def test_every_writer_creates_a_missing_folder(tmp_path):
     model = net(0)
+    callbacks = [bp.CSVLogger(tmp_path / "logs" / "run.csv"), bp.ModelCheckpoint(tmp_path / "best" / "m.bp")]
+    bp.fit(model, bp.BCEWithLogitsLoss(), bp.optim.SGD(model.parameters()), *data(), epochs=1,
+           callbacks=callbacks, progress=False)
+    assert (tmp_path / "logs" / "run.csv").exists() and (tmp_path / "best" / "m.bp").exists()
     model.save(tmp_path / "a" / "model.bp")
     bp.save_checkpoint(tmp_path / "b" / "c" / "ckpt.bp", model=model, epoch=0)
     bp.io.write_file(tmp_path / "d" / "arrays.bp", {"x": np.zeros(2)}, {})

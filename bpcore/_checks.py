@@ -5,9 +5,10 @@ what was expected and what was received.
 """
 from __future__ import annotations
 
+import errno
 import math
-import os
 import numbers
+import os
 
 
 def _prefix(owner: str) -> str:
@@ -48,7 +49,7 @@ def output_path(owner: str, path) -> str:
     Raises:
         TypeError: ``path`` is not a str or os.PathLike.
         IsADirectoryError: ``path`` names a folder.
-        PermissionError / OSError: the folder cannot be made or written to.
+        PermissionError / OSError: the folder cannot be made or written to (read-only: EROFS).
     """
     try:
         path = os.fspath(path)
@@ -62,5 +63,8 @@ def output_path(owner: str, path) -> str:
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     if not os.access(folder, os.W_OK | os.X_OK):
+        if hasattr(os, "statvfs") and os.statvfs(folder).f_flag & getattr(os, "ST_RDONLY", 1):
+            raise OSError(errno.EROFS, f"{_prefix(owner)}cannot write into {folder}: it is on a read-only "
+                                       f"file system")
         raise PermissionError(f"{_prefix(owner)}cannot write into {folder}: permission denied")
     return path

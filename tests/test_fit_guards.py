@@ -297,3 +297,35 @@ def test_a_fit_shape_error_shows_x_and_names_validation_data():
                progress=False)
     with pytest.raises(ValueError, match=r"^fit: X of shape \(5, 2\)"):
         bp.fit(model, bp.MSELoss(), opt, np.ones((5, 2)), np.ones((5, 1)), progress=False)
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 256 KiB tmpfs (a real full disk), or a skip where this process may not mount one."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    if shutil.which("mount") is None or not hasattr(os, "getuid") or os.getuid() != 0:
+        pytest.skip("mounting a tmpfs needs root and mount(8)")
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)],
+                          capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()[:200]}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_and_a_read_only_mount_keep_the_old_file(small_tmpfs):
+    path = small_tmpfs / "model.bp"
+    small = bp.mlp([4, 8, 1], seed=0)
+    small.save(path)
+    content = path.read_bytes()
+    with pytest.raises(OSError, match="No space left"):
+        bp.mlp([4, 256, 256, 1], seed=1).save(path)            # ~270 KB: more than the disk holds
+    assert path.read_bytes() == content and os.listdir(small_tmpfs) == ["model.bp"]
+    subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)
+    with pytest.raises(OSError, match="read-only file system"):
+        bp.mlp([4, 8, 1], seed=2).save(path)
+    assert path.read_bytes() == content
+    assert np.array_equal(bp.load(path).state_dict()["0.W"], small.state_dict()["0.W"])

@@ -329,3 +329,16 @@ def test_a_full_disk_and_a_read_only_mount_keep_the_old_file(small_tmpfs):
         bp.mlp([4, 8, 1], seed=2).save(path)
     assert path.read_bytes() == content
     assert np.array_equal(bp.load(path).state_dict()["0.W"], small.state_dict()["0.W"])
+
+
+def test_a_save_through_a_symlink_replaces_its_target_and_keeps_the_link(tmp_path):
+    (tmp_path / "runs").mkdir()
+    target = tmp_path / "runs" / "run-12.bp"
+    net(0).save(target)
+    link = tmp_path / "latest.bp"
+    link.symlink_to(target)
+    net(1).save(link)
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert np.array_equal(bp.load(target).state_dict()["0.W"], net(1).state_dict()["0.W"])
+    assert sorted(os.listdir(tmp_path / "runs")) == ["run-12.bp"] and sorted(os.listdir(tmp_path)) == ["latest.bp",
+                                                                                                         "runs"]

@@ -17,7 +17,13 @@ _NAME_LIMIT = 160            # characters of the target's name kept in a tempora
 
 
 def replace_atomically(path: str, write) -> None:
-    """Call ``write(binary_stream)`` on a temporary file, then move it over ``path``."""
+    """Call ``write(binary_stream)`` on a temporary file, then move it over ``path``.
+
+    A symlink is followed, as ``open(path, "w")`` would: the file it points to is replaced
+    (in that file's folder), and the link stays a link.
+    """
+    if os.path.islink(path):
+        path = os.path.realpath(path)
     directory = os.path.dirname(os.path.abspath(path))
     _remove_stale_temporaries(path)
     mode = _mode_for(path)

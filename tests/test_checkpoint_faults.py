@@ -410,3 +410,54 @@ def test_old_files_with_the_history_in_the_header_still_load(tmp_path, good):
     path.write_bytes(edited(good, change))
     assert bp.load_checkpoint(path)["history"]["loss"] == [0.5, 0.25]
     assert math.isclose(bp.load_checkpoint(path)["history"]["loss"][1], 0.25)
+
+
+# ===================================================================== fuzzing the header
+def _leaves(value, path=()):
+    """Every (path, value) in a JSON document, containers included."""
+    yield path, value
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _leaves(item, path + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _leaves(item, path + (index,))
+
+
+_REPLACEMENTS = [None, True, -1, 0, 2 ** 70, 1.5, float("nan"), float("inf"), "", "x" * 300, [], [1, "a"], {},
+                 {"type": "Linear"}, [0, 2 ** 40], -2 ** 63]
+
+
+def test_fuzzed_headers_give_a_checkpoint_error_or_a_valid_load_and_change_nothing_when_refused(tmp_path, good):
+    """400 forged files, each with one header value replaced (checksums recomputed): every load
+    either works or raises CheckpointError, and a refused load into a model changes nothing."""
+    import random
+
+    header, payload = split(good)
+    places = [path for path, _ in _leaves(header) if path and path[0] not in ("payload_sha256", "payload_bytes")]
+    chooser = random.Random(13)
+    path = tmp_path / "fuzz.bp"
+    model, opt = model_and_optimizer(seed=5)
+    scheduler = bp.optim.StepLR(opt, step_size=2)
+    for _ in range(400):
+        forged = json.loads(json.dumps(header))
+        place = chooser.choice(places)
+        parent = forged
+        for key in place[:-1]:
+            parent = parent[key]
+        parent[place[-1]] = chooser.choice(_REPLACEMENTS)
+        path.write_bytes(forge(forged, payload))
+        before = snapshot(model, opt, scheduler)
+        for load in (lambda: bp.load(path),
+                     lambda: bp.load_checkpoint(path, model=model, optimizer=opt),
+                     lambda: bp.fit(model, bp.MSELoss(), opt, np.zeros((8, 3)), np.zeros((8, 2)), epochs=2,
+                                    scheduler=scheduler, resume=path, progress=False)):
+            try:
+                load()
+            except bp.CheckpointError as error:
+                assert os.fspath(path) in str(error) and len(str(error)) < 2000, (place, str(error)[:300])
+                assert_unchanged(model, opt, before, scheduler)
+            except ValueError as error:             # fit's own argument checks (more saved epochs than asked)
+                assert "already holds" in str(error), (place, error)
+                assert_unchanged(model, opt, before, scheduler)
+            before = snapshot(model, opt, scheduler)

@@ -5,8 +5,10 @@ what was expected and what was received.
 """
 from __future__ import annotations
 
+import errno
 import math
 import numbers
+import os
 
 
 def _prefix(owner: str) -> str:
@@ -36,3 +38,33 @@ def check_number(owner: str, name: str, value, low: float = 0.0, high: float = m
         raise ValueError(f"{_prefix(owner)}{name} must be a finite number{' ' + interval if interval else ''}, "
                          f"got {value!r}")
     return float(value)
+
+
+def output_path(owner: str, path) -> str:
+    """``path`` as a str, ready for writing a file: its folder is created if missing.
+
+    The one rule of every writer (model.save, checkpoints, figures, the Flow page), applied
+    before any work is done, so a run never trains for an hour and then fails to save.
+
+    Raises:
+        TypeError: ``path`` is not a str or os.PathLike.
+        IsADirectoryError: ``path`` names a folder.
+        PermissionError / OSError: the folder cannot be made or written to (read-only: EROFS).
+    """
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"{_prefix(owner)}a file path must be a str or os.PathLike, "
+                        f"got {type(path).__name__}") from None
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not path or path.endswith(("/", os.sep)) or os.path.isdir(path):
+        raise IsADirectoryError(f"{_prefix(owner)}{path!r} is a folder, not a file name")
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        if hasattr(os, "statvfs") and os.statvfs(folder).f_flag & getattr(os, "ST_RDONLY", 1):
+            raise OSError(errno.EROFS, f"{_prefix(owner)}cannot write into {folder}: it is on a read-only "
+                                       f"file system")
+        raise PermissionError(f"{_prefix(owner)}cannot write into {folder}: permission denied")
+    return path

@@ -43,6 +43,11 @@ class Loss:
             raise RuntimeError(f"{type(self).__name__}: backward() called before forward()")
         return self._grad
 
+    def check(self, target) -> None:
+        """Check the values of ``target`` (already accepted for this loss), once, where data
+        enter ``fit``/``evaluate``: a ValueError naming the loss if they break its rules
+        (BCE targets in [0, 1]). The base loss has no rule on values."""
+
     # -- input checks ------------------------------------------------------
     def _backend_for(self, pred):
         backend = self._backend
@@ -122,7 +127,14 @@ class MSELoss(Loss):
         return xp.sum(diff * diff) / size
 
 
-class BCELoss(Loss):
+class _BinaryTargets:
+    """Binary cross-entropy targets are probabilities: ``check`` refuses values outside [0, 1]."""
+
+    def check(self, target) -> None:
+        _require_range(self, backends.backend_of(target).xp, target, 0.0, 1.0, "target")
+
+
+class BCELoss(_BinaryTargets, Loss):
     """Binary cross-entropy on probabilities p in [0, 1]:
 
     L = -mean(y log p + (1 - y) log(1 - p)), with each log clamped at -100 as
@@ -151,7 +163,7 @@ class BCELoss(Loss):
                           self._LOG_FLOOR)
 
 
-class BCEWithLogitsLoss(Loss):
+class BCEWithLogitsLoss(_BinaryTargets, Loss):
     """Binary cross-entropy on logits z (a sigmoid and BCE fused, stable for any |z|):
 
     L = mean(max(z, 0) - z y + log(1 + exp(-|z|)));  dL/dz = (sigmoid(z) - y) / size.

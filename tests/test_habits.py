@@ -92,8 +92,8 @@ def test_csv_logger_writes_one_flushed_row_per_epoch(tmp_path):
 
 
 def test_csv_logger_checks_its_arguments(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        bp.CSVLogger(tmp_path / "missing" / "log.csv")
+    with pytest.raises(IsADirectoryError, match="is a folder"):        # refused before the first epoch
+        _fit([bp.CSVLogger(tmp_path)], epochs=1)
     with pytest.raises(ValueError, match="separator"):
         bp.CSVLogger(tmp_path / "log.csv", separator=";;")
 

@@ -1,14 +1,22 @@
 """Saving and loading models and training state: the public side of the checkpoint format.
 
 ``save``/``load`` handle a model alone; ``save_checkpoint``/``read_checkpoint`` add the
-optimizer, the epoch, the history (as plain data), the shuffling RNG and the scheduler.
-Every check runs before anything is changed (see ``format.py`` for the file itself).
+optimizer, the epoch, the history, the shuffling RNG and the scheduler.
+
+Loading is two steps: :func:`prepare_load` reads and checks the whole file (weights,
+optimizer state, epoch, history, random streams) and changes nothing; ``.apply()`` then
+writes it all. ``bp.load_checkpoint`` and ``fit(resume=)`` check the rest (the History, the
+shuffling RNG, the scheduler) between the two, so a refused file changes nothing at all.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..nn.module import _MODEL_WRITER, Layer
 from .architecture import _check_architecture, _comparable, architecture, build
-from .format import CheckpointError, read_file, write_file
+from .format import CheckpointError, cap, file_faults, quote, read_file, write_file
+
+_HISTORY_SECTIONS = ("history", "grad_norms", "weight_norms")
 
 
 def save(model: Layer, path) -> None:
@@ -23,13 +31,14 @@ def load(path, device="cpu") -> Layer:
 
 def save_checkpoint(path, model: Layer, optimizer=None, epoch=None, history=None, rng_state=None,
                     scheduler=None) -> None:
-    """Save everything needed to resume training, atomically.
+    """Save everything needed to resume training, atomically (the folder is created if missing).
 
     Args:
         model: its architecture, parameters and buffers.
         optimizer: its hyper-parameters and buffers (momentum, Adam moments).
         epoch: epochs completed.
-        history: a ``bp.History`` (or None); stored as the plain data its ``state_dict()`` gives.
+        history: a ``bp.History`` (or None); its numbers go into the payload as float64
+            arrays, so the header does not grow with the number of epochs.
         rng_state: the shuffling Generator's ``bit_generator.state`` (JSON-able).
         scheduler: a schedule's ``state_dict()``.
     """
@@ -53,7 +62,16 @@ def save_checkpoint(path, model: Layer, optimizer=None, epoch=None, history=None
                     scalars.setdefault(str(index), {})[key] = value
         meta["optimizer"] = {"type": state["type"], "hyper": state["hyper"], "scalars": scalars}
     if history is not None:
-        meta["history"] = history.state_dict()
+        recorded = history.state_dict()
+        arrays["history/epochs"] = np.asarray(recorded["epochs"], dtype=np.int64)
+        keys = {}
+        for section in _HISTORY_SECTIONS:
+            keys[section] = list(recorded[section])
+            for index, key in enumerate(keys[section]):
+                arrays[f"history/{section}/{index}"] = np.asarray(recorded[section][key], dtype=np.float64)
+        meta["history"] = {"in_payload": keys}
+        if recorded.get("health"):          # bp.GradientHealth's record: small, kept as JSON
+            meta["history"]["health"] = recorded["health"]
     write_file(path, arrays, meta)
 
 
@@ -65,68 +83,201 @@ def read_checkpoint(path, model: Layer | None = None, optimizer=None, device=Non
     ``device`` (default "cpu"). With ``optimizer`` given, its state is restored too.
     "history" is plain data here (``bp.load_checkpoint`` turns it into a ``bp.History``).
     """
-    arrays, header = read_file(path)
-    state = {name[len("model/"):]: value for name, value in arrays.items() if name.startswith("model/")}
-    _check_architecture(header.get("architecture"), state, path)
-    if model is not None and _comparable(architecture(model)) != _comparable(header.get("architecture")):
-        raise CheckpointError(f"{path}: holds a different architecture than this model:\n  file:  "
-                              f"{_comparable(header.get('architecture'))}\n  model: {_comparable(architecture(model))}")
-    if model is None:
-        model = build(header.get("architecture"), path)
-        model.astype(header.get("dtype", "float32") if header.get("dtype") in ("float32", "float64") else "float32")
-        model.to(device or "cpu")
-    elif device is not None:
+    return prepare_load(path, model=model, optimizer=optimizer, device=device).apply()
+
+
+class PreparedLoad:
+    """A checkpoint read and checked, not yet written into the model and optimizer."""
+
+    def __init__(self, path, model, optimizer, header, model_state, optimizer_state, streams):
+        self.path, self.model, self.optimizer = path, model, optimizer
+        self.epoch, self.rng_state = header.get("epoch"), header.get("rng_state")
+        self.scheduler, self.history = header.get("scheduler"), header.get("history")
+        self._model_state, self._optimizer_state, self._streams = model_state, optimizer_state, streams
+        self.optimizer_state = optimizer_state[2] if optimizer_state is not None else None
+
+    def apply(self) -> dict:
+        """Write the checked state; returns what :func:`read_checkpoint` returns."""
+        self.model._write_state(self._model_state)
+        if self.optimizer is not None:
+            self.optimizer._write_state(self._optimizer_state[:2])
+        layers = self.model._layers_by_path()
+        for layer_path, state in self._streams.items():
+            layers[layer_path].set_random_state(state)
+        return {"model": self.model, "epoch": self.epoch, "history": self.history,
+                "rng_state": self.rng_state, "scheduler": self.scheduler, "optimizer": self.optimizer_state}
+
+
+def prepare_load(path, model: Layer | None = None, optimizer=None, device=None) -> PreparedLoad:
+    """Read ``path`` and check everything in it against ``model``/``optimizer``; changes nothing."""
+    if model is not None and device is not None:
         raise ValueError("load_checkpoint: give either model= (loaded in place, on its device) or device=")
+    if model is not None and not isinstance(model, Layer):
+        raise TypeError(f"load_checkpoint: model must be a bpcore Layer, got {type(model).__name__}")
+    arrays, header = read_file(path)
+    with file_faults(path):
+        return _prepare(path, arrays, header, model, optimizer, device)
+
+
+def _prepare(path, arrays, header, model, optimizer, device):
+    state = {name[len("model/"):]: value for name, value in arrays.items() if name.startswith("model/")}
+    spec = header.get("architecture")
+    _check_architecture(spec, state, path)
+    epoch = header.get("epoch")
+    if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0):
+        raise CheckpointError(f"{path}: the epoch must be an int >= 0 (or null), got {quote(epoch)}")
+    dtype = header.get("dtype", "float32")
+    if dtype not in ("float32", "float64"):
+        raise CheckpointError(f"{path}: the model dtype must be 'float32' or 'float64', got {quote(dtype)}")
+    if model is not None and _comparable(architecture(model)) != _comparable(spec):
+        raise CheckpointError(f"{path}: holds a different architecture than this model: "
+                              f"{_difference(_comparable(spec), _comparable(architecture(model)))}")
     optimizer_state = None
     if header.get("optimizer") is not None:
         optimizer_state = _optimizer_state(path, header["optimizer"], arrays)
     if optimizer is not None and optimizer_state is None:
         raise CheckpointError(f"{path}: holds no optimizer state to load")
-    before = model._snapshot()
+    history = _history(path, header.get("history"), arrays)
+    if history is not None:
+        try:
+            check_history_data(history)
+        except (TypeError, ValueError) as error:
+            raise CheckpointError(f"{path}: unusable history: {cap(str(error), 200)}") from None
+    header = dict(header, history=history)
+    if model is None:
+        model = build(spec, path)
+        model.astype(dtype)
+        model.to(device or "cpu")
     try:
-        model.load_state_dict(state)      # checks names and shapes before writing
+        model_state = model._check_state(state)     # names, shapes, finite, fits the dtype
     except (KeyError, ValueError, TypeError) as error:
-        raise CheckpointError(f"{path}: does not fit this model: {error}") from None
+        raise CheckpointError(f"{path}: does not fit this model: {cap(str(error), 400)}") from None
+    checked_optimizer = None
     if optimizer is not None:
         try:
-            optimizer.load_state_dict(optimizer_state)
+            checked_optimizer = (*optimizer._check_state(optimizer_state), optimizer_state)
         except (KeyError, ValueError, TypeError) as error:
-            model._restore(before)        # all or nothing
-            raise CheckpointError(f"{path}: does not fit this optimizer: {error}") from None
-    _set_random_streams(model, header.get("random_streams") or {})
-    return {"model": model, "epoch": header.get("epoch"), "history": header.get("history"),
-            "rng_state": header.get("rng_state"), "scheduler": header.get("scheduler"),
-            "optimizer": optimizer_state}
+            raise CheckpointError(f"{path}: does not fit this optimizer: {cap(str(error), 400)}") from None
+    elif optimizer_state is not None:
+        checked_optimizer = (None, None, optimizer_state)
+    streams = _random_streams(path, model, header.get("random_streams") or {})
+    return PreparedLoad(path, model, optimizer, header, model_state, checked_optimizer, streams)
 
 
-def _set_random_streams(model, streams):
-    """Put Dropout (and any layer with set_random_state) back at its saved position.
+def _difference(file_spec, model_spec, where="architecture"):
+    """Where two architectures first differ: "architecture.layers[0].config.n_out: file 6, model 4"."""
+    if isinstance(file_spec, dict) and isinstance(model_spec, dict):
+        for key in sorted(set(file_spec) | set(model_spec), key=str):
+            a, b = file_spec.get(key), model_spec.get(key)
+            if a != b and isinstance(a, (dict, list)) and type(a) is type(b):
+                return _difference(a, b, f"{where}.{str(key)[:40]}")
+            if a != b:
+                return f"at {where}, the file has {quote(key)}: {quote(a)}, the model {quote(key)}: {quote(b)}"
+    if isinstance(file_spec, list) and isinstance(model_spec, list):
+        for index, (a, b) in enumerate(zip(file_spec, model_spec)):
+            if a != b:
+                return _difference(a, b, f"{where}[{index}]")
+        return f"{where}: file has {len(file_spec)} entries, model {len(model_spec)}"
+    return f"{where}: file {quote(file_spec)}, model {quote(model_spec)}"
 
-    Streams are per library: a state saved on another kind of backend cannot be used, and
-    that layer's stream restarts from its seed (only exact resumes need the position).
+
+def _random_streams(path, model, streams):
+    """{layer path: state to set} for Dropout (and any layer with set_random_state), checked.
+
+    Streams are per library: a state saved on another kind of backend is refused by the
+    stream (ValueError), and that layer's stream restarts from its seed (None); only exact
+    resumes need the position. Any other fault in a state is the file's.
     """
-    layers = model._layers_by_path()
+    if not isinstance(streams, dict):
+        raise CheckpointError(f"{path}: random_streams must be a mapping, got {quote(streams)}")
+    layers, checked = model._layers_by_path(), {}
     for layer_path, state in streams.items():
         layer = layers.get(layer_path)
-        if layer is not None and hasattr(layer, "set_random_state"):
-            try:
-                layer.set_random_state(state)
-            except ValueError:
-                layer.set_random_state(None)
+        if layer is None or not hasattr(layer, "set_random_state"):
+            continue
+        probe = layer.device.random(0)              # a throwaway stream: the layer's stays as it is
+        try:
+            probe.set_state(state)
+        except ValueError:
+            state = None
+        checked[layer_path] = state
+    return checked
+
+
+def check_history_data(state) -> None:
+    """Raise TypeError/ValueError unless ``state`` is what ``History.state_dict()`` gives:
+    the four sections, increasing epochs (ints >= 0), records that are lists of at most
+    one number per epoch."""
+    if not isinstance(state, dict) or not {*_HISTORY_SECTIONS, "epochs"} <= set(state):
+        raise TypeError("a history must be the dict made by History.state_dict() "
+                        "(history, grad_norms, weight_norms, epochs)")
+    epochs = state["epochs"]
+    if not isinstance(epochs, list) or not all(isinstance(e, int) and not isinstance(e, bool) and e >= 0
+                                               for e in epochs) or any(a >= b for a, b in zip(epochs, epochs[1:])):
+        raise ValueError(f"the history's epochs must be a list of increasing ints >= 0, got {quote(epochs)}")
+    if not isinstance(state.get("health", {}), dict):
+        raise TypeError(f"the history's health record must be a dict, got {type(state['health']).__name__}")
+    for section in _HISTORY_SECTIONS:
+        records = state[section]
+        if not isinstance(records, dict):
+            raise TypeError(f"the history's {section} must be a dict of lists, got {type(records).__name__}")
+        for key, values in records.items():
+            if not isinstance(key, str) or not isinstance(values, list) or len(values) > len(epochs) \
+                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+                raise ValueError(f"the history's {section}[{quote(key)}] must be a list of at most "
+                                 f"{len(epochs)} numbers (one per epoch), got {quote(values)}")
+
+
+def _history(path, saved, arrays):
+    """The history as plain data (lists), from the payload (or a header of an older file)."""
+    if saved is None or not (isinstance(saved, dict) and "in_payload" in saved):
+        return saved                                # None, or plain data: checked by History
+    keys = saved["in_payload"]
+    if not isinstance(keys, dict):
+        raise CheckpointError(f"{path}: malformed history entry {quote(saved)}")
+    if "history/epochs" not in arrays:
+        raise CheckpointError(f"{path}: the history's epochs are missing from the payload")
+    plain = {"epochs": arrays["history/epochs"].tolist()}
+    for section in _HISTORY_SECTIONS:
+        names = keys.get(section)
+        if not isinstance(names, list):
+            raise CheckpointError(f"{path}: the history has no list of {section} keys")
+        plain[section] = {}
+        for index, key in enumerate(names):
+            values = arrays.get(f"history/{section}/{index}")
+            if values is None or values.ndim != 1:
+                raise CheckpointError(f"{path}: the history's {section} {quote(key)} is missing from the payload")
+            plain[section][key] = values.tolist()
+    health = saved.get("health", {})
+    if not isinstance(health, dict):
+        raise CheckpointError(f"{path}: the history's health record is not a mapping: {quote(health)}")
+    plain["health"] = health
+    return plain
 
 
 def _optimizer_state(path, saved, arrays):
+    if not isinstance(saved, dict) or not isinstance(saved.get("scalars", {}), dict) \
+            or not isinstance(saved.get("hyper", {}), dict):
+        raise CheckpointError(f"{path}: malformed optimizer section {quote(saved)}")
     state = {}
     for name, value in arrays.items():
         if name.startswith("optimizer/"):
             _, index, key = name.split("/", 2)
-            state.setdefault(int(index), {})[key] = value
+            state.setdefault(_index(path, index), {})[key] = value
     for index, scalars in saved.get("scalars", {}).items():
-        state.setdefault(int(index), {}).update(scalars)
+        if not isinstance(scalars, dict):
+            raise CheckpointError(f"{path}: the optimizer scalars of parameter {quote(index)} are not a mapping")
+        state.setdefault(_index(path, index), {}).update(scalars)
     hyper = dict(saved.get("hyper", {}))
     if isinstance(hyper.get("betas"), list):
         hyper["betas"] = tuple(hyper["betas"])
     return {"type": saved.get("type"), "hyper": hyper, "state": state}
+
+
+def _index(path, text):
+    if not (isinstance(text, str) and text.isdigit() and len(text) < 10):
+        raise CheckpointError(f"{path}: optimizer state for parameter {quote(text)}: not a parameter index")
+    return int(text)
 
 
 _MODEL_WRITER[0] = save          # Layer.save writes through this floor (nn cannot import it)

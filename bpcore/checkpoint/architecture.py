@@ -7,11 +7,10 @@ through ``bp.io.register_layer``), so no layer module is imported by name and no
 """
 from __future__ import annotations
 
-import math
 
 from ..nn.containers import Residual, Sequential
 from ..nn.module import Layer, layer_types
-from .format import CheckpointError
+from .format import CheckpointError, cap, quote
 
 
 def architecture(model: Layer) -> dict:
@@ -29,7 +28,7 @@ def architecture(model: Layer) -> dict:
 def build(spec, path="") -> Layer:
     """Rebuild a model from :func:`architecture` data (on the CPU, float32, fresh weights)."""
     if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
-        raise CheckpointError(f"{path}: malformed architecture entry {spec!r}")
+        raise CheckpointError(f"{path}: malformed architecture entry {quote(spec)}")
     kind = spec["type"]
     if kind == "Sequential":
         if not isinstance(spec.get("layers"), list):
@@ -39,7 +38,7 @@ def build(spec, path="") -> Layer:
         return Residual(build(spec.get("block"), path))
     types = layer_types()
     if kind not in types:
-        raise CheckpointError(f"{path}: unknown layer type {kind!r} (known: {', '.join(sorted(types))}); "
+        raise CheckpointError(f"{path}: unknown layer type {quote(kind)} (known: {', '.join(sorted(types))}); "
                               f"a custom layer must be registered with bp.io.register_layer first")
     config = spec.get("config", {})
     if not isinstance(config, dict):
@@ -47,41 +46,54 @@ def build(spec, path="") -> Layer:
     try:
         return types[kind](**config)
     except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{path}: cannot rebuild {kind} from {config}: {error}") from None
+        raise CheckpointError(f"{path}: cannot rebuild {kind} from {quote(config)}: {cap(str(error))}") from None
 
 
-_SIZE_KEYS = ("n_in", "n_out", "n", "in_channels", "out_channels", "num_features")
+_MAX_LAYERS = 10_000             # layers a file may describe: each costs memory to build, even a ReLU
 
 
 def _check_architecture(spec, state, path):
-    """Every layer type known and every layer size plausible for the saved arrays, before building.
+    """Every layer type known and every layer backed by the numbers the file holds, before building.
 
-    A size no saved array has as a dimension, or a Linear with more weights than the file
-    holds numbers, would only allocate memory before the shape check refuses the file.
+    A layer that needs more numbers (``Layer._saved_numbers_needed``: n_in * n_out for a
+    Linear, n for a BatchNorm1d) than the file saves for its place ("1.W", "1.b", ...) would
+    only allocate memory before the shape check refuses the file. So what building a model
+    allocates is bounded by a small multiple of the payload.
     """
-    largest_dim = max((d for value in state.values() for d in value.shape), default=0)
-    total = sum(value.size for value in state.values())
+    held = {}                                   # layer path -> numbers the file saves for it
+    for name, value in state.items():
+        owner = name.rpartition(".")[0]
+        held[owner] = held.get(owner, 0) + value.size
     types = layer_types()
-    pending = [spec]
+    pending, seen = [("", spec)], 0
     while pending:
-        item = pending.pop()
+        where, item = pending.pop()
+        seen += 1
+        if seen > _MAX_LAYERS:
+            raise CheckpointError(f"{path}: the architecture describes more than {_MAX_LAYERS} layers")
         if not isinstance(item, dict) or not isinstance(item.get("type"), str):
-            raise CheckpointError(f"{path}: malformed architecture entry {str(item)[:80]}")
+            raise CheckpointError(f"{path}: malformed architecture entry {quote(item)}")
         kind = item["type"]
+        inside = f"{where}." if where else ""
         if kind == "Sequential":
-            pending.extend(item.get("layers") if isinstance(item.get("layers"), list) else [None])
+            layers = item.get("layers")
+            if not isinstance(layers, list):
+                raise CheckpointError(f"{path}: Sequential without a list of layers")
+            pending.extend((f"{inside}{i}", layer) for i, layer in enumerate(layers))
             continue
         if kind == "Residual":
-            pending.append(item.get("block"))
+            pending.append((f"{inside}block", item.get("block")))
             continue
         if kind not in types:
-            raise CheckpointError(f"{path}: unknown layer type {kind!r} (known: {', '.join(sorted(types))}); "
+            raise CheckpointError(f"{path}: unknown layer type {quote(kind)} (known: {', '.join(sorted(types))}); "
                                   f"a custom layer must be registered with bp.io.register_layer first")
         config = item.get("config", {})
-        sizes = [config.get(key) for key in _SIZE_KEYS if isinstance(config, dict) and key in config]
-        if any(isinstance(n, int) and n > max(largest_dim, 1) for n in sizes) or (
-                kind == "Linear" and all(isinstance(n, int) for n in sizes) and math.prod(sizes) > total):
-            raise CheckpointError(f"{path}: layer {kind} {config} is larger than any array the file holds")
+        if not isinstance(config, dict):
+            raise CheckpointError(f"{path}: the config of {kind} is not a mapping")
+        needed = types[kind]._saved_numbers_needed(config)
+        if needed > held.get(where, 0):
+            raise CheckpointError(f"{path}: layer {kind} {quote(config)} at '{where}' would create "
+                                  f"{needed} or more numbers, but the file saves {held.get(where, 0)} for it")
 
 
 def _comparable(spec):

@@ -12,13 +12,17 @@ A bpcore file is
     32 bytes  SHA-256 of everything before it (magic, length, header and payload), so a
               flipped bit anywhere, in the architecture too, is caught
 
-Loading checks everything before it changes anything: the magic (a pickle, a zip/.npz or
-any other file is refused by name), the header, the format version, that every array lies
+Loading reads the magic and the header length first (a pickle, a zip/.npz, /dev/zero or
+any other file is refused by name after 16 bytes; a header over 64 MiB is refused before it
+is read), streams the file once for its SHA-256, then checks the header, the format version, that every array lies
 inside the payload with the size its dtype and shape imply, the payload's length, the
 file's SHA-256, that every layer type is known and its sizes are plausible for the arrays
 (before any layer is built), and, when loading into an existing model, that the file
-describes the same architecture. Arrays are read with ``np.frombuffer`` from
-a fixed list of numeric dtypes, so no code from the file ever runs.
+describes the same architecture. Arrays are read straight from the file into arrays of a
+fixed list of numeric dtypes (memory: the payload once), so no code from the file ever runs.
+Any fault met while parsing (deep nesting, huge numbers, values of the wrong JSON type)
+becomes one ``CheckpointError`` naming the file (``file_faults``), quoting at most a few
+dozen characters of the file.
 
 Why not safetensors: it would be a standard and equally safe container, but it stores no
 checksum and its header metadata is flat strings; bpcore needs the architecture, the
@@ -27,202 +31,236 @@ this small format gives in ~250 lines with no dependency.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
+import reprlib
+import stat
 import struct
-import tempfile
 
 import numpy as np
 
+from .._checks import output_path
 from .._version import __version__
+from .atomic import replace_atomically
 
 MAGIC = b"BPCORE\x00\x01"
 FORMAT = "bpcore-checkpoint"
 FORMAT_VERSION = 1
 _DTYPES = {"float32": "<f4", "float64": "<f8", "int64": "<i8", "int32": "<i4", "uint8": "u1", "bool": "|b1"}
-_MAX_HEADER = 64 * 1024 * 1024
+_MAX_HEADER = 64 * 1024 * 1024   # bytes of JSON header a file may hold, on reading and on saving
+_MAX_DIMS = 32
 _DIGEST = 32                     # bytes of the SHA-256 trailer
+_CHUNK = 1 << 20                 # bytes hashed at a time
+# What parsing a forged file can raise; file_faults turns each into a CheckpointError.
+_PARSE_FAULTS = (RecursionError, ValueError, TypeError, AttributeError, OverflowError, KeyError, IndexError)
 
 
 class CheckpointError(ValueError):
     """A file that is not a valid bpcore checkpoint; the message names the file and the fault."""
 
 
+_QUOTER = reprlib.Repr()
+_QUOTER.maxstring, _QUOTER.maxother, _QUOTER.maxlevel = 60, 60, 3
+_QUOTER.maxdict = _QUOTER.maxlist = _QUOTER.maxtuple = 6
+
+
+def quote(value, limit: int = 120) -> str:
+    """A short repr of content read from a file (a forged file may hold megabytes in one field)."""
+    text = _QUOTER.repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}..."
+
+
+def cap(text: str, limit: int = 300) -> str:
+    """An error message shortened to ``limit`` characters (it may quote a forged file)."""
+    return text if len(text) <= limit else f"{text[:limit]}..."
+
+
+@contextlib.contextmanager
+def file_faults(path):
+    """The one place where any fault met while reading ``path`` becomes a CheckpointError."""
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except _PARSE_FAULTS as error:
+        raise CheckpointError(f"{path}: malformed checkpoint ({type(error).__name__}: "
+                              f"{cap(str(error))})") from None
+
+
 # -- writing -------------------------------------------------------------------------
 def write_file(path, arrays: dict, meta: dict) -> None:
     """Atomically write ``arrays`` (name -> host array) and ``meta`` (JSON-able) to ``path``.
 
-    Written to a temporary file in the same directory, flushed and fsynced, moved over
-    ``path`` with os.replace, then the directory is fsynced: a crash at any moment leaves
-    either the old file or the new one (:func:`write_bytes_atomically`).
+    The folder is created if missing. A header that :func:`read_file` would refuse (over
+    64 MiB) is refused here, before the old file is touched. Arrays are written one after
+    another (no copy of the whole payload); see ``atomic.py`` for the replacement itself.
     """
-    path = os.fspath(path)
-    entries, chunks, offset = [], [], 0
+    path = output_path("save", path)
+    entries, blobs, offset = [], [], 0
+    payload_digest = hashlib.sha256()
     for name, array in arrays.items():
         array = np.asarray(array)
         dtype = str(array.dtype)
         if dtype not in _DTYPES:
             raise TypeError(f"cannot save {name!r}: dtype {dtype} is not one of {', '.join(_DTYPES)}")
-        data = np.ascontiguousarray(array, dtype=_DTYPES[dtype]).tobytes()
+        blob = np.ascontiguousarray(array, dtype=_DTYPES[dtype]).reshape(-1).view(np.uint8)
+        payload_digest.update(blob)
         entries.append({"name": name, "dtype": dtype, "shape": list(array.shape),
-                        "offset": offset, "nbytes": len(data)})
-        chunks.append(data)
-        offset += len(data)
-    payload = b"".join(chunks)
+                        "offset": offset, "nbytes": blob.size})
+        blobs.append(blob)
+        offset += blob.size
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "bpcore_version": __version__,
-              "tensors": entries, "payload_bytes": len(payload),
-              "payload_sha256": hashlib.sha256(payload).hexdigest(), **meta}
+              "tensors": entries, "payload_bytes": offset, "payload_sha256": payload_digest.hexdigest(), **meta}
     header_bytes = json.dumps(header, allow_nan=True).encode("utf-8")
-    body = MAGIC + struct.pack("<Q", len(header_bytes)) + header_bytes + payload
-    write_bytes_atomically(path, body + hashlib.sha256(body).digest())
+    if len(header_bytes) > _MAX_HEADER:
+        sizes = sorted(((len(json.dumps(v, allow_nan=True)), k) for k, v in header.items()), reverse=True)[:3]
+        raise ValueError(f"cannot save {path}: its header would be {len(header_bytes)} bytes, more than the "
+                         f"{_MAX_HEADER} (64 MiB) a bpcore file may hold, so bp.load would refuse it; the old "
+                         f"file is left as it was. Largest entries: "
+                         + ", ".join(f"{k} ({n} bytes)" for n, k in sizes))
 
+    def write(stream):
+        digest = hashlib.sha256()
+        for part in (MAGIC, struct.pack("<Q", len(header_bytes)), header_bytes, *blobs):
+            digest.update(part)
+            stream.write(part)
+        stream.write(digest.digest())
 
-def write_bytes_atomically(path, content: bytes, mode: int | None = None) -> None:
-    """Write ``content`` to ``path`` so that a crash at any moment leaves the old file or the new one.
-
-    Written to a temporary file in the same directory, flushed and fsynced, moved over ``path``
-    with os.replace, then the directory is fsynced. A failed write removes its temporary file;
-    temporary files of writers that died are removed. Shared by checkpoints and ONNX export.
-    ``mode``: the new file's permission bits (None keeps the temporary file's owner-only 0o600).
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    _remove_stale_temporaries(path)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=_temporary_prefix(path), suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(content)
-            if mode is not None:
-                os.fchmod(stream.fileno(), mode)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-    _fsync_directory(directory)
-
-
-def _temporary_prefix(path):
-    return f".{os.path.basename(path)}.{os.getpid()}."
-
-
-def _remove_stale_temporaries(path):
-    """Delete temporary files left by writers of ``path`` whose process no longer exists."""
-    directory = os.path.dirname(os.path.abspath(path))
-    owner = f".{os.path.basename(path)}"
-    for entry in os.listdir(directory):
-        if not entry.endswith(".tmp"):
-            continue
-        # ".<name>.<pid>.<random>.tmp", read from the right: <name> itself may contain dots
-        parts = entry[:-len(".tmp")].rsplit(".", 2)
-        if len(parts) != 3 or parts[0] != owner or not parts[1].isdigit() or _process_alive(int(parts[1])):
-            continue
-        try:
-            os.unlink(os.path.join(directory, entry))
-        except FileNotFoundError:
-            pass
-
-
-def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _fsync_directory(directory):
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return                       # some systems cannot open directories; the rename is still atomic
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    replace_atomically(path, write)
 
 
 # -- reading -------------------------------------------------------------------------
 def read_file(path):
-    """(arrays: name -> host NumPy array, header: dict) from a bpcore file, after every check."""
+    """(arrays: name -> host NumPy array, header: dict) from a bpcore file, after every check.
+
+    Memory: the header (at most 64 MiB) and the arrays (the payload's bytes), nothing more.
+    """
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as stream:
-            content = stream.read()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no checkpoint at {path}") from None
-    if not content.startswith(MAGIC):
-        raise CheckpointError(f"{path}: not a bpcore checkpoint ({_describe(content)}); bpcore never loads "
+    with file_faults(path):
+        try:
+            stream = open(path, "rb")
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no checkpoint at {path}") from None
+        with stream:
+            return _read_stream(path, stream)
+
+
+def _read_stream(path, stream):
+    info = os.fstat(stream.fileno())
+    if not stat.S_ISREG(info.st_mode):
+        raise CheckpointError(f"{path}: not a bpcore checkpoint (it is not a regular file but a device, "
+                              f"pipe or socket)")
+    start = stream.read(16)
+    if not start.startswith(MAGIC):
+        raise CheckpointError(f"{path}: not a bpcore checkpoint ({_describe(start)}); bpcore never loads "
                               f"pickles or .npz archives")
-    if len(content) < 16 + _DIGEST:
-        raise CheckpointError(f"{path}: truncated: {len(content)} bytes is too short for a checkpoint")
-    body, digest = content[:-_DIGEST], content[-_DIGEST:]
-    if hashlib.sha256(body).digest() != digest:
+    size = info.st_size
+    if size < 16 + _DIGEST:
+        raise CheckpointError(f"{path}: truncated: {size} bytes is too short for a checkpoint")
+    (header_length,) = struct.unpack("<Q", start[8:16])
+    if header_length > _MAX_HEADER:
+        raise CheckpointError(f"{path}: the header claims {header_length} bytes, more than the {_MAX_HEADER} "
+                              f"(64 MiB) a bpcore header may hold; refused before reading it")
+    body_end = size - _DIGEST
+    header_fits = header_length <= body_end - 16
+    digest = hashlib.sha256(start)
+    header_bytes = stream.read(header_length) if header_fits else b""
+    digest.update(header_bytes)
+    _hash_until(stream, digest, body_end, path)
+    if digest.digest() != stream.read(_DIGEST):
         raise CheckpointError(f"{path}: the file's SHA-256 does not match: it is truncated or corrupt")
-    content = body
-    (header_length,) = struct.unpack("<Q", content[8:16])
-    if header_length > min(_MAX_HEADER, len(content) - 16):
+    if not header_fits:
         raise CheckpointError(f"{path}: truncated or corrupt: the header claims {header_length} bytes, "
-                              f"the file has {len(content) - 16} after the magic")
+                              f"the file has {body_end - 16} after the magic")
     try:
-        header = json.loads(content[16:16 + header_length].decode("utf-8"))
+        header = json.loads(header_bytes.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{path}: the header is not valid JSON ({error})") from None
+        raise CheckpointError(f"{path}: the header is not valid JSON ({cap(str(error))})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise CheckpointError(f"{path}: the header does not describe a {FORMAT}")
     version = header.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: format version {version!r} is newer than this bpcore reads "
-                              f"({FORMAT_VERSION}); upgrade bpcore (the file says it was written by "
-                              f"bpcore {header.get('bpcore_version')})")
-    payload = content[16 + header_length:]
-    if header.get("payload_bytes") != len(payload):
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{path}: format version {quote(version)} is not a bpcore format version "
+                              f"(a whole number; this bpcore reads version {FORMAT_VERSION})")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format version {version} is newer than version {FORMAT_VERSION}, "
+                              f"the newest this bpcore reads; upgrade bpcore (the file says it was written "
+                              f"by bpcore {quote(header.get('bpcore_version'))})")
+    payload_start = 16 + header_length
+    payload_size = body_end - payload_start
+    if header.get("payload_bytes") != payload_size:
         raise CheckpointError(f"{path}: truncated or padded: the header promises a payload of "
-                              f"{header.get('payload_bytes')} bytes, the file holds {len(payload)}")
-    if hashlib.sha256(payload).hexdigest() != header.get("payload_sha256"):
+                              f"{quote(header.get('payload_bytes'))} bytes, the file holds {payload_size}")
+    layout = _layout(path, header, payload_size)
+    stream.seek(payload_start)
+    arrays, payload_digest = {}, hashlib.sha256()
+    for name, dtype, shape, count in layout:
+        flat = np.empty(count, dtype=_DTYPES[dtype])           # backed by bytes the file holds
+        _read_into(stream, memoryview(flat).cast("B"), payload_digest, path)
+        arrays[name] = flat.reshape(shape).astype(dtype, copy=False)   # native byte order
+    if payload_digest.hexdigest() != header.get("payload_sha256"):
         raise CheckpointError(f"{path}: the payload's SHA-256 does not match the header: the file is corrupt")
-    return _arrays(path, header, payload), header
+    return arrays, header
 
 
-def _arrays(path, header, payload):
+def _hash_until(stream, digest, end, path):
+    buffer = bytearray(_CHUNK)
+    view = memoryview(buffer)
+    while stream.tell() < end:
+        n = stream.readinto(view[:min(_CHUNK, end - stream.tell())])
+        if not n:
+            raise CheckpointError(f"{path}: truncated: the file ended while it was read")
+        digest.update(view[:n])
+
+
+def _read_into(stream, view, digest, path):
+    done = 0
+    while done < len(view):
+        n = stream.readinto(view[done:])
+        if not n:
+            raise CheckpointError(f"{path}: truncated: the file ended while it was read")
+        done += n
+    digest.update(view)
+
+
+def _layout(path, header, payload_size):
+    """[(name, dtype, shape, element count)] after checking every entry against the payload."""
     entries = header.get("tensors")
     if not isinstance(entries, list):
         raise CheckpointError(f"{path}: the header has no list of tensors")
-    arrays, end = {}, 0
+    layout, names, end = [], set(), 0
     for entry in entries:
-        try:
-            name, dtype, shape = entry["name"], entry["dtype"], entry["shape"]
-            offset, nbytes = entry["offset"], entry["nbytes"]
-        except (KeyError, TypeError):
-            raise CheckpointError(f"{path}: malformed tensor entry {entry!r}") from None
-        if dtype not in _DTYPES:
-            raise CheckpointError(f"{path}: tensor {name!r} has dtype {dtype!r}, not one of {', '.join(_DTYPES)}")
-        if not (isinstance(shape, list) and all(isinstance(n, int) and n >= 0 for n in shape)):
-            raise CheckpointError(f"{path}: tensor {name!r} has an invalid shape {shape!r}")
+        if not isinstance(entry, dict) or not {"name", "dtype", "shape", "offset", "nbytes"} <= set(entry):
+            raise CheckpointError(f"{path}: malformed tensor entry {quote(entry)}")
+        name, dtype, shape = entry["name"], entry["dtype"], entry["shape"]
+        offset, nbytes = entry["offset"], entry["nbytes"]
+        if not isinstance(name, str) or name in names:
+            raise CheckpointError(f"{path}: tensor name {quote(name)} is not a str, or appears twice")
+        names.add(name)
+        if not isinstance(dtype, str) or dtype not in _DTYPES:
+            raise CheckpointError(f"{path}: tensor {quote(name)} has dtype {quote(dtype)}, "
+                                  f"not one of {', '.join(_DTYPES)}")
+        # no dimension may be larger than the payload: not even beside a 0 ([0, 2**62])
+        if not (isinstance(shape, list) and len(shape) <= _MAX_DIMS and all(
+                isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= max(payload_size, 1)
+                for n in shape)):
+            raise CheckpointError(f"{path}: tensor {quote(name)} has an invalid shape {quote(shape)} (a list "
+                                  f"of at most {_MAX_DIMS} ints, each from 0 to the payload's {payload_size} bytes)")
         count = math.prod(shape)                       # Python ints: no overflow
         expected = count * np.dtype(_DTYPES[dtype]).itemsize
         if not (isinstance(offset, int) and isinstance(nbytes, int)) or nbytes != expected \
-                or offset != end or offset + nbytes > len(payload):
-            raise CheckpointError(f"{path}: the header lies about tensor {name!r}: {nbytes} bytes at offset "
-                                  f"{offset} for shape {shape} {dtype} ({expected} bytes expected at {end}, "
-                                  f"payload {len(payload)} bytes)")
-        # astype copies into a native-order, writable array that owns its memory
-        arrays[name] = np.frombuffer(payload, dtype=_DTYPES[dtype], count=count,
-                                     offset=offset).reshape(shape).astype(dtype)
+                or offset != end or offset + nbytes > payload_size:
+            raise CheckpointError(f"{path}: the header lies about tensor {quote(name)}: {quote(nbytes)} bytes at "
+                                  f"offset {quote(offset)} for shape {shape} {dtype} ({expected} bytes expected "
+                                  f"at {end}, payload {payload_size} bytes)")
+        layout.append((name, dtype, shape, count))
         end = offset + nbytes
-    if end != len(payload):
-        raise CheckpointError(f"{path}: {len(payload) - end} payload bytes belong to no tensor")
-    return arrays
+    if end != payload_size:
+        raise CheckpointError(f"{path}: {payload_size - end} payload bytes belong to no tensor")
+    return layout
 
 
 def _describe(content: bytes) -> str:

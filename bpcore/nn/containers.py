@@ -12,6 +12,18 @@ from .linear import Linear
 from .module import Layer
 
 
+def _check_runs(container, layers):
+    """Refuse a backward whose layers last ran forward inside another model (a layer shared by
+    two models): each layer caches one input, so the other model's forward replaced it and
+    the gradients would be wrong without any error."""
+    for layer in layers:
+        if getattr(layer, "_run_by", id(container)) != id(container):
+            raise RuntimeError(f"{container._name()}: {layer._label()} last ran forward inside another model, so "
+                               f"its cache holds that model's input and this backward would give wrong "
+                               f"gradients. A layer shared by two models must not be; give each model its "
+                               f"own (copy.deepcopy(layer) for the same weights)")
+
+
 class Sequential(Layer):
     """Layers applied one after another; backward runs them in reverse.
 
@@ -37,6 +49,7 @@ class Sequential(Layer):
         with self._backend.activate():
             x = self._accept_input(x)
             for layer in self.layers:
+                layer._run_by = id(self)       # whose forward filled its cache (see _check_runs)
                 x = layer.forward(x)
         return x
 
@@ -47,6 +60,7 @@ class Sequential(Layer):
         layer only adds its parameter gradients and None is returned, which is
         all a training step needs.
         """
+        _check_runs(self, self.layers)
         with self._backend.activate():
             grad = grad_out
             for layer in reversed(self.layers[1:]):
@@ -99,6 +113,7 @@ class Residual(Layer):
     def forward(self, x):
         """x: (batch, n) -> x + block(x): (batch, n)."""
         x = self._accept_input(x)
+        self.block._run_by = id(self)
         out = self.block.forward(x)
         if tuple(out.shape) != tuple(x.shape):
             raise ValueError(f"{self._name()}: the block maps shape {tuple(x.shape)} to {tuple(out.shape)}, "
@@ -112,6 +127,7 @@ class Residual(Layer):
         if self._shape is None:
             raise self._no_forward()
         self._check_grad_out(grad_out, self._shape)
+        _check_runs(self, [self.block])
         return grad_out + self.block.backward(grad_out)
 
     def __repr__(self):

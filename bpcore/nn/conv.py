@@ -192,6 +192,16 @@ class Conv2d(Layer):
         self._x_shape = None
         self._out_hw = None
 
+    @classmethod
+    def _saved_numbers_needed(cls, config: dict) -> int:
+        # W holds in_channels * out_channels * kH * kW numbers: a file must back them with bytes
+        try:
+            kernel = pair("Conv2d", "kernel_size", config.get("kernel_size"))
+            return (check_int("Conv2d", "in_channels", config.get("in_channels"))
+                    * check_int("Conv2d", "out_channels", config.get("out_channels")) * kernel[0] * kernel[1])
+        except (TypeError, ValueError):
+            return 0                     # sizes the constructor refuses, with its own message
+
     def config(self) -> dict:
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
                 "kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": list(self.padding),

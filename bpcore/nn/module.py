@@ -8,10 +8,15 @@ adding (+=) into each of its Parameters' ``.grad``. A layer knows its backend
 """
 from __future__ import annotations
 
+import math
+
 import backends
 
 from .._checks import check_int
-from .parameter import FLOAT_DTYPES, Parameter, dtype_name  # noqa: F401  (re-exported: the contract's names)
+from .parameter import (  # noqa: F401  (re-exported: the contract's names)
+    FLOAT_DTYPES, Parameter, checked_host_cast, dtype_name,
+)
+from .state import check_state, write_state
 
 # Layer types a checkpoint may rebuild, by class name: every public layer class of bpcore joins
 # when it is defined (Layer.__init_subclass__), user layers through register_layer. The checkpoint
@@ -21,6 +26,11 @@ _LAYER_TYPES: dict[str, type] = {}
 # How Layer.save writes a file. The file format lives in bpcore.checkpoint, a floor above this
 # one, which puts its writer here when it is imported (``import bpcore`` always imports it).
 _MODEL_WRITER = [None]
+
+
+# A torch tensor that autograd tracks would attach a graph to every result (memory growing each step).
+_TRACKED = ("{} is a torch tensor with requires_grad=True; bpcore computes gradients by hand, and "
+            "autograd would record a graph at every step. Pass x.detach()")
 
 
 def register_layer(cls: type) -> type:
@@ -49,6 +59,7 @@ class Layer:
     """
 
     _buffer_names: tuple[str, ...] = ()
+    _min_training_batch = 1          # samples a training-mode batch needs (BatchNorm1d: 2)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -89,6 +100,15 @@ class Layer:
         """Print one line per layer with its output shape and parameter count; see ``bp.summary``."""
         from .summary import summary        # same floor; summary.py needs the containers built on Layer
         return summary(self, input_shape, print_fn)
+    @classmethod
+    def _saved_numbers_needed(cls, config: dict) -> int:
+        """How many numbers a checkpoint must hold for a layer built from ``config``
+        (n_in * n_out for a Linear, n for a BatchNorm1d): checked before the layer is built,
+        so a file cannot make the loader allocate memory that its bytes do not back."""
+        sizes = [config[key] for key in ("n_in", "n_out", "n", "num_features") if key in config]
+        if not sizes or not all(isinstance(n, int) and not isinstance(n, bool) for n in sizes):
+            return 0                     # no sizes, or sizes the constructor refuses
+        return math.prod(sizes)
 
     def save(self, path) -> None:
         """Save the architecture, parameters and buffers to ``path`` (see ``bp.load``); atomic."""
@@ -118,6 +138,8 @@ class Layer:
         """
         backend = self._backend
         dtype = backend.dtype(self._dtype)
+        if getattr(x, "requires_grad", False):
+            raise TypeError(_TRACKED.format(f"{self._name()}: {what}"))
         if backend.owns(x) and x.dtype == dtype:
             return x
         host = backends.is_host_array(x)
@@ -132,10 +154,23 @@ class Layer:
             raise TypeError(f"{self._name()}: {what} must be a real-valued array, got dtype {x.dtype}")
         return xp.astype(x, dtype)
 
-    def _check_grad_out(self, grad_out, expected_shape):
-        if not self._backend.trains:
+    def _check_grad_out(self, grad_out, expected_shape=None):
+        """grad_out is checked as forward checks its input: an array of this layer's backend
+        (another backend's, a list or None is a TypeError), of the layer's dtype (no silent
+        float64 gradients in a float32 model), with the forward output's shape (when given)."""
+        backend = self._backend
+        if not backend.trains:
             raise self._inference_only()
-        if tuple(grad_out.shape) != tuple(expected_shape):
+        if getattr(grad_out, "requires_grad", False):
+            raise TypeError(_TRACKED.format(f"{self._name()}: grad_out"))
+        if not backend.owns(grad_out):
+            backends.accept_array(backend, grad_out, self._name, "grad_out")     # raises, naming both
+            raise TypeError(f"{self._name()}: grad_out must be an array of {backend.spec} (the layer's "
+                            f"device), got a host array; move it with model.device.asarray(...)")
+        if grad_out.dtype != backend.dtype(self._dtype):
+            raise TypeError(f"{self._name()}: grad_out has dtype {dtype_name(grad_out.dtype)}, but the layer "
+                            f"is {self._dtype}")
+        if expected_shape is not None and tuple(grad_out.shape) != tuple(expected_shape):
             raise ValueError(f"{self._name()}: backward expected grad_out of shape "
                              f"{tuple(expected_shape)} (the forward output), got {tuple(grad_out.shape)}")
 
@@ -305,49 +340,25 @@ class Layer:
         """Copy values from ``state_dict`` (as made by :meth:`state_dict`) into this model.
 
         Values are cast to the model's dtype and moved to its device. Nothing
-        is changed unless every name is present, none is unexpected and every
-        shape matches.
+        is changed unless every name is present, none is unexpected, every
+        shape matches and every value fits the model's dtype.
 
         Raises:
             TypeError: ``state_dict`` is not a mapping, or a value is not an array.
             KeyError: names are missing or unexpected (all of them are listed).
-            ValueError: a shape differs, or a value is not finite real numbers.
+            ValueError: a shape differs, or a value is not finite real numbers, or is
+                beyond the range of the model's dtype (float64 1e300 into float32).
         """
-        if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
-            raise TypeError(f"load_state_dict expects a dict of arrays, got {type(state_dict).__name__}")
-        targets = dict(self.named_parameters())
-        buffers = dict(self.named_buffers())
-        expected = list(targets) + list(buffers)
-        missing = [k for k in expected if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in targets and k not in buffers]
-        if missing or unexpected:
-            raise KeyError(f"state_dict does not fit {type(self).__name__}: missing {missing}, "
-                           f"unexpected {unexpected}")
-        host_values = {}
-        for name in expected:
-            try:
-                value = backends.to_host(state_dict[name])
-            except TypeError:
-                raise TypeError(f"state_dict[{name!r}] must be an array, "
-                                f"got {type(state_dict[name]).__name__}") from None
-            want = targets[name].shape if name in targets else tuple(buffers[name].shape)
-            if tuple(value.shape) != tuple(want):
-                raise ValueError(f"state_dict[{name!r}] has shape {tuple(value.shape)}, "
-                                 f"the model expects {tuple(want)}")
-            if value.dtype.kind not in "fiub":
-                raise ValueError(f"state_dict[{name!r}] has non-numeric dtype {value.dtype}")
-            if value.dtype.kind == "f" and ((value != value) | (abs(value) == float("inf"))).any():
-                raise ValueError(f"state_dict[{name!r}] holds NaN or infinite values")
-            host_values[name] = value
-        # Everything checked: now write, so a refused dict changes nothing.
-        for path, layer in self._layers_by_path().items():
-            prefix = f"{path}." if path else ""
-            for name, p in layer._own_parameters():
-                p.data = layer._backend.asarray(host_values[prefix + name], dtype=layer._dtype, copy=True)
-            for name in layer._buffer_names:
-                value, old = host_values[prefix + name], getattr(layer, name)
-                dtype = layer._dtype if layer.xp.isdtype(old.dtype, "real floating") else str(value.dtype)
-                setattr(layer, name, layer._backend.asarray(value, dtype=dtype, copy=True))
+        self._write_state(self._check_state(state_dict))
+
+    def _check_state(self, state_dict) -> dict:
+        """{(layer path, attribute): host array as it will be stored}, after every check of
+        :meth:`load_state_dict`; changes nothing (checkpoints check a whole file first)."""
+        return check_state(self, state_dict)
+
+    def _write_state(self, checked: dict) -> None:
+        """Store values checked by :meth:`_check_state` (on each layer's device)."""
+        write_state(self, checked)
 
     def _snapshot(self) -> dict:
         """Device copies of every parameter and buffer (no host transfer), for :meth:`_restore`."""

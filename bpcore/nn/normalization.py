@@ -76,6 +76,7 @@ class _BatchNorm(Layer):
         affine: learn ``weight`` (starts at 1) and ``bias`` (starts at 0).
     """
 
+    _min_training_batch = 2          # the variance of one sample is undefined: fit checks batches
     _buffer_names = ("running_mean", "running_var")
     _axes: tuple = (0,)          # the axes the statistics average over
     _ndim = 2                    # the input's number of dimensions
@@ -199,6 +200,11 @@ class LayerNorm(Layer):
     Each sample is normalized by its own mean and (biased) variance over its n
     features, in training and eval alike; ``weight`` (n,) starts at 1 and ``bias`` at 0.
     """
+
+    @classmethod
+    def _saved_numbers_needed(cls, config: dict) -> int:
+        # without elementwise_affine, LayerNorm(n) holds no array at all
+        return super()._saved_numbers_needed(config) if config.get("elementwise_affine", True) else 0
 
     def __init__(self, n: int, eps: float = 1e-5, elementwise_affine: bool = True):
         super().__init__()

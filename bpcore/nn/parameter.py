@@ -67,3 +67,27 @@ class Parameter:
 
     def __repr__(self):
         return f"Parameter(shape={self.shape}, dtype={self.data.dtype}, device={self.backend})"
+
+
+# The largest finite value of each float dtype (float64 -> float32 casts above it give inf).
+_LARGEST = {"float32": float.fromhex("0x1.fffffep+127"), "float64": float.fromhex("0x1.fffffffffffffp+1023")}
+
+
+def checked_host_cast(value, dtype, what: str):
+    """A host NumPy ``value`` cast to ``dtype`` ("float32", "float64" or None: kept), after checks.
+
+    Refused (ValueError naming ``what``): a non-numeric dtype, NaN or infinite values, and
+    finite values beyond the range of ``dtype`` (a float64 1e300 would become float32 inf).
+    The checks run before the cast, so nothing overflows silently.
+    """
+    if value.dtype.kind not in "fiub":
+        raise ValueError(f"{what} has non-numeric dtype {value.dtype}")
+    if value.dtype.kind == "f" and value.size:
+        magnitude = abs(value)
+        if bool(((value != value) | (magnitude == float("inf"))).any()):
+            raise ValueError(f"{what} holds NaN or infinite values")
+        largest = float(magnitude.max())
+        if dtype is not None and largest > _LARGEST[dtype]:
+            raise ValueError(f"{what} holds {largest:.6g}, beyond the largest {dtype} "
+                             f"({_LARGEST[dtype]:.6g}): the cast would turn it into inf")
+    return value if dtype is None or str(value.dtype) == dtype else value.astype(dtype)

@@ -10,7 +10,7 @@ import numpy as np
 import backends
 
 from .._version import __version__
-from ..checkpoint.format import write_bytes_atomically
+from ..checkpoint.atomic import replace_atomically
 from ..nn.containers import Sequential
 from ..nn.module import Layer
 from .trace import ExportError, trace
@@ -110,7 +110,8 @@ def export(model, example, path, input_names=("input",), output_names=("output",
     (result,) = session.run([output_name], {input_name: feed})
     difference = _compare(result, reference, work.dtype, model)
 
-    write_bytes_atomically(path, content, mode=_readable_mode())     # a model file others deploy: as open() would
+    # as every bpcore writer: crash-safe, the old file's mode kept (a new one gets the umask's, as open())
+    replace_atomically(path, lambda stream: stream.write(content))
     return ExportReport(path=path, opset=_opset(proto), nodes=len(proto.graph.node), max_difference=difference,
                         input_shape=_shape(proto.graph.input[0]), output_shape=_shape(proto.graph.output[0]),
                         dtype=work.dtype, size=len(content))
@@ -217,13 +218,6 @@ def _declare_output_shape(proto, onnxruntime, feed, input_name, output_name) -> 
     for dim, size in zip(dims[1:], shape[1:]):
         if not dim.HasField("dim_value"):
             dim.dim_value = size
-
-
-def _readable_mode() -> int:
-    """The permissions open() gives a new file (0o666 less the umask), not mkstemp's owner-only 0o600."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def _opset(proto) -> int:

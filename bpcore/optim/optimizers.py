@@ -11,7 +11,7 @@ import math
 import backends
 
 from .._checks import check_number
-from ..nn.module import Parameter, dtype_name
+from ..nn.module import Parameter, checked_host_cast, dtype_name
 
 
 class Optimizer:
@@ -88,30 +88,55 @@ class Optimizer:
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore what :meth:`state_dict` saved; refuses (changing nothing) a dict that does not fit."""
+        self._write_state(self._check_state(state_dict))
+
+    def _check_state(self, state_dict: dict):
+        """(hyper-parameters, new state) from ``state_dict`` after every check; changes nothing.
+
+        Checked: the optimizer type, each parameter index, each buffer's shape, finiteness and
+        range in the parameter's dtype, every step count (an int >= 0) and other number, and
+        the hyper-parameters (through the constructor's own checks).
+        """
         name = type(self).__name__
         if not isinstance(state_dict, dict) or not {"type", "hyper", "state"} <= set(state_dict):
             raise TypeError(f"{name}.load_state_dict expects the dict made by state_dict()")
         if state_dict["type"] != name:
-            raise ValueError(f"{name}.load_state_dict: the state is of a {state_dict['type']}")
+            raise ValueError(f"{name}.load_state_dict: the state is of a {str(state_dict['type'])[:60]}")
+        if not isinstance(state_dict["state"], dict) or not isinstance(state_dict["hyper"], dict):
+            raise TypeError(f"{name}.load_state_dict: 'state' and 'hyper' must be dicts")
         new_state = {}
         for index, buffers in state_dict["state"].items():
-            index = int(index)
-            if not 0 <= index < len(self.params):
-                raise ValueError(f"{name}.load_state_dict: state for parameter {index}, "
-                                 f"but the optimizer has {len(self.params)}")
+            if isinstance(index, str) and index.isdigit() and len(index) < 10:
+                index = int(index)                  # as JSON gives the keys
+            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(self.params):
+                raise ValueError(f"{name}.load_state_dict: state for parameter {str(index)[:20]}, "
+                                 f"but the optimizer has {len(self.params)} (indices 0 to {len(self.params) - 1})")
+            if not isinstance(buffers, dict):
+                raise TypeError(f"{name}.load_state_dict: the state of parameter {index} must be a dict")
             p = self.params[index]
             moved = {}
             for key, value in buffers.items():
+                what = f"{name}.load_state_dict: {str(key)[:40]} of parameter {index}"
                 if hasattr(value, "shape"):
+                    value = backends.to_host(value)
                     if tuple(value.shape) != p.shape:
-                        raise ValueError(f"{name}.load_state_dict: {key} of parameter {index} has shape "
-                                         f"{tuple(value.shape)}, the parameter {p.shape}")
-                    value = p.backend.asarray(backends.to_host(value), dtype=dtype_name(p.data.dtype),
-                                              copy=True)
+                        raise ValueError(f"{what} has shape {tuple(value.shape)}, the parameter {p.shape}")
+                    value = checked_host_cast(value, dtype_name(p.data.dtype), what)
+                    value = p.backend.asarray(value, dtype=dtype_name(p.data.dtype), copy=True)
+                elif key == "step":
+                    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                        raise ValueError(f"{what} must be an int >= 0, got {str(value)[:40]}")
+                elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                    raise ValueError(f"{what} must be an array or a finite number, got {str(value)[:40]}")
                 moved[key] = value
             new_state[id(p)] = moved
         hyper = {k: v for k, v in state_dict["hyper"].items() if k in self._hyper}
         type(self)(self.params, **hyper)            # the constructor's checks, on the loaded values
+        return hyper, new_state
+
+    def _write_state(self, checked) -> None:
+        """Store what :meth:`_check_state` gave."""
+        hyper, new_state = checked
         for key, value in hyper.items():
             setattr(self, key, value)
         self.state = new_state

@@ -40,12 +40,42 @@ class LRScheduler:
         return [self.optimizer.lr]
 
     def state_dict(self) -> dict:
-        return {k: v for k, v in vars(self).items() if k != "optimizer"}
+        """{"type": class name, and every setting and counter} (the optimizer is not included)."""
+        return {"type": type(self).__name__, **{k: v for k, v in vars(self).items() if k != "optimizer"}}
 
     def load_state_dict(self, state: dict) -> None:
-        for key, value in state.items():
-            if key not in vars(self):
-                raise KeyError(f"{type(self).__name__}.load_state_dict: unknown entry {key!r}")
+        """Restore what :meth:`state_dict` gave; a state of another schedule class, with other
+        entries or values of the wrong type is refused and changes nothing."""
+        self._write_state(self._check_state(state))
+
+    def _check_state(self, state) -> dict:
+        name = type(self).__name__
+        if not isinstance(state, dict):
+            raise TypeError(f"{name}.load_state_dict expects the dict made by state_dict(), "
+                            f"got {type(state).__name__}")
+        saved_type = state.get("type", name)
+        if saved_type != name:
+            raise ValueError(f"{name}.load_state_dict: the state is of a {str(saved_type)[:60]}, not a {name}")
+        values = {k: v for k, v in state.items() if k != "type"}
+        own = {k: v for k, v in vars(self).items() if k != "optimizer"}
+        if set(values) != set(own):
+            raise KeyError(f"{name}.load_state_dict: entries {sorted(map(str, values))[:20]} do not match "
+                           f"a {name}'s {sorted(own)}")
+        for key, value in values.items():
+            current = own[key]
+            if isinstance(current, bool) or isinstance(current, str) or current is None:
+                fits = type(value) is type(current) or (current is None and value is None)
+            elif isinstance(current, int):
+                fits = isinstance(value, int) and not isinstance(value, bool) and (key != "last_epoch" or value >= 0)
+            else:                                  # float settings (inf allowed: best before any epoch)
+                fits = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+            if not fits:
+                raise ValueError(f"{name}.load_state_dict: {key} must be like {current!r} "
+                                 f"({type(current).__name__}), got {str(value)[:40]}")
+        return values
+
+    def _write_state(self, values: dict) -> None:
+        for key, value in values.items():
             setattr(self, key, value)
 
 
@@ -168,3 +198,5 @@ class ReduceLROnPlateau:
 
     state_dict = LRScheduler.state_dict
     load_state_dict = LRScheduler.load_state_dict
+    _check_state = LRScheduler._check_state
+    _write_state = LRScheduler._write_state

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 
-from .._checks import check_int, check_number
+from .._checks import check_int, check_number, output_path
 from ..checkpoint import save_checkpoint
 
 
@@ -160,6 +160,7 @@ class ModelCheckpoint(Callback):
         self.saved_epochs: list[int] = []
 
     def on_train_begin(self, logs=None):
+        self.path = output_path("ModelCheckpoint", self.path)     # folder made before the first epoch
         self._monitor.reset()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -178,7 +179,7 @@ class CSVLogger(Callback):
     read while training runs and survives a crash.
 
     Args:
-        path: the CSV file; its folder must exist.
+        path: the CSV file; a missing folder is created when training begins (as every writer does).
         separator: the field separator (default ",").
         append: add to an existing file (for example when resuming) instead of starting anew.
     """
@@ -189,9 +190,6 @@ class CSVLogger(Callback):
         if not isinstance(separator, str) or len(separator) != 1:
             raise ValueError(f"CSVLogger: separator must be one character, got {separator!r}")
         self.path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(self.path))
-        if not os.path.isdir(folder):
-            raise FileNotFoundError(f"CSVLogger: the folder {folder} does not exist")
         self.separator, self.append = separator, bool(append)
         self._stream = None
         self._columns = None
@@ -199,6 +197,7 @@ class CSVLogger(Callback):
     def on_train_begin(self, logs=None):
         import csv
 
+        self.path = output_path("CSVLogger", self.path)           # folder made before the first epoch
         existing = self.append and os.path.exists(self.path) and os.path.getsize(self.path) > 0
         self._stream = open(self.path, "a" if self.append else "w", newline="", encoding="utf-8")
         self._writer = csv.writer(self._stream, delimiter=self.separator)

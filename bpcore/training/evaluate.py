@@ -13,13 +13,14 @@ def _evaluate_prepared(model, loss_fn, X, y, batch_size, counters):
     xp = model.xp
     was_training = model.training
     model.eval()
-    checked, loss_fn.check_targets = loss_fn.check_targets, False
+    checked = loss_fn.check_targets             # y was checked where it entered; pred on the first batch
     try:
         values, items = [], dict.fromkeys(counters, 0)
         for start in range(0, X.shape[0], batch_size):
             stop = min(X.shape[0], start + batch_size)
             out = model.forward(X[start:stop, ...])
             row = [loss_fn.forward(out, y[start:stop, ...]) * (stop - start)]
+            loss_fn.check_targets = False
             for name, count in counters.items():
                 correct, total = count(xp, out, y[start:stop, ...])
                 row.append(correct)

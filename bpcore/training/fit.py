@@ -12,7 +12,7 @@ import math
 import signal
 import threading
 
-from .._checks import check_int
+from .._checks import check_int, output_path
 from ..checkpoint import save_checkpoint
 from ..nn import init as _init
 from ..optim import Optimizer, ReduceLROnPlateau
@@ -94,7 +94,11 @@ def fit(model, loss_fn, optimizer, X, y, epochs: int = 1, batch_size: int = 32, 
         for i, callback in enumerate(callbacks):
             if not isinstance(callback, Callback):
                 raise TypeError(f"callbacks[{i}] must be a bp.Callback, got {type(callback).__name__}")
+        if checkpoint is not None:
+            checkpoint = output_path("fit: checkpoint", checkpoint)    # the folder made now, not after an epoch
+        _check_binding(model, optimizer, scheduler)
         X, y = _prepare(model, loss_fn, X, y, "fit")
+        _check_batches(model, X.shape[0], batch_size)
         validation = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -119,7 +123,9 @@ def fit(model, loss_fn, optimizer, X, y, epochs: int = 1, batch_size: int = 32, 
     for callback in callbacks:
         callback.set_context(model, optimizer, history, loss_fn)
     bar = _progress_bar(epochs, progress and plan.is_root, start_epoch)
-    checked_targets, loss_fn.check_targets = loss_fn.check_targets, False   # y was checked once above
+    # y was checked once above; the loss still checks the first batch's predictions (BCELoss: a
+    # logits model gives values outside [0, 1]), then _run_epoch turns its per-call checks off
+    checked_targets = loss_fn.check_targets
     model.stop_training = False
     model.train()
     named = model.named_parameters()
@@ -176,6 +182,37 @@ def fit(model, loss_fn, optimizer, X, y, epochs: int = 1, batch_size: int = 32, 
     return history
 
 
+def _check_binding(model, optimizer, scheduler):
+    """The optimizer updates this model's parameters, and the scheduler drives this optimizer.
+
+    An optimizer built on another model's parameters would train nothing here (and AdamW
+    would decay the other model); a scheduler of another optimizer would set the wrong lr.
+    """
+    own = {id(p) for p in model.parameters()}
+    foreign = [i for i, p in enumerate(optimizer.params) if id(p) not in own]
+    if foreign:
+        raise ValueError(f"fit: the optimizer holds {len(foreign)} of {len(optimizer.params)} parameters that do "
+                         f"not belong to this model (params[{foreign[0]}] first); build it on "
+                         f"model.parameters() of the model being trained")
+    if scheduler is not None and getattr(scheduler, "optimizer", optimizer) is not optimizer:
+        raise ValueError(f"fit: the scheduler ({type(scheduler).__name__}) drives another optimizer, not the one "
+                         f"given to fit; build it on this optimizer")
+
+
+def _check_batches(model, n, batch_size):
+    """Every training batch is large enough for the layers that need several samples (BatchNorm1d).
+
+    Checked before training: a last batch of one would otherwise fail mid-epoch, after steps.
+    """
+    needs = max((layer._min_training_batch, layer._name()) for layer in model.modules())
+    smallest = min(batch_size, n) if n % batch_size == 0 else n % batch_size
+    if smallest < needs[0]:
+        raise ValueError(f"fit: {needs[1]} needs at least {needs[0]} samples per training batch, but with "
+                         f"{n} samples and batch_size={batch_size} a batch holds {smallest}; choose a "
+                         f"batch_size that leaves no batch of {smallest} (n % batch_size == 0 or >= {needs[0]}), "
+                         f"or drop {smallest} sample{'s' if smallest != 1 else ''}")
+
+
 def _run_epoch(model, loss_fn, optimizer, X, y, batch_size, rng, counters, callbacks, interrupt,
                epoch, history, named, last_good, plan):
     xp = model.xp
@@ -200,6 +237,7 @@ def _run_epoch(model, loss_fn, optimizer, X, y, batch_size, rng, counters, callb
         if stop > start:
             out = model.forward(x_batch)
             loss = loss_fn.forward(out, y_batch)
+            loss_fn.check_targets = False               # one checked batch is enough (no sync per step)
             model.backward_params(loss_fn.backward())   # parameter gradients; dL/dX is not needed
         stop_now = plan.reduce_gradients(optimizer.params, stop - start, global_stop - global_start,
                                          interrupt.raised)

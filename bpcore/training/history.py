@@ -1,6 +1,8 @@
 """History (what fit records, epoch by epoch) and DivergenceError (the loss became NaN/Inf)."""
 from __future__ import annotations
 
+from ..checkpoint.api import check_history_data
+
 
 class DivergenceError(FloatingPointError):
     """The loss became NaN or infinite; ``.history`` holds the epochs completed before it."""
@@ -50,10 +52,18 @@ class History:
 
     @classmethod
     def from_state_dict(cls, state: dict) -> "History":
-        """A History holding what :meth:`state_dict` gave."""
+        """A History holding what :meth:`state_dict` gave, after checking its types.
+
+        Raises:
+            TypeError / ValueError: not the four sections, epochs that are not increasing ints
+                >= 0, or a record that is not a list of numbers (at most one per epoch).
+        """
+        check_history_data(state)
         history = cls()
-        history.history, history.grad_norms = state["history"], state["grad_norms"]
-        history.weight_norms, history.epochs = state["weight_norms"], state["epochs"]
+        history.history = {k: list(v) for k, v in state["history"].items()}
+        history.grad_norms = {k: list(v) for k, v in state["grad_norms"].items()}
+        history.weight_norms = {k: list(v) for k, v in state["weight_norms"].items()}
+        history.epochs = list(state["epochs"])
         history.health = state.get("health", {})          # absent in checkpoints from before GradientHealth
         return history
 

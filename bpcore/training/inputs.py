@@ -15,7 +15,7 @@ import backends
 
 from .._checks import check_int
 from ..losses import Loss
-from ..nn.module import Layer
+from ..nn.module import _TRACKED, Layer
 
 
 def _on_model_device(function):
@@ -40,6 +40,8 @@ def _prepare(model, loss_fn, X, y, what):
     """(X, y) on the model's device, y shaped and typed for the loss; every check done once."""
     X = model._accept_input(_table_to_array(X, f"{what}: X"), f"{what} X")
     y = _table_to_array(y, f"{what}: y")
+    if getattr(y, "requires_grad", False):
+        raise TypeError(_TRACKED.format(f"{what}: y"))
     xp = model.xp
     if X.ndim < 1 or X.shape[0] == 0:
         raise ValueError(f"{what}: X must hold at least one sample, got shape {tuple(X.shape)}")
@@ -54,7 +56,11 @@ def _prepare(model, loss_fn, X, y, what):
     was_training = model.training
     model.eval()
     try:
-        example = model.forward(X[:1, ...])
+        example = model.forward(X[:1, ...])     # one row tells the output's shape for y's checks
+    except (ValueError, TypeError) as error:
+        # the layer saw the probe's (1, ...) shape: say what X itself is, and which argument
+        raise type(error)(f"{what}: X of shape {tuple(X.shape)} does not fit the model (its first row was "
+                          f"refused): {error}") from None
     finally:
         model.train(was_training)
     template = xp.zeros((X.shape[0],) + tuple(example.shape[1:]), dtype=example.dtype,
@@ -63,6 +69,10 @@ def _prepare(model, loss_fn, X, y, what):
     target = loss_fn._accept_target(backend, template, y)
     if xp.isdtype(target.dtype, "real floating") and not bool(xp.all(xp.isfinite(target))):
         raise ValueError(f"{what}: y contains NaN or infinite values")
+    try:
+        loss_fn.check(target)                      # the loss's value rules (BCE: targets in [0, 1])
+    except ValueError as error:
+        raise ValueError(f"{what}: y: {error}") from None
     return X, target
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 import backends
 
+from .._checks import output_path
 from ..nn.module import Layer
 
 _DPI = 100
@@ -38,10 +39,7 @@ def _figure(**kwargs):
 def _finish(fig, path):
     """Save ``fig`` to ``path`` (PNG unless the name says otherwise), creating folders; return fig."""
     if path is not None:
-        path = os.fspath(path)
-        folder = os.path.dirname(path)
-        if folder:
-            os.makedirs(folder, exist_ok=True)
+        path = output_path("figure", path)             # the folder is created, as for every writer
         fmt = None if os.path.splitext(path)[1] else "png"
         fig.savefig(path, dpi=_DPI, bbox_inches="tight", format=fmt)
     return fig

@@ -29,7 +29,7 @@ import os
 
 import backends
 
-from .._checks import check_int
+from .._checks import check_int, output_path
 from ..nn.containers import Residual, Sequential
 from ..nn.linear import Linear
 from ..losses import BCEWithLogitsLoss, SoftmaxCrossEntropyLoss
@@ -198,9 +198,7 @@ class FlowRecorder(Callback):
     def save_html(self, path, title: str = "Neural Flow") -> str:
         """Write the self-contained Neural Flow page to ``path`` (atomically); returns the path."""
         page = self.to_html(title)
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
+        path = output_path("save_html", path)          # the folder is created, as for every writer
         temporary = f"{path}.{os.getpid()}.tmp"
         with open(temporary, "w", encoding="utf-8") as stream:
             stream.write(page)

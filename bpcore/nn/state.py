@@ -1,0 +1,57 @@
+"""Loading a state dict in two steps: check everything (changing nothing), then write.
+
+``Layer.load_state_dict`` runs both; checkpoints run the check for the whole file first and
+write only when every part of the file has passed.
+"""
+from __future__ import annotations
+
+import backends
+
+from .parameter import Parameter, checked_host_cast
+
+
+def check_state(model, state_dict) -> dict:
+    """{(layer path, attribute): host array as it will be stored}, after every check of
+    ``Layer.load_state_dict`` (names, shapes, numbers, finite, within the layer's dtype);
+    changes nothing."""
+    if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
+        raise TypeError(f"load_state_dict expects a dict of arrays, got {type(state_dict).__name__}")
+    slots = {}                      # full name -> (layer path, attribute, layer, current array)
+    for path, layer in model._layers_by_path().items():
+        prefix = f"{path}." if path else ""
+        for name, p in layer._own_parameters():
+            slots[prefix + name] = (path, name, layer, p.data)
+        for name in layer._buffer_names:
+            slots[prefix + name] = (path, name, layer, getattr(layer, name))
+    missing = [k for k in slots if k not in state_dict]
+    unexpected = [k for k in state_dict.keys() if k not in slots]
+    if missing or unexpected:
+        raise KeyError(f"state_dict does not fit {type(model).__name__}: missing {missing[:20]}, "
+                       f"unexpected {[str(k)[:60] for k in unexpected[:20]]}")
+    checked = {}
+    for name, (path, attribute, layer, current) in slots.items():
+        try:
+            value = backends.to_host(state_dict[name])
+        except TypeError:
+            raise TypeError(f"state_dict[{name!r}] must be an array, "
+                            f"got {type(state_dict[name]).__name__}") from None
+        if tuple(value.shape) != tuple(current.shape):
+            raise ValueError(f"state_dict[{name!r}] has shape {tuple(value.shape)}, "
+                             f"the model expects {tuple(current.shape)}")
+        floating = layer.xp.isdtype(current.dtype, "real floating")
+        checked[(path, attribute)] = checked_host_cast(value, layer._dtype if floating else None,
+                                                       f"state_dict[{name!r}]")
+    return checked
+
+
+def write_state(model, checked: dict) -> None:
+    """Store values that :func:`check_state` gave (on each layer's device)."""
+    layers = model._layers_by_path()
+    for (path, attribute), value in checked.items():
+        layer = layers[path]
+        array = layer._backend.asarray(value, dtype=str(value.dtype), copy=True)
+        current = getattr(layer, attribute)
+        if isinstance(current, Parameter):
+            current.data = array
+        else:
+            setattr(layer, attribute, array)

@@ -67,6 +67,13 @@ class CupyBackend(Backend):
         return CupyRandom(self, seed)
 
 
+def cupy_spec_of(array):
+    """"cupy:N" for a CuPy array on GPU N (without importing CuPy for other arrays)."""
+    if type(array).__module__.partition(".")[0] != "cupy" or not hasattr(array, "device"):
+        return None
+    return f"cupy:{array.device.id}"
+
+
 def make_cupy(device):
     text = device or "0"
     if not text.isdigit():

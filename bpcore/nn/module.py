@@ -8,6 +8,8 @@ adding (+=) into each of its Parameters' ``.grad``. A layer knows its backend
 """
 from __future__ import annotations
 
+import functools
+
 import backends
 
 from .._checks import check_int
@@ -39,6 +41,16 @@ def layer_types() -> dict[str, type]:
     return dict(_LAYER_TYPES)
 
 
+def _on_device(method):
+    """``method`` run with the layer's device current (``Backend.activate``)."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with self._backend.activate():
+            return method(self, *args, **kwargs)
+    run._on_device = True
+    return run
+
+
 class Layer:
     """Base class: subclasses define ``forward`` and ``backward``.
 
@@ -54,6 +66,13 @@ class Layer:
         super().__init_subclass__(**kwargs)
         if cls.__module__.startswith("bpcore.") and not cls.__name__.startswith("_"):
             _LAYER_TYPES[cls.__name__] = cls
+        # A layer called on its own (not inside a Sequential) must still compute on its device:
+        # CuPy makes arrays and launches kernels on the *current* GPU, so on "cuda:1" every
+        # forward and backward runs inside the backend's activate() (a no-op on the CPU).
+        for name in ("forward", "backward", "backward_params"):
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "_on_device", False):
+                setattr(cls, name, _on_device(method))
 
     def __init__(self):
         self.training = True
@@ -251,17 +270,22 @@ class Layer:
             raise ValueError(f"dtype must be one of {FLOAT_DTYPES}, got {dtype!r}")
         for layer in self.modules():
             xp, new = layer.xp, layer._backend.dtype(dtype)
-            for _, p in layer._own_parameters():
-                p.data = xp.astype(p.data, new)
-                if p._grad is not None:
-                    p._grad = xp.astype(p._grad, new)
-            for name in layer._buffer_names:
-                buffer = getattr(layer, name)
-                if xp.isdtype(buffer.dtype, "real floating"):
-                    setattr(layer, name, xp.astype(buffer, new))
+            with layer._backend.activate():
+                layer._cast(xp, new)
             layer._dtype = dtype
             layer._clear_cache()
         return self
+
+    def _cast(self, xp, new):
+        """astype for this layer's own parameters, gradients and floating buffers."""
+        for _, p in self._own_parameters():
+            p.data = xp.astype(p.data, new)
+            if p._grad is not None:
+                p._grad = xp.astype(p._grad, new)
+        for name in self._buffer_names:
+            buffer = getattr(self, name)
+            if xp.isdtype(buffer.dtype, "real floating"):
+                setattr(self, name, xp.astype(buffer, new))
 
     def _clear_cache(self):
         """Forget what forward cached: it lives on the old device or in the old dtype."""
@@ -338,22 +362,24 @@ class Layer:
     def _snapshot(self) -> dict:
         """Device copies of every parameter and buffer (no host transfer), for :meth:`_restore`."""
         copies = {}
-        for path, layer in self._layers_by_path().items():
-            for name, p in layer._own_parameters():
-                copies[(path, name)] = layer.xp.asarray(p.data, copy=True)
-            for name in layer._buffer_names:
-                copies[(path, name)] = layer.xp.asarray(getattr(layer, name), copy=True)
+        with self._backend.activate():         # CuPy copies onto the current GPU
+            for path, layer in self._layers_by_path().items():
+                for name, p in layer._own_parameters():
+                    copies[(path, name)] = layer.xp.asarray(p.data, copy=True)
+                for name in layer._buffer_names:
+                    copies[(path, name)] = layer.xp.asarray(getattr(layer, name), copy=True)
         return copies
 
     def _restore(self, snapshot: dict) -> None:
         """Put back values taken by :meth:`_snapshot` (same device and dtype)."""
         layers = self._layers_by_path()
-        for (path, name), value in snapshot.items():
-            target = getattr(layers[path], name)
-            if isinstance(target, Parameter):
-                target.data = layers[path].xp.asarray(value, copy=True)
-            else:
-                setattr(layers[path], name, layers[path].xp.asarray(value, copy=True))
+        with self._backend.activate():
+            for (path, name), value in snapshot.items():
+                target = getattr(layers[path], name)
+                if isinstance(target, Parameter):
+                    target.data = layers[path].xp.asarray(value, copy=True)
+                else:
+                    setattr(layers[path], name, layers[path].xp.asarray(value, copy=True))
 
     def _layers_by_path(self):
         """{dotted path: layer} for this layer ("") and every layer inside it."""

@@ -89,3 +89,27 @@ def test_the_readme_loop_makes_no_sync_per_step_without_target_checks():
 def test_the_readme_loop_makes_no_sync_per_step():
     syncs = readme_step_syncs(bp.BCEWithLogitsLoss())
     assert syncs.total == 0, syncs
+
+
+@pytest.mark.parametrize("loss_fn, last", [(bp.BCEWithLogitsLoss(), []), (bp.BCELoss(), [bp.Sigmoid()])],
+                         ids=["BCEWithLogitsLoss", "BCELoss"])
+def test_hot_paths_give_no_python_scalar_to_maximum_minimum_where(monkeypatch, loss_fn, last):
+    """array-api-compat copies a Python scalar to the GPU with a blocking copy on torch CUDA: ReLU,
+    the BCE losses and clipping use cached device constants (Backend.constant) instead."""
+    be = backends.get(SYNC_SPEC)
+    scalars = []
+    for name in ("maximum", "minimum", "where", "clip"):
+        function = getattr(be.xp, name)
+
+        def watched(*args, _function=function, _name=name, **kwargs):
+            scalars.extend(f"{_name}({a!r})" for a in (*args, *kwargs.values()) if isinstance(a, (int, float)))
+            return _function(*args, **kwargs)
+        monkeypatch.setattr(be.xp, name, watched)
+    net = bp.Sequential(bp.Linear(2, 8), bp.ReLU(), bp.Linear(8, 1), *last).to(SYNC_SPEC)
+    loss_fn.check_targets = False
+    X, y = problem(16)
+    loss_fn.forward(net(X), y)
+    net.backward(loss_fn.backward())
+    bp.optim.clip_grad_norm_(net, 1.0)
+    bp.optim.clip_grad_value_(net, 0.5)
+    assert scalars == []

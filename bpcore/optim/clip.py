@@ -41,7 +41,8 @@ def _clip_norm(xp, params, max_norm, norm_type):
         total = xp.max(xp.stack([xp.max(xp.abs(p.grad)) for p in params]))
     else:
         total = xp.sum(xp.stack([xp.sum(xp.abs(p.grad) ** norm_type) for p in params])) ** (1.0 / norm_type)
-    scale = xp.minimum(max_norm / (total + 1e-6), 1.0)     # minimum, not clip: no GPU sync on CuPy
+    # minimum with a cached device constant, not clip or a Python scalar: no GPU sync
+    scale = xp.minimum(max_norm / (total + 1e-6), params[0].backend.constant(1.0, total.dtype))
     for p in params:
         p.grad = p.grad * scale
     return total
@@ -53,4 +54,5 @@ def clip_grad_value_(params, clip_value: float) -> None:
     clip_value = check_number("clip_grad_value_", "clip_value", clip_value)
     for p in params:
         with p.backend.activate():
-            p.grad = p.backend.xp.minimum(p.backend.xp.maximum(p.grad, -clip_value), clip_value)
+            low, high = p.backend.constant(-clip_value, p.grad.dtype), p.backend.constant(clip_value, p.grad.dtype)
+            p.grad = p.backend.xp.minimum(p.backend.xp.maximum(p.grad, low), high)

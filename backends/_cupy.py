@@ -46,8 +46,11 @@ class CupyBackend(Backend):
         super().__init__(cupy_xp, cupy.cuda.Device(index), f"cupy:{index}")
 
     def asarray(self, host, dtype=None, copy=False):
-        # Host -> device always copies.
+        # Host -> device copies, but with unified/host-mapped memory cupy.asarray may alias a host
+        # buffer (and returns a CuPy array itself): copy=True asks for a copy explicitly.
         with self.device:
+            if copy:
+                return self.cupy.array(host, dtype=dtype, copy=True)
             return self.cupy.asarray(host, dtype=dtype)
 
     def to_numpy(self, array):

@@ -47,16 +47,18 @@ __all__ = [
 
 
 def _register_builtin():
-    from ._cupy import make_cupy
+    from ._cupy import cupy_spec_of, make_cupy
     from ._numpy import make_numpy
     from ._onnx import make_onnx
-    from ._strict import make_strict
-    from ._torch import make_torch
+    from ._strict import make_strict, strict_spec_of
+    from ._torch import make_torch, torch_spec_of
 
     register("numpy", make_numpy)
-    register("array_api_strict", make_strict)
-    register("torch", make_torch, candidates=["torch", "torch:cuda"])
-    register("cupy", make_cupy, candidates=["cupy"])
+    # "array_api_strict:device1": a simulated second device, so device mistakes fail on the CPU
+    register("array_api_strict", make_strict, candidates=["array_api_strict", "array_api_strict:device1"],
+             spec_of=strict_spec_of)
+    register("torch", make_torch, candidates=["torch", "torch:cuda"], spec_of=torch_spec_of)
+    register("cupy", make_cupy, candidates=["cupy"], spec_of=cupy_spec_of)
     register("onnx", make_onnx, trains=False)     # export: records the forward pass as an ONNX graph
 
 

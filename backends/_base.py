@@ -147,6 +147,21 @@ class Backend(abc.ABC):
         return RandomStream(self, seed)
 
     # -- small conveniences ----------------------------------------------
+    def constant(self, value: float, dtype):
+        """A cached 0-d array holding ``value`` in ``dtype`` on this device (never write into it).
+
+        For ``xp.maximum(x, c)``, ``xp.where(m, x, c)`` on hot paths: array-api-compat turns a
+        Python scalar given to them into a tensor with a blocking host-to-device copy on torch
+        CUDA, one sync per call; a cached device constant is made once.
+        """
+        cache = self.__dict__.setdefault("_constants", {})
+        key = (float(value), str(dtype))
+        found = cache.get(key)
+        if found is None:
+            with self.activate():
+                found = cache[key] = self.xp.asarray(float(value), dtype=dtype, device=self.device)
+        return found
+
     def dtype(self, name: str):
         """The namespace's dtype object for a name such as "float32"."""
         try:

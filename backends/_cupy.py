@@ -46,8 +46,11 @@ class CupyBackend(Backend):
         super().__init__(cupy_xp, cupy.cuda.Device(index), f"cupy:{index}")
 
     def asarray(self, host, dtype=None, copy=False):
-        # Host -> device always copies.
+        # Host -> device copies, but with unified/host-mapped memory cupy.asarray may alias a host
+        # buffer (and returns a CuPy array itself): copy=True asks for a copy explicitly.
         with self.device:
+            if copy:
+                return self.cupy.array(host, dtype=dtype, copy=True)
             return self.cupy.asarray(host, dtype=dtype)
 
     def to_numpy(self, array):
@@ -65,6 +68,13 @@ class CupyBackend(Backend):
 
     def random(self, seed=None):
         return CupyRandom(self, seed)
+
+
+def cupy_spec_of(array):
+    """"cupy:N" for a CuPy array on GPU N (without importing CuPy for other arrays)."""
+    if type(array).__module__.partition(".")[0] != "cupy" or not hasattr(array, "device"):
+        return None
+    return f"cupy:{array.device.id}"
 
 
 def make_cupy(device):

@@ -14,12 +14,15 @@ _CANDIDATES: dict[str, list[str]] = {}
 _INFERENCE_ONLY: set[str] = set()
 # canonical spec ("torch:cpu") and asked-for spec ("torch") -> the one Backend.
 _CACHE: dict[str, Backend] = {}
+# name -> spec_of(array): the spec of the backend holding an array of that library ("cupy:1"), or None.
+_SPEC_OF: dict[str, Callable[[object], "str | None"]] = {}
 # Device strings that are not backend names.
 _ALIASES = {"cpu": "numpy", "cuda": "cupy"}
 
 
 def register(name: str, factory: Callable[[str | None], Backend], *,
-             candidates: list[str] | None = None, replace: bool = False, trains: bool = True) -> None:
+             candidates: list[str] | None = None, replace: bool = False, trains: bool = True,
+             spec_of: Callable[[object], "str | None"] | None = None) -> None:
     """Add a backend to the registry without touching bpcore.
 
     Args:
@@ -32,6 +35,9 @@ def register(name: str, factory: Callable[[str | None], Backend], *,
         replace: allow replacing an already registered name.
         trains: False for a backend that only records or runs the forward pass (onnx), so that
             ``available(trains=True)`` (what the test suite trains on) leaves it out.
+        spec_of: ``spec_of(array)`` gives the spec of the backend that holds ``array`` (such as
+            "cupy:1") or None when it is not this library's; lets :func:`backend_of` find arrays
+            on devices that ``candidates`` does not list (every GPU but the first).
     """
     if not isinstance(name, str) or not name or ":" in name:
         raise ValueError(f"backend name must be a non-empty string without ':', got {name!r}")
@@ -41,7 +47,12 @@ def register(name: str, factory: Callable[[str | None], Backend], *,
         raise TypeError(f"factory for backend {name!r} must be callable, got {type(factory).__name__}")
     if name in _FACTORIES and not replace:
         raise ValueError(f"backend {name!r} is already registered (pass replace=True to replace it)")
+    if spec_of is not None and not callable(spec_of):
+        raise TypeError(f"spec_of for backend {name!r} must be callable, got {type(spec_of).__name__}")
     _FACTORIES[name] = factory
+    _SPEC_OF.pop(name, None)
+    if spec_of is not None:
+        _SPEC_OF[name] = spec_of
     _CANDIDATES[name] = list(candidates) if candidates is not None else [name]
     _INFERENCE_ONLY.discard(name)
     if not trains:
@@ -55,6 +66,7 @@ def unregister(name: str) -> None:
         raise ValueError(f"backend {name!r} is not registered; known names: {', '.join(known())}")
     del _FACTORIES[name], _CANDIDATES[name]
     _INFERENCE_ONLY.discard(name)
+    _SPEC_OF.pop(name, None)
     for spec in [s for s, be in _CACHE.items() if s == name or s.startswith(name + ":") or be.name == name]:
         del _CACHE[spec]
 
@@ -163,6 +175,15 @@ def backend_of(array) -> Backend:
         backend = get(spec)
         if backend.owns(array):
             return backend
+    for name, spec_of in _SPEC_OF.items():       # a device available() does not probe: "cupy:1"
+        spec = spec_of(array) if name not in _hidden() else None
+        if spec is not None:
+            try:
+                backend = get(spec)
+            except (BackendUnavailableError, ValueError):
+                continue
+            if backend.owns(array):
+                return backend
     raise TypeError(f"{type(array).__module__}.{type(array).__name__} is not an array of any "
                     f"usable backend ({', '.join(available())})")
 

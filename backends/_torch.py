@@ -72,6 +72,13 @@ class TorchBackend(Backend):
         return TorchRandom(self, seed)
 
 
+def torch_spec_of(array):
+    """"torch:cuda:1" for a tensor on GPU 1 (without importing torch for other arrays)."""
+    if type(array).__module__.partition(".")[0] != "torch" or not hasattr(array, "device"):
+        return None
+    return f"torch:{array.device}"
+
+
 def make_torch(device):
     try:
         import torch

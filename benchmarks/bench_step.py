@@ -156,9 +156,12 @@ def main(argv=None):
     be = backends.get(args.device)
     print(f"bpcore {bp.__version__} on {be} | numpy {np.__version__} | python {platform.python_version()} "
           f"| {platform.machine()}")
-    if be.kind == "cuda":
+    if be.name == "cupy":
         import cupy as hand_xp
         torch_device = "cuda"
+    elif be.kind == "cuda":       # torch:cuda needs no CuPy: the hand-written baseline stays NumPy
+        hand_xp, torch_device = np, "cuda"
+        print("hand-written baseline: NumPy on the CPU (CuPy is not needed for torch:cuda)")
     else:
         hand_xp, torch_device = np, "cpu"
     try:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+import backends
+
 from ._checks import check_int, check_number
 from .nn.init import host_rng
 
@@ -78,7 +80,7 @@ def train_test_split(X, y, test_size: float = 0.2, seed=0):
     ``test_size`` is a fraction in (0, 1) or a number of samples; the test part has
     ceil(test_size * n) samples, as in scikit-learn.
     """
-    X, y = np.asarray(X), np.asarray(y)
+    (X, y), back = _on_host("train_test_split", X, y)
     if X.ndim == 0 or y.ndim == 0 or len(X) != len(y):
         raise ValueError(f"train_test_split: X and y must have the same length, got "
                          f"{X.shape} and {y.shape}")
@@ -92,7 +94,7 @@ def train_test_split(X, y, test_size: float = 0.2, seed=0):
         raise ValueError(f"train_test_split: test_size {test_size} leaves {n_test} of {n} samples for testing")
     order = host_rng(seed).permutation(n)
     test, train = order[:n_test], order[n_test:]
-    return X[train], X[test], y[train], y[test]
+    return back(X[train]), back(X[test]), back(y[train]), back(y[test])
 
 
 def digits(images: bool = False):
@@ -183,17 +185,16 @@ def standardize(X_train, *others):
     same mean and std (so test data never leak into the statistics). Constant features are
     left centred, not divided by zero.
     """
-    X_train = np.asarray(X_train)
+    (X_train, *others), back = _on_host("standardize", X_train, *others)
     if X_train.ndim != 2 or len(X_train) == 0:
         raise ValueError(f"standardize: X_train must be (n, features) with n > 0, got {X_train.shape}")
     mean = X_train.mean(axis=0)
     std = X_train.std(axis=0)
     std = np.where(std > 0, std, 1.0)
-    others = [np.asarray(X) for X in others]
     for X in others:
         if X.ndim != 2 or X.shape[1] != X_train.shape[1]:
             raise ValueError(f"standardize: every array must have {X_train.shape[1]} features, got {X.shape}")
-    scaled = [((X - mean) / std).astype(X_train.dtype) for X in (X_train, *others)]
+    scaled = [back(((X - mean) / std).astype(X_train.dtype)) for X in (X_train, *others)]
     return scaled[0] if not others else tuple(scaled)
 
 
@@ -301,3 +302,29 @@ def mnist(path=None, download: bool = True, images: bool = True):
 def fashion_mnist(path=None, download: bool = True, images: bool = True):
     """Zalando's Fashion-MNIST (10 kinds of clothing, the same IDX files and shapes as :func:`mnist`)."""
     return _load_idx_dataset("fashion_mnist", path, download, images)
+def _on_host(owner, *arrays):
+    """Host NumPy copies of ``arrays`` and ``back``, which returns a result where they came from.
+
+    Arrays of a backend (a GPU's, where ``np.asarray`` refuses) are copied to the host, split or
+    scaled there (these run once, before training) and moved back to that backend; host data,
+    lists and tables stay on the host.
+    """
+    places = set()
+    hosted = []
+    for array in arrays:
+        if backends.is_host_array(array) or isinstance(array, (list, tuple)) or hasattr(array, "to_numpy"):
+            hosted.append(backends.host_array_from(array, f"{owner} input"))
+            continue
+        try:
+            backend = backends.backend_of(array)
+        except TypeError:
+            raise TypeError(f"{owner}: expected arrays (NumPy, a list, or an array of a backend), "
+                            f"got {type(array).__name__}") from None
+        places.add(backend)
+        hosted.append(backend.to_numpy(array))
+    if len(places) > 1:
+        raise TypeError(f"{owner}: the arrays live on different backends {sorted(b.spec for b in places)}")
+    if not places:
+        return hosted, lambda result: result
+    backend = places.pop()
+    return hosted, lambda result: backend.asarray(result)

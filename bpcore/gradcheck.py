@@ -105,6 +105,11 @@ def gradcheck(model: Layer, loss_fn, x, y, eps: float = 1e-5, atol: float = 1e-8
     model = copy.deepcopy(model).astype("float64")
     loss_fn = copy.deepcopy(loss_fn)
     backend = model.device
+    with backend.activate():            # every copy and perturbation on the model's GPU ("cuda:1")
+        return _gradcheck(model, loss_fn, backend, x, y, eps, atol, rtol, max_entries, seed)
+
+
+def _gradcheck(model, loss_fn, backend, x, y, eps, atol, rtol, max_entries, seed):
     checked_x = model._accept_input(_as_float64(backend, x), "gradcheck input x")
     inputs = [backend.asarray(backend.to_numpy(checked_x), copy=True)]   # perturbed in place below
     y = _as_float64(backend, y)

@@ -109,9 +109,9 @@ class Loss:
 
 
 def _require_range(loss: Loss, xp, values, low, high, what):
-    """Raise ValueError unless low <= values <= high (one host sync)."""
+    """Raise ValueError unless low <= values <= high (one host sync: min and max read together)."""
     to_python = int if xp.isdtype(values.dtype, "integral") else float
-    smallest, largest = to_python(xp.min(values)), to_python(xp.max(values))
+    smallest, largest = (to_python(v) for v in loss._backend.to_numpy(xp.stack([xp.min(values), xp.max(values)])))
     if not (low <= smallest and largest <= high):
         raise ValueError(f"{type(loss).__name__}: {what} must lie in [{low}, {high}], "
                          f"got values from {smallest} to {largest}")
@@ -151,7 +151,8 @@ class BCELoss(_BinaryTargets, Loss):
         size = math.prod(pred.shape)
         log_p = self._clamped_log(xp, pred)
         log_1mp = self._clamped_log(xp, 1.0 - pred)
-        denominator = xp.maximum(pred * (1.0 - pred), 1e-12)   # maximum, not clip: no GPU sync on CuPy
+        # maximum with a cached device constant, not clip or a Python scalar: no GPU sync
+        denominator = xp.maximum(pred * (1.0 - pred), self._backend.constant(1e-12, pred.dtype))
         self._grad = (pred - target) / denominator / size
         return -xp.sum(target * log_p + (1.0 - target) * log_1mp) / size
 
@@ -159,8 +160,8 @@ class BCELoss(_BinaryTargets, Loss):
     def _clamped_log(self, xp, p):
         """max(log p, -100), without ever evaluating log(0)."""
         positive = p > 0
-        return xp.maximum(xp.where(positive, xp.log(xp.where(positive, p, 1.0)), self._LOG_FLOOR),
-                          self._LOG_FLOOR)
+        floor, one = self._backend.constant(self._LOG_FLOOR, p.dtype), self._backend.constant(1.0, p.dtype)
+        return xp.maximum(xp.where(positive, xp.log(xp.where(positive, p, one)), floor), floor)
 
 
 class BCEWithLogitsLoss(_BinaryTargets, Loss):
@@ -175,7 +176,7 @@ class BCEWithLogitsLoss(_BinaryTargets, Loss):
         size = math.prod(pred.shape)
         exp_neg_abs = xp.exp(-xp.abs(pred))          # shared by the loss and sigmoid(z)
         self._grad = (stable_sigmoid(xp, pred, exp_neg_abs) - target) / size
-        per_entry = xp.maximum(pred, 0.0) - pred * target + xp.log1p(exp_neg_abs)
+        per_entry = xp.maximum(pred, self._backend.constant(0.0, pred.dtype)) - pred * target + xp.log1p(exp_neg_abs)
         return xp.sum(per_entry) / size
 
 

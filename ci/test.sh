@@ -44,6 +44,8 @@ fi
 "$python" -c 'import backends; print("backends usable here:", ", ".join(backends.available()))'
 # The floors of the architecture (pyproject.toml, [tool.importlinter]): imports only go down.
 "$(dirname "$python")/lint-imports" --no-cache
+# BPCORE_MINIMUMS=1: also check that the declared minimum versions work (ci/minimums.sh, ~30 s)
+[ "${BPCORE_MINIMUMS:-0}" = "1" ] && bash ci/minimums.sh
 workers="${BPCORE_WORKERS:-auto}"
 if [ "$workers" != "0" ] && "$python" -c "import xdist" 2>/dev/null; then
     exec "$python" -m pytest -n "$workers" "$@"

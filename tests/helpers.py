@@ -1,6 +1,8 @@
 """Helpers shared by the tests: tolerances from the dtype, data on a backend."""
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 
@@ -38,3 +40,74 @@ def to_torch(array, requires_grad=False):
 
 def from_torch(tensor):
     return tensor.detach().numpy().copy()
+
+
+# -- counting host syncs ----------------------------------------------------------------------------
+# What makes a GPU wait for its queue and copy to the host: reading a value (bool/float/int), an
+# explicit to_numpy/synchronize, or NumPy converting the array (__array__, refused on the
+# simulated device as CuPy refuses it). Training code must do none of them per batch.
+SYNC_SPEC = "array_api_strict:device1"
+_SYNC_METHODS = ("__bool__", "__float__", "__int__", "__index__", "__array__")
+
+
+class SyncCounter:
+    """Counts of host syncs by kind, e.g. {"__float__": 2, "to_numpy": 1}; ``total`` sums them."""
+
+    def __init__(self):
+        self.counts: dict[str, int] = {}
+
+    def add(self, kind: str) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def __repr__(self):
+        return f"SyncCounter({self.counts})"
+
+
+@contextlib.contextmanager
+def count_syncs(backend=None):
+    """Count host syncs on ``backend`` (default: the simulated device ``array_api_strict:device1``)
+    while the block runs: ``with count_syncs() as syncs: ...; assert syncs.total == 0``.
+
+    Counts ``to_numpy`` and ``synchronize`` of the backend and ``__bool__``, ``__float__``,
+    ``__int__``, ``__index__``, ``__array__`` of its arrays. On device1, ``np.asarray(array)``
+    raises, as it does for a CuPy array. Reusable by any test (issue 15's speed work relies on it).
+    """
+    import backends
+
+    backend = backends.get(backend or SYNC_SPEC)
+    counter = SyncCounter()
+    array_type = type(backend.asarray(np.zeros(1)))
+    saved_type = {name: array_type.__dict__[name] for name in _SYNC_METHODS if name in array_type.__dict__}
+    saved_backend = {name: vars(backend).get(name) for name in ("to_numpy", "synchronize")}
+
+    def counting(name, method):
+        def run(self, *args, **kwargs):
+            if backend.owns(self):
+                counter.add(name)
+            return method(self, *args, **kwargs)
+        return run
+
+    def counting_bound(name, method):
+        def run(*args, **kwargs):
+            counter.add(name)
+            return method(*args, **kwargs)
+        return run
+
+    for name, method in saved_type.items():
+        setattr(array_type, name, counting(name, method))
+    for name in saved_backend:
+        setattr(backend, name, counting_bound(name, getattr(type(backend), name).__get__(backend)))
+    try:
+        yield counter
+    finally:
+        for name, method in saved_type.items():
+            setattr(array_type, name, method)
+        for name, value in saved_backend.items():
+            if value is None:
+                vars(backend).pop(name, None)
+            else:
+                setattr(backend, name, value)

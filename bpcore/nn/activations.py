@@ -57,7 +57,7 @@ class ReLU(_Elementwise):
     def forward(self, x):
         x = self._start(x)
         self._slope = self.xp.astype(x > 0, x.dtype)
-        return self.xp.maximum(x, 0.0)
+        return x * self._slope              # = max(x, 0), with no Python scalar (a sync on torch CUDA)
 
     def backward(self, grad_out):
         slope = self._cached(self._slope, grad_out)

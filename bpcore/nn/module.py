@@ -8,6 +8,7 @@ adding (+=) into each of its Parameters' ``.grad``. A layer knows its backend
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import backends
@@ -16,6 +17,7 @@ from .._checks import check_int
 from .parameter import (  # noqa: F401  (re-exported: the contract's names)
     FLOAT_DTYPES, Parameter, checked_host_cast, dtype_name,
 )
+from .checks import LayerChecks
 from .state import check_state, write_state
 
 # Layer types a checkpoint may rebuild, by class name: every public layer class of bpcore joins
@@ -28,9 +30,7 @@ _LAYER_TYPES: dict[str, type] = {}
 _MODEL_WRITER = [None]
 
 
-# A torch tensor that autograd tracks would attach a graph to every result (memory growing each step).
-_TRACKED = ("{} is a torch tensor with requires_grad=True; bpcore computes gradients by hand, and "
-            "autograd would record a graph at every step. Pass x.detach()")
+
 
 
 def register_layer(cls: type) -> type:
@@ -49,7 +49,17 @@ def layer_types() -> dict[str, type]:
     return dict(_LAYER_TYPES)
 
 
-class Layer:
+def _on_device(method):
+    """``method`` run with the layer's device current (``Backend.activate``)."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with self._backend.activate():
+            return method(self, *args, **kwargs)
+    run._on_device = True
+    return run
+
+
+class Layer(LayerChecks):
     """Base class: subclasses define ``forward`` and ``backward``.
 
     Parameters are attributes holding :class:`Parameter` objects, child layers
@@ -65,6 +75,13 @@ class Layer:
         super().__init_subclass__(**kwargs)
         if cls.__module__.startswith("bpcore.") and not cls.__name__.startswith("_"):
             _LAYER_TYPES[cls.__name__] = cls
+        # A layer called on its own (not inside a Sequential) must still compute on its device:
+        # CuPy makes arrays and launches kernels on the *current* GPU, so on "cuda:1" every
+        # forward and backward runs inside the backend's activate() (a no-op on the CPU).
+        for name in ("forward", "backward", "backward_params"):
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "_on_device", False):
+                setattr(cls, name, _on_device(method))
 
     def __init__(self):
         self.training = True
@@ -127,63 +144,6 @@ class Layer:
     def _name(self) -> str:
         where = f" (layer '{self._path}')" if self._path else ""
         return f"{self._label()}{where}"
-
-    def _accept_input(self, x, what="input"):
-        """Return ``x`` as an array of this layer's backend and float dtype.
-
-        Host NumPy arrays are moved and cast to the layer's dtype; arrays
-        already on the backend must have that dtype when they are floating
-        point (no silent up- or down-casts); integer and bool arrays are cast.
-        Anything else is refused by ``backends.accept_array`` with the one message.
-        """
-        backend = self._backend
-        dtype = backend.dtype(self._dtype)
-        if getattr(x, "requires_grad", False):
-            raise TypeError(_TRACKED.format(f"{self._name()}: {what}"))
-        if backend.owns(x) and x.dtype == dtype:
-            return x
-        host = backends.is_host_array(x)
-        x = backends.accept_array(backend, x, self._name, what, dtype=self._dtype if host else None)
-        if x.dtype == dtype:
-            return x
-        xp = backend.xp
-        if xp.isdtype(x.dtype, "real floating"):
-            raise TypeError(f"{self._name()}: {what} has dtype {dtype_name(x.dtype)}, but the layer is "
-                            f"{self._dtype}; cast it, or call model.astype({dtype_name(x.dtype)!r})")
-        if not xp.isdtype(x.dtype, ("integral", "bool")):
-            raise TypeError(f"{self._name()}: {what} must be a real-valued array, got dtype {x.dtype}")
-        return xp.astype(x, dtype)
-
-    def _check_grad_out(self, grad_out, expected_shape=None):
-        """grad_out is checked as forward checks its input: an array of this layer's backend
-        (another backend's, a list or None is a TypeError), of the layer's dtype (no silent
-        float64 gradients in a float32 model), with the forward output's shape (when given)."""
-        backend = self._backend
-        if not backend.trains:
-            raise self._inference_only()
-        if getattr(grad_out, "requires_grad", False):
-            raise TypeError(_TRACKED.format(f"{self._name()}: grad_out"))
-        if not backend.owns(grad_out):
-            backends.accept_array(backend, grad_out, self._name, "grad_out")     # raises, naming both
-            raise TypeError(f"{self._name()}: grad_out must be an array of {backend.spec} (the layer's "
-                            f"device), got a host array; move it with model.device.asarray(...)")
-        if grad_out.dtype != backend.dtype(self._dtype):
-            raise TypeError(f"{self._name()}: grad_out has dtype {dtype_name(grad_out.dtype)}, but the layer "
-                            f"is {self._dtype}")
-        if expected_shape is not None and tuple(grad_out.shape) != tuple(expected_shape):
-            raise ValueError(f"{self._name()}: backward expected grad_out of shape "
-                             f"{tuple(expected_shape)} (the forward output), got {tuple(grad_out.shape)}")
-
-    def _inference_only(self):
-        return backends.InferenceOnlyError(
-            f"{self._name()}: backward() on the {self._backend.spec} backend, which only records the forward "
-            f"pass: export is inference-only. Train on another backend (model.to('cpu')), then export")
-
-    def _no_forward(self):
-        if not self._backend.trains:
-            return self._inference_only()
-        return RuntimeError(f"{self._name()}: backward() called before forward(); "
-                            f"run a forward pass first")
 
     def _make_parameter(self, host_array) -> Parameter:
         """A Parameter on this layer's backend and dtype from a host array."""
@@ -300,17 +260,22 @@ class Layer:
             raise ValueError(f"dtype must be one of {FLOAT_DTYPES}, got {dtype!r}")
         for layer in self.modules():
             xp, new = layer.xp, layer._backend.dtype(dtype)
-            for _, p in layer._own_parameters():
-                p.data = xp.astype(p.data, new)
-                if p._grad is not None:
-                    p._grad = xp.astype(p._grad, new)
-            for name in layer._buffer_names:
-                buffer = getattr(layer, name)
-                if xp.isdtype(buffer.dtype, "real floating"):
-                    setattr(layer, name, xp.astype(buffer, new))
+            with layer._backend.activate():
+                layer._cast(xp, new)
             layer._dtype = dtype
             layer._clear_cache()
         return self
+
+    def _cast(self, xp, new):
+        """astype for this layer's own parameters, gradients and floating buffers."""
+        for _, p in self._own_parameters():
+            p.data = xp.astype(p.data, new)
+            if p._grad is not None:
+                p._grad = xp.astype(p._grad, new)
+        for name in self._buffer_names:
+            buffer = getattr(self, name)
+            if xp.isdtype(buffer.dtype, "real floating"):
+                setattr(self, name, xp.astype(buffer, new))
 
     def _clear_cache(self):
         """Forget what forward cached: it lives on the old device or in the old dtype."""
@@ -363,22 +328,24 @@ class Layer:
     def _snapshot(self) -> dict:
         """Device copies of every parameter and buffer (no host transfer), for :meth:`_restore`."""
         copies = {}
-        for path, layer in self._layers_by_path().items():
-            for name, p in layer._own_parameters():
-                copies[(path, name)] = layer.xp.asarray(p.data, copy=True)
-            for name in layer._buffer_names:
-                copies[(path, name)] = layer.xp.asarray(getattr(layer, name), copy=True)
+        with self._backend.activate():         # CuPy copies onto the current GPU
+            for path, layer in self._layers_by_path().items():
+                for name, p in layer._own_parameters():
+                    copies[(path, name)] = layer.xp.asarray(p.data, copy=True)
+                for name in layer._buffer_names:
+                    copies[(path, name)] = layer.xp.asarray(getattr(layer, name), copy=True)
         return copies
 
     def _restore(self, snapshot: dict) -> None:
         """Put back values taken by :meth:`_snapshot` (same device and dtype)."""
         layers = self._layers_by_path()
-        for (path, name), value in snapshot.items():
-            target = getattr(layers[path], name)
-            if isinstance(target, Parameter):
-                target.data = layers[path].xp.asarray(value, copy=True)
-            else:
-                setattr(layers[path], name, layers[path].xp.asarray(value, copy=True))
+        with self._backend.activate():
+            for (path, name), value in snapshot.items():
+                target = getattr(layers[path], name)
+                if isinstance(target, Parameter):
+                    target.data = layers[path].xp.asarray(value, copy=True)
+                else:
+                    setattr(layers[path], name, layers[path].xp.asarray(value, copy=True))
 
     def _layers_by_path(self):
         """{dotted path: layer} for this layer ("") and every layer inside it."""

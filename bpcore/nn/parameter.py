@@ -30,7 +30,8 @@ class Parameter:
     @property
     def grad(self):
         if self._grad is None:
-            self._grad = self.backend.xp.zeros_like(self.data)
+            with self.backend.activate():      # CuPy allocates on the current GPU, not data's
+                self._grad = self.backend.xp.zeros_like(self.data)
         return self._grad
 
     @grad.setter
@@ -42,7 +43,8 @@ class Parameter:
 
     def accumulate_grad(self, grad):
         """Add ``grad`` into ``.grad`` (the contract's +=). ``grad`` is copied, never kept."""
-        self._accumulate_new(self.backend.xp.asarray(grad, copy=True) if self._grad is None else grad)
+        with self.backend.activate():
+            self._accumulate_new(self.backend.xp.asarray(grad, copy=True) if self._grad is None else grad)
 
     def _accumulate_new(self, grad):
         """accumulate_grad for a freshly computed array that nothing else holds (x.T @ grad_out):

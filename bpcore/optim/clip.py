@@ -31,12 +31,18 @@ def clip_grad_norm_(params, max_norm: float, norm_type: float = 2.0):
         raise ValueError(f"clip_grad_norm_: norm_type must be > 0 (or inf), got {norm_type!r}")
     if not params:
         raise ValueError("clip_grad_norm_: no parameters given")
-    xp = params[0].backend.xp
+    backend = params[0].backend
+    with backend.activate():                  # on "cuda:1" the sums and the scale stay on GPU 1
+        return _clip_norm(backend.xp, params, max_norm, norm_type)
+
+
+def _clip_norm(xp, params, max_norm, norm_type):
     if math.isinf(norm_type):
         total = xp.max(xp.stack([xp.max(xp.abs(p.grad)) for p in params]))
     else:
         total = xp.sum(xp.stack([xp.sum(xp.abs(p.grad) ** norm_type) for p in params])) ** (1.0 / norm_type)
-    scale = xp.minimum(max_norm / (total + 1e-6), 1.0)     # minimum, not clip: no GPU sync on CuPy
+    # minimum with a cached device constant, not clip or a Python scalar: no GPU sync
+    scale = xp.minimum(max_norm / (total + 1e-6), params[0].backend.constant(1.0, total.dtype))
     for p in params:
         p.grad = p.grad * scale
     return total
@@ -47,4 +53,6 @@ def clip_grad_value_(params, clip_value: float) -> None:
     params = _grads(params, "clip_grad_value_")
     clip_value = check_number("clip_grad_value_", "clip_value", clip_value)
     for p in params:
-        p.grad = p.backend.xp.minimum(p.backend.xp.maximum(p.grad, -clip_value), clip_value)
+        with p.backend.activate():
+            low, high = p.backend.constant(-clip_value, p.grad.dtype), p.backend.constant(clip_value, p.grad.dtype)
+            p.grad = p.backend.xp.minimum(p.backend.xp.maximum(p.grad, low), high)

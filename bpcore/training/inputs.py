@@ -15,7 +15,8 @@ import backends
 
 from .._checks import check_int
 from ..losses import Loss
-from ..nn.module import _TRACKED, Layer
+from ..nn.checks import _TRACKED
+from ..nn.module import Layer
 
 
 def _on_model_device(function):

@@ -27,6 +27,8 @@ import html
 import math
 import os
 
+import numpy as np
+
 import backends
 
 from .._checks import check_int, output_path
@@ -105,32 +107,17 @@ class FlowRecorder(Callback):
         was_training = model.training
         model.eval()
         try:
-            x = model._accept_input(self.X_probe, "FlowRecorder probes")
-            column_values = [x]
-            outputs = x
-            for linear, followers in self._columns:
-                outputs = linear.forward(outputs)
-                for layer in followers:
-                    outputs = layer.forward(outputs)
-                column_values.append(outputs)
-            grad = self._output_gradient(outputs)
-            for p in model.parameters():
-                p.zero_grad()
-            column_grads = []
-            for linear, followers in reversed(self._columns):
-                for layer in reversed(followers):
-                    grad = layer.backward(grad)
-                column_grads.append(grad)                       # dL/dz at this Linear's output
-                grad = linear.backward(grad)
-            column_grads.reverse()
-            arrays = (column_values + column_grads + [lin.W.data for lin, _ in self._columns]
-                      + [lin.b.data if lin.b is not None else xp.zeros(lin.n_out, dtype=lin.W.data.dtype)
-                         for lin, _ in self._columns] + [lin.W.grad for lin, _ in self._columns])
-            host = [backend.to_numpy(a) for a in arrays]           # one copy per snapshot
+            with backend.activate():               # outside fit too: compute on the model's GPU
+                arrays = self._snapshot_arrays(model, xp)
+                # one device-to-host copy per snapshot: every array flattened into one buffer
+                sizes = [math.prod(a.shape) for a in arrays]
+                flat = backend.to_numpy(xp.concat([xp.reshape(a, (-1,)) for a in arrays]))
         finally:
             model.train(was_training)
             for p, g in zip(model.parameters(), saved_grads):
                 p._grad = g
+        ends = np.cumsum(sizes)
+        host = [flat[end - size:end].reshape(tuple(a.shape)) for a, size, end in zip(arrays, sizes, ends)]
         n = len(self._columns)
         values, grads = host[:n + 1], host[n + 1:2 * n + 1]
         weights, biases, weight_grads = host[2 * n + 1:3 * n + 1], host[3 * n + 1:4 * n + 1], host[4 * n + 1:]
@@ -149,6 +136,32 @@ class FlowRecorder(Callback):
         if len(self.snapshots) >= self.max_snapshots:
             self._thin()
         self.snapshots.append(snapshot)
+
+    def _snapshot_arrays(self, model, xp):
+        """[probe values per column, dL/dz per column, W, b, dW per Linear], on the device."""
+        x = model._accept_input(self.X_probe, "FlowRecorder probes")
+        column_values = [x]
+        outputs = x
+        for linear, followers in self._columns:
+            outputs = linear.forward(outputs)
+            for layer in followers:
+                outputs = layer.forward(outputs)
+            column_values.append(outputs)
+        grad = self._output_gradient(outputs)
+        for p in model.parameters():
+            p.zero_grad()
+        column_grads = []
+        for linear, followers in reversed(self._columns):
+            for layer in reversed(followers):
+                grad = layer.backward(grad)
+            column_grads.append(grad)                       # dL/dz at this Linear's output
+            grad = linear.backward(grad)
+        column_grads.reverse()
+        biases = [lin.b.data if lin.b is not None
+                  else xp.zeros(lin.n_out, dtype=lin.W.data.dtype, device=lin.W.data.device)
+                  for lin, _ in self._columns]
+        return (column_values + column_grads + [lin.W.data for lin, _ in self._columns] + biases
+                + [lin.W.grad for lin, _ in self._columns])
 
     def _output_gradient(self, outputs):
         """dL/d(output) for the probes: from the fit's loss when targets were given."""

@@ -123,7 +123,8 @@ def diagnose(model, loss_fn, X, y, batch_size: int = 256) -> HealthReport:
     n = min(batch_size, X.shape[0])
     values, layout = _measure(probe, probe_loss, X[:n, ...], y[:n, ...])
     xp = probe.xp
-    host = probe.device.to_numpy(xp.stack(values)).astype("float64").tolist()
+    with probe.device.activate():                          # stack on the model's device (cuda:N)
+        host = probe.device.to_numpy(xp.stack(values)).astype("float64").tolist()
     return HealthReport(_rows(layout, host), host[0], n)
 
 

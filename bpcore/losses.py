@@ -5,9 +5,11 @@ Each loss averages over the batch (PyTorch's ``reduction="mean"``),
 ``backward()`` returns dL/dpred with pred's shape. Targets may be host NumPy
 arrays; they are moved to pred's device and cast to its dtype.
 
-Target values are checked (probabilities in [0, 1], labels in range) unless
-``check_targets`` is set to False, which saves a device-to-host sync per call
-on a GPU once the data are known to be valid.
+Every call checks shapes and dtypes, which costs nothing on a device. Target *values*
+(probabilities in [0, 1], labels in range) need their numbers on the host, a device-to-host
+sync, so they are checked where data enter: ``fit`` and ``evaluate`` check them once (and the
+first batch's predictions), and ``loss_fn.check(target)`` does it for a hand-written loop.
+``check_targets = True`` checks values on every call as well (one sync each; for debugging).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ class Loss:
     """Base class: subclasses define ``_forward(xp, pred, target)`` and ``_backward(xp)``."""
 
     def __init__(self):
-        self.check_targets = True
+        self.check_targets = False       # per-call value checks: off, so a training step never syncs
         self._backend = None
         self._grad = None        # dL/dpred, computed in forward while its inputs are at hand
 
@@ -111,7 +113,10 @@ class Loss:
 def _require_range(loss: Loss, xp, values, low, high, what):
     """Raise ValueError unless low <= values <= high (one host sync: min and max read together)."""
     to_python = int if xp.isdtype(values.dtype, "integral") else float
-    smallest, largest = (to_python(v) for v in loss._backend.to_numpy(xp.stack([xp.min(values), xp.max(values)])))
+    backend = backends.backend_of(values)          # the loss's, or the target's before any forward
+    with backend.activate():
+        both = xp.stack([xp.min(values), xp.max(values)])
+    smallest, largest = (to_python(v) for v in backend.to_numpy(both))
     if not (low <= smallest and largest <= high):
         raise ValueError(f"{type(loss).__name__}: {what} must lie in [{low}, {high}], "
                          f"got values from {smallest} to {largest}")

@@ -7,6 +7,12 @@ import pytest
 import backends
 import bpcore as bp
 
+
+def checking(loss_fn):
+    """The loss with its per-call value checks on (off by default: each costs a device sync)."""
+    loss_fn.check_targets = True
+    return loss_fn
+
 X = np.ones((4, 2), dtype=np.float32)
 
 
@@ -47,9 +53,9 @@ CASES = [
     ("unknown device", lambda: model().to("tpu9"), ValueError, ["tpu9", "known names"]),
     ("unknown dtype", lambda: model().astype("float16"), ValueError, ["float16", "float32", "float64"]),
     ("Sequential of non-layers", lambda: bp.Sequential(bp.Linear(2, 2), "relu"), TypeError, ["item 1", "str"]),
-    ("label out of range", lambda: bp.SoftmaxCrossEntropyLoss()(np.zeros((3, 4)), np.array([0, 4, 1])),
+    ("label out of range", lambda: checking(bp.SoftmaxCrossEntropyLoss())(np.zeros((3, 4)), np.array([0, 4, 1])),
      ValueError, ["labels", "4 classes", "[0, 3]", "4"]),
-    ("negative label", lambda: bp.SoftmaxCrossEntropyLoss()(np.zeros((3, 4)), np.array([0, -1, 1])),
+    ("negative label", lambda: checking(bp.SoftmaxCrossEntropyLoss())(np.zeros((3, 4)), np.array([0, -1, 1])),
      ValueError, ["labels", "-1"]),
     ("float labels", lambda: bp.SoftmaxCrossEntropyLoss()(np.zeros((3, 4)), np.array([0.0, 1.0, 2.0])),
      TypeError, ["integer", "float64"]),
@@ -63,9 +69,11 @@ CASES = [
      ["(4, 3)", "(4, 2)"]),
     ("(N, 1) pred against (N, 2) target", lambda: bp.BCEWithLogitsLoss()(np.zeros((4, 1)), np.zeros((4, 2))),
      ValueError, ["(4, 2)", "(4, 1)"]),
-    ("BCE target outside [0, 1]", lambda: bp.BCEWithLogitsLoss()(np.zeros((2, 1)), np.array([[0.0], [2.0]])),
+    ("BCE target outside [0, 1]", lambda: checking(bp.BCEWithLogitsLoss())(np.zeros((2, 1)), np.array([[0.0], [2.0]])),
      ValueError, ["target", "[0.0, 1.0]", "2.0"]),
-    ("BCELoss pred outside [0, 1]", lambda: bp.BCELoss()(np.array([[1.5]]), np.array([[1.0]])),
+    ("BCE target outside [0, 1], checked once", lambda: bp.BCELoss().check(np.array([[0.5], [-0.5]])),
+     ValueError, ["target", "[0.0, 1.0]", "-0.5"]),
+    ("BCELoss pred outside [0, 1]", lambda: checking(bp.BCELoss())(np.array([[1.5]]), np.array([[1.0]])),
      ValueError, ["pred", "1.5"]),
     ("empty batch", lambda: bp.MSELoss()(np.zeros((0, 1)), np.zeros((0, 1))), ValueError, ["non-empty"]),
     ("integer pred", lambda: bp.MSELoss()(np.zeros((2, 1), dtype=np.int64), np.zeros((2, 1))), TypeError,

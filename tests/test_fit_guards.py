@@ -78,7 +78,11 @@ def test_bce_targets_outside_0_1_are_refused_where_data_enter(loss_fn):
     assert unchanged(model, before)
     with pytest.raises(ValueError, match=r"evaluate: y: .*target must lie"):
         bp.evaluate(model, loss_fn, X, y)
-    assert loss_fn.check_targets                  # fit and evaluate leave the loss's setting as it was
+    assert not loss_fn.check_targets              # fit and evaluate leave the loss's setting as it was
+    loss_fn.check_targets = True
+    with pytest.raises(ValueError, match=r"evaluate: y: .*target must lie"):
+        bp.evaluate(model, loss_fn, X, y)
+    assert loss_fn.check_targets
 
 
 def test_a_logits_model_fed_to_bce_loss_is_refused_on_the_first_batch():

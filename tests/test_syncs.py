@@ -77,18 +77,17 @@ def readme_step_syncs(loss_fn):
     return syncs
 
 
-def test_the_readme_loop_makes_no_sync_per_step_without_target_checks():
-    loss_fn = bp.BCEWithLogitsLoss()
-    loss_fn.check_targets = False
-    syncs = readme_step_syncs(loss_fn)
-    assert syncs.total == 0, syncs
-
-
-@pytest.mark.xfail(strict=True, reason="the loss's per-call target value check (_require_range) syncs; "
-                   "issue 15 moves value checks to where data enter (fit/evaluate, loss_fn.check(target))")
 def test_the_readme_loop_makes_no_sync_per_step():
+    """By default a loss checks shapes and dtypes only: its target values are checked where data
+    enter (fit, evaluate, or loss_fn.check(target) once before a hand-written loop)."""
     syncs = readme_step_syncs(bp.BCEWithLogitsLoss())
     assert syncs.total == 0, syncs
+
+
+def test_per_call_value_checks_are_an_explicit_choice_and_cost_one_sync_each():
+    loss_fn = bp.BCEWithLogitsLoss()
+    loss_fn.check_targets = True
+    assert readme_step_syncs(loss_fn).total > 0
 
 
 @pytest.mark.parametrize("loss_fn, last", [(bp.BCEWithLogitsLoss(), []), (bp.BCELoss(), [bp.Sigmoid()])],

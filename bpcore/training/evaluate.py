@@ -14,6 +14,7 @@ def _evaluate_prepared(model, loss_fn, X, y, batch_size, counters):
     was_training = model.training
     model.eval()
     checked = loss_fn.check_targets             # y was checked where it entered; pred on the first batch
+    loss_fn.check_targets = True
     try:
         values, items = [], dict.fromkeys(counters, 0)
         for start in range(0, X.shape[0], batch_size):

@@ -125,7 +125,7 @@ def fit(model, loss_fn, optimizer, X, y, epochs: int = 1, batch_size: int = 32, 
     bar = _progress_bar(epochs, progress and plan.is_root, start_epoch)
     # y was checked once above; the loss still checks the first batch's predictions (BCELoss: a
     # logits model gives values outside [0, 1]), then _run_epoch turns its per-call checks off
-    checked_targets = loss_fn.check_targets
+    checked_targets, loss_fn.check_targets = loss_fn.check_targets, True     # the first batch: one sync
     model.stop_training = False
     model.train()
     named = model.named_parameters()

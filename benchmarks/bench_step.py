@@ -1,22 +1,37 @@
-"""Time one training step (forward, loss, backward, SGD update) three ways, in one run.
+"""One training step (forward, loss, backward, SGD update, zero_grad), three ways, in one run.
 
-    python benchmarks/bench_step.py [--device cpu|cuda|torch|...] [--steps 300]
+    python benchmarks/bench_step.py [--device cpu|cuda] [--nets spiral,moons,...] [--rounds 7]
+                                    [--steps 30] [--write]
 
-1. bpcore on --device,
-2. the same network written by hand in NumPy (CPU) or CuPy (GPU) with in-place updates,
-3. PyTorch eager with autograd and torch.optim.SGD (on the same kind of device),
-and prints the median time per step and the ratios to the hand-written code. Nets: the lessons'
-2-16-8-1 tanh on 400 spiral points (full batch), and a 784-256-128-10 ReLU softmax net on a
-batch of 256 random inputs. Timings vary from machine to machine: compare ratios, not seconds.
+For each of five nets (the lessons' spiral and moons nets, an MNIST-sized MLP, a wide MLP and a
+deep narrow one), with the same starting weights for all three:
+
+1. bpcore on ``--device`` (numpy, or CuPy with ``--device cuda``);
+2. the same net written by hand as fast as the array library allows: every buffer (activations,
+   pre-activations, gradients, weight gradients) allocated once, then filled in place with
+   ``out=`` (matmul, tanh, maximum, exp, ...); the loss value computed as a training loop would;
+3. PyTorch eager with autograd and ``torch.optim.SGD`` (``cuda`` on a GPU).
+
+The three are interleaved round by round (round r times ``--steps`` steps of each), so a
+noisy machine slows all of them alike; the table gives the per-step minimum and median over
+the rounds and the ratios of the minima. Also: the peak memory of one wide-net step (tracemalloc,
+which sees NumPy's allocations but not PyTorch's, so that column is bpcore against the
+hand-written step only), and the overhead of ``bp.fit`` over the bare step loop on the same
+shuffled batches (MNIST-sized net, one epoch). ``--write`` puts the output into
+``benchmarks/cpu-results.md`` (or ``gpu-results.md`` with ``--device cuda``), keeping its other
+sections. Timings vary between machines and runs: compare ratios, not seconds.
 """
 from __future__ import annotations
 
 import argparse
+import datetime
+import math
 import os
 import platform
 import statistics
 import sys
 import time
+import tracemalloc
 
 import numpy as np
 
@@ -25,159 +40,310 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import backends  # noqa: E402
 import bpcore as bp  # noqa: E402
 
-CASES = {
-    "spiral 2-16-8-1 tanh, batch 400": dict(sizes=[2, 16, 8, 1], activation="tanh", batch=400),
-    "784-256-128-10 relu, batch 256": dict(sizes=[784, 256, 128, 10], activation="relu", batch=256),
+NETS = {   # name: sizes, activation, batch; binary cross-entropy for one output, else softmax CE
+    "spiral": ([2, 16, 8, 1], "tanh", 400),
+    "moons": ([2, 8, 8, 1], "relu", 320),
+    "mnist": ([784, 256, 256, 10], "relu", 128),
+    "wide": ([784, 1024, 1024, 1024, 10], "relu", 512),
+    "deep": ([64] * 20 + [10], "relu", 64),
 }
+LR = 0.1
+START, END = "<!-- bench_step: start -->", "<!-- bench_step: end -->"
 
 
-def median_step_time(step, sync, steps, repeats=5):
-    for _ in range(max(10, steps // 10)):   # warm up (allocator, caches, kernels)
-        step()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        sync()
-        times.append((time.perf_counter() - start) / steps)
-    return statistics.median(times)
-
-
-def make_data(case, seed=0):
+def make_data(sizes, batch, seed=0):
     rng = np.random.default_rng(seed)
-    n_in, n_out = case["sizes"][0], case["sizes"][-1]
-    if n_in == 2:
-        X, y = bp.data.spiral(case["batch"], seed=seed)
-        return X, y
-    X = rng.standard_normal((case["batch"], n_in)).astype(np.float32)
-    return X, rng.integers(0, n_out, case["batch"])
+    X = rng.standard_normal((batch, sizes[0])).astype(np.float32)
+    y = (rng.integers(0, 2, (batch, 1)).astype(np.float32) if sizes[-1] == 1
+         else rng.integers(0, sizes[-1], batch))
+    return X, y
 
 
-def bpcore_step(case, device, X, y):
-    model = bp.mlp(case["sizes"], activation=case["activation"], seed=0).to(device)
-    be = model.device
+# -- 1. bpcore ---------------------------------------------------------------------------------
+def bpcore_model(sizes, activation):
+    return bp.mlp(sizes, activation=activation, seed=0)
+
+
+def bpcore_step(model, be, X, y):
+    model = model.to(be)
     X, y = be.asarray(X), be.asarray(y)
-    loss_fn = bp.SoftmaxCrossEntropyLoss() if case["sizes"][-1] > 1 else bp.BCEWithLogitsLoss()
-    loss_fn.check_targets = False     # data checked once; no per-step device sync
-    opt = bp.optim.SGD(model.parameters(), lr=0.1)
+    loss_fn = bp.SoftmaxCrossEntropyLoss() if model.layers[-1].n_out > 1 else bp.BCEWithLogitsLoss()
+    loss_fn.check(y)                  # values once, where the data enter; no sync per step
+    opt = bp.optim.SGD(model.parameters(), lr=LR)
 
     def step():
         opt.zero_grad()
         loss_fn.forward(model(X), y)
-        model.backward(loss_fn.backward(), input_grad=False)
+        model.backward_params(loss_fn.backward())     # dL/dX of the data is not needed
         opt.step()
-    return step, be.synchronize
-
-
-def handwritten_step(case, xp, X, y):
-    """The network written out by hand: the baseline bpcore must come within 10% of.
-
-    Like any training loop it computes the loss value (stably) as well as dL/dz, and it
-    skips dL/dX for the first layer, as bpcore's backward(..., input_grad=False) does.
-    """
-    rng = np.random.default_rng(0)
-    sizes, relu = case["sizes"], case["activation"] == "relu"
-    Ws = [xp.asarray(rng.normal(0, np.sqrt((2.0 if relu else 1.0) / a), (a, b)).astype(np.float32))
-          for a, b in zip(sizes[:-1], sizes[1:])]
-    bs = [xp.zeros(b, dtype=xp.float32) for b in sizes[1:]]
-    X = xp.asarray(X)
-    n = X.shape[0]
-    multiclass = sizes[-1] > 1
-    onehot = xp.asarray(np.eye(sizes[-1], dtype=np.float32)[y]) if multiclass else xp.asarray(y)
-    lr = np.float32(0.1)
-
-    def step():
-        acts = [X]
-        for W, b in zip(Ws[:-1], bs[:-1]):
-            z = acts[-1] @ W
-            z += b
-            acts.append(xp.maximum(z, 0) if relu else xp.tanh(z))
-        z = acts[-1] @ Ws[-1]
-        z += bs[-1]
-        # the loss value, as a training loop reports it, and dL/dz
-        if multiclass:
-            shifted = z - z.max(axis=1, keepdims=True)
-            e = xp.exp(shifted)
-            total = e.sum(axis=1, keepdims=True)
-            loss = -(onehot * (shifted - xp.log(total))).sum() / n
-            grad = e / total
-            grad -= onehot
-        else:
-            e = xp.exp(-xp.abs(z))
-            loss = (xp.maximum(z, 0) - z * onehot + xp.log1p(e)).sum() / n
-            grad = xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-            grad -= onehot
-        grad /= n
-        for i in range(len(Ws) - 1, -1, -1):
-            dW = acts[i].T @ grad
-            db = grad.sum(axis=0)
-            if i > 0:
-                grad = grad @ Ws[i].T
-                grad *= (acts[i] > 0) if relu else (1.0 - acts[i] * acts[i])
-            Ws[i] -= lr * dW
-            bs[i] -= lr * db
-        return loss
     return step
 
 
-def torch_step(case, device, X, y):
-    import torch
+# -- 2. by hand, every buffer allocated once ------------------------------------------------------
+def handwritten_step(xp, weights, activation, X, y):
+    """The baseline: the same net written out, in place wherever ``out=`` exists.
 
-    torch.manual_seed(0)
-    sizes = case["sizes"]
+    weights: [(W (n_in, n_out), b (n_out,))] as host arrays, copied. In place: every matmul
+    (``out=``), the bias add, tanh / maximum, the loss's exp and log, the gradient arithmetic and
+    the SGD update. Allocated per step: only the reductions' small results (bias gradients,
+    the row maxima and sums of softmax, the loss value).
+    """
+    Ws = [xp.asarray(W.copy()) for W, _ in weights]
+    bs = [xp.asarray(b.copy()) for _, b in weights]
+    X = xp.asarray(X)
+    n, layers, relu = X.shape[0], len(Ws), activation == "relu"
+    multiclass = Ws[-1].shape[1] > 1
+    target = xp.asarray(np.eye(Ws[-1].shape[1], dtype=np.float32)[y] if multiclass else y)
+    z = [xp.empty((n, W.shape[1]), dtype=xp.float32) for W in Ws]          # pre-activations
+    a = [X] + [xp.empty_like(zi) for zi in z[:-1]]                          # layer inputs
+    g = [xp.empty_like(zi) for zi in z]                                     # dL/dz per layer
+    dW = [xp.empty_like(W) for W in Ws]
+    mask = [xp.empty_like(zi) for zi in z[:-1]]
+    work = xp.empty_like(z[-1])
+    lr = np.float32(LR)
+
+    def step():
+        for i in range(layers):
+            xp.matmul(a[i], Ws[i], out=z[i])
+            z[i] += bs[i]
+            if i < layers - 1:
+                if relu:
+                    xp.maximum(z[i], 0, out=a[i + 1])
+                else:
+                    xp.tanh(z[i], out=a[i + 1])
+        out, grad = z[-1], g[-1]
+        if multiclass:                                  # softmax cross-entropy, stable
+            out -= out.max(axis=1, keepdims=True)
+            xp.exp(out, out=grad)
+            total = grad.sum(axis=1, keepdims=True)
+            grad /= total
+            loss = -(target * (out - xp.log(total))).sum() / n
+            grad -= target
+        else:                                           # BCE with logits, stable
+            xp.abs(out, out=work)
+            xp.negative(work, out=work)
+            xp.exp(work, out=work)                      # e = exp(-|z|)
+            loss = (xp.maximum(out, 0) - out * target + xp.log1p(work)).sum() / n
+            xp.add(work, 1, out=grad)
+            xp.divide(xp.where(out >= 0, 1, work), grad, out=grad)             # sigmoid(z)
+            grad -= target
+        grad /= n
+        for i in range(layers - 1, -1, -1):
+            xp.matmul(a[i].T, g[i], out=dW[i])
+            db = g[i].sum(axis=0)
+            if i > 0:
+                xp.matmul(g[i], Ws[i].T, out=g[i - 1])
+                if relu:
+                    xp.greater(a[i], 0, out=mask[i - 1])
+                else:                                   # tanh' = 1 - a^2
+                    xp.multiply(a[i], a[i], out=mask[i - 1])
+                    xp.subtract(1, mask[i - 1], out=mask[i - 1])
+                g[i - 1] *= mask[i - 1]
+            dW[i] *= lr
+            Ws[i] -= dW[i]
+            bs[i] -= lr * db
+        return loss
+    step.weights = Ws                  # for the test that this baseline trains the same net
+    return step
+
+
+# -- 3. PyTorch eager ---------------------------------------------------------------------------
+def torch_step(torch, device, weights, activation, X, y):
     layers = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(torch.nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(torch.nn.ReLU() if case["activation"] == "relu" else torch.nn.Tanh())
+    for i, (W, b) in enumerate(weights):
+        linear = torch.nn.Linear(*W.shape)
+        with torch.no_grad():
+            linear.weight.copy_(torch.as_tensor(W.T))
+            linear.bias.copy_(torch.as_tensor(b))
+        layers.append(linear)
+        if i < len(weights) - 1:
+            layers.append(torch.nn.ReLU() if activation == "relu" else torch.nn.Tanh())
     model = torch.nn.Sequential(*layers).to(device)
-    X = torch.as_tensor(X, device=device)
-    if sizes[-1] > 1:
-        y, loss_fn = torch.as_tensor(y, device=device), torch.nn.CrossEntropyLoss()
-    else:
-        y, loss_fn = torch.as_tensor(y, device=device), torch.nn.BCEWithLogitsLoss()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    X, y = torch.as_tensor(X, device=device), torch.as_tensor(y, device=device)
+    loss_fn = torch.nn.CrossEntropyLoss() if weights[-1][0].shape[1] > 1 else torch.nn.BCEWithLogitsLoss()
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
 
     def step():
         opt.zero_grad()
         loss_fn(model(X), y).backward()
         opt.step()
-    sync = (lambda: torch.cuda.synchronize()) if device.startswith("cuda") else (lambda: None)
-    return step, sync
+    return step
+
+
+# -- measuring ----------------------------------------------------------------------------------
+def interleaved(steps_by_name, sync, rounds, steps):
+    """{name: [seconds per step, one per round]}, the implementations taking turns each round."""
+    for step in steps_by_name.values():               # warm up: allocator, caches, kernels
+        for _ in range(3):
+            step()
+    sync()
+    times = {name: [] for name in steps_by_name}
+    for _ in range(rounds):
+        for name, step in steps_by_name.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                step()
+            sync()
+            times[name].append((time.perf_counter() - start) / steps)
+    return times
+
+
+def peak_bytes(make_step):
+    """The peak of NumPy allocations (tracemalloc) while a step is built (weights, buffers, data
+    on the device) and run twice: everything a training step holds, and its transients."""
+    tracemalloc.start()
+    try:
+        step = make_step()
+        step()
+        step()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def fit_overhead(be, rounds):
+    """Seconds per epoch of bp.fit and of the bare step loop over the same shuffled batches."""
+    sizes, activation, batch = NETS["mnist"]
+    X, y = make_data(sizes, batch * 40, seed=1)
+    loss_fn = bp.SoftmaxCrossEntropyLoss()
+    fit_times, loop_times = [], []
+    for _ in range(rounds):
+        model = bpcore_model(sizes, activation).to(be)
+        opt = bp.optim.SGD(model.parameters(), lr=LR)
+        start = time.perf_counter()
+        bp.fit(model, loss_fn, opt, X, y, epochs=1, batch_size=batch, seed=0, progress=False)
+        be.synchronize()
+        fit_times.append(time.perf_counter() - start)
+
+        model = bpcore_model(sizes, activation).to(be)
+        opt = bp.optim.SGD(model.parameters(), lr=LR)
+        Xd, yd = be.asarray(X), be.asarray(y)
+        loss_fn.check(yd)
+        order = be.asarray(np.random.default_rng(0).permutation(len(X)))
+        start = time.perf_counter()
+        for first in range(0, len(X), batch):
+            rows = order[first:first + batch]
+            x_batch, y_batch = be.xp.take(Xd, rows, axis=0), be.xp.take(yd, rows, axis=0)
+            opt.zero_grad()
+            loss_fn.forward(model(x_batch), y_batch)
+            model.backward_params(loss_fn.backward())
+            opt.step()
+        be.synchronize()
+        loop_times.append(time.perf_counter() - start)
+    return min(fit_times), min(loop_times)
+
+
+def machine_lines(be, torch):
+    lines = [f"date {datetime.date.today().isoformat()} | bpcore {bp.__version__} on {be.spec} | "
+             f"numpy {np.__version__} | python {platform.python_version()} | {platform.machine()}"]
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+        lines.append(f"CPU {model}, {os.cpu_count()} logical cores")
+    except (OSError, StopIteration):
+        lines.append(f"CPU {platform.processor() or 'unknown'}, {os.cpu_count()} logical cores")
+    try:
+        from threadpoolctl import threadpool_info
+        for pool in threadpool_info():
+            if pool.get("user_api") == "blas":
+                lines.append(f"BLAS {pool.get('internal_api')} {pool.get('version')} "
+                             f"({pool.get('architecture')} kernel, {pool.get('num_threads')} threads)")
+    except ImportError:
+        lines.append("BLAS: unknown (pip install threadpoolctl to see it)")
+    if torch is not None:
+        lines.append(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    return lines
+
+
+def run(args) -> list[str]:
+    be = backends.get(args.device)
+    if be.kind == "cuda" and be.name != "cupy":
+        raise SystemExit("--device: the GPU comparison runs bpcore on CuPy (--device cuda); "
+                         "torch:cuda is the PyTorch column there")
+    hand_xp = be.cupy if be.name == "cupy" else np       # the hand-written step on the same device
+    torch_device = "cuda" if be.kind == "cuda" else "cpu"
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    names = [n.strip() for n in args.nets.split(",") if n.strip()]
+    unknown = [n for n in names if n not in NETS]
+    if unknown or not names:
+        raise SystemExit(f"--nets: unknown {unknown or names}; choose from {', '.join(NETS)}")
+    out = machine_lines(be, torch)
+    out.append(f"{args.rounds} rounds x {args.steps} steps each, interleaved; per-step min / median")
+    header = (f"{'net':<8}{'sizes':<26}{'batch':>6}{'hand min':>11}{'bpcore min':>12}{'torch min':>11}"
+              f"{'bp/hand':>9}{'bp/torch':>10}{'bp median':>11}")
+    out.append(header)
+    print("\n".join(out), flush=True)
+    for name in names:
+        sizes, activation, batch = NETS[name]
+        X, y = make_data(sizes, batch)
+        model = bpcore_model(sizes, activation)
+        weights = [(layer.W.data.copy(), layer.b.data.copy()) for layer in model.layers
+                   if isinstance(layer, bp.Linear)]
+        steps = {"hand": handwritten_step(hand_xp, weights, activation, X, y),
+                 "bpcore": bpcore_step(model, be, X, y)}
+        if torch is not None:
+            steps["torch"] = torch_step(torch, torch_device, weights, activation, X, y)
+        sync = be.synchronize if torch is None or be.kind != "cuda" else (
+            lambda: (be.synchronize(), torch.cuda.synchronize()))
+        times = interleaved(steps, sync, args.rounds, args.steps)
+        best = {k: min(v) for k, v in times.items()}
+        torch_min = best.get("torch", math.nan)
+        label = "-".join(map(str, sizes)) if len(sizes) < 8 else f"{sizes[0]}x{len(sizes) - 1} layers"
+        line = (f"{name:<8}{label:<26}{batch:>6}{best['hand'] * 1e6:>9.1f}us{best['bpcore'] * 1e6:>10.1f}us"
+                f"{torch_min * 1e6:>9.1f}us{best['bpcore'] / best['hand']:>9.2f}{best['bpcore'] / torch_min:>10.2f}"
+                f"{statistics.median(times['bpcore']) * 1e6:>9.1f}us")
+        out.append(line)
+        print(line, flush=True)
+    if be.kind == "cpu" and "wide" in names:
+        sizes, activation, batch = NETS["wide"]
+        X, y = make_data(sizes, batch)
+        weights = [(layer.W.data.copy(), layer.b.data.copy()) for layer in bpcore_model(sizes, activation).layers
+                   if isinstance(layer, bp.Linear)]
+        hand = peak_bytes(lambda: handwritten_step(np, weights, activation, X, y))
+        ours = peak_bytes(lambda: bpcore_step(bpcore_model(sizes, activation), be, X, y))
+        out.append(f"peak memory of a wide-net step, weights and buffers included (tracemalloc): "
+                   f"hand-written {hand / 2**20:.1f} MiB, bpcore {ours / 2**20:.1f} MiB, ratio {ours / hand:.2f}")
+        print(out[-1], flush=True)
+    if args.fit:
+        fit_s, loop_s = fit_overhead(be, max(2, args.rounds // 2))
+        out.append(f"fit over the bare step loop, MNIST-sized net, one epoch of 40 batches of 128: "
+                   f"fit {fit_s * 1e3:.1f} ms, loop {loop_s * 1e3:.1f} ms, overhead {100 * (fit_s / loop_s - 1):+.1f}%")
+        print(out[-1], flush=True)
+    return out
+
+
+def write_results(lines, device_kind, command):
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                        "gpu-results.md" if device_kind == "cuda" else "cpu-results.md")
+    section = "\n".join([START, "## Training step: `" + command + "`", "", "```text", *lines, "```", END])
+    old = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
+    if START in old and END in old:
+        new = old[:old.index(START)] + section + old[old.index(END) + len(END):]
+    else:
+        new = old.rstrip("\n") + "\n\n" + section + "\n"
+    with open(path, "w") as stream:
+        stream.write(new)
+    print(f"wrote {path}")
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--device", default="cpu", help="cpu (numpy) or cuda (CuPy; PyTorch on CUDA beside it)")
+    p.add_argument("--nets", default=",".join(NETS), help=f"comma-separated, from {', '.join(NETS)}")
+    p.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default 7)")
+    p.add_argument("--steps", type=int, default=30, help="steps per implementation per round (default 30)")
+    p.add_argument("--no-fit", dest="fit", action="store_false", help="skip fit's overhead measurement")
+    p.add_argument("--write", action="store_true", help="write the results file (keeps its other sections)")
     args = p.parse_args(argv)
-    be = backends.get(args.device)
-    print(f"bpcore {bp.__version__} on {be} | numpy {np.__version__} | python {platform.python_version()} "
-          f"| {platform.machine()}")
-    if be.name == "cupy":
-        import cupy as hand_xp
-        torch_device = "cuda"
-    elif be.kind == "cuda":       # torch:cuda needs no CuPy: the hand-written baseline stays NumPy
-        hand_xp, torch_device = np, "cuda"
-        print("hand-written baseline: NumPy on the CPU (CuPy is not needed for torch:cuda)")
-    else:
-        hand_xp, torch_device = np, "cpu"
-    try:
-        import torch
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    except ImportError:
-        torch = None
-    print(f"{'case':<34}{'hand-written':>14}{'bpcore':>12}{'torch':>12}{'bpcore/hand':>13}{'torch/hand':>12}")
-    for name, case in CASES.items():
-        X, y = make_data(case)
-        hand = median_step_time(handwritten_step(case, hand_xp, X, y),
-                                getattr(be, "synchronize"), args.steps)
-        ours = median_step_time(*bpcore_step(case, be, X, y), args.steps)
-        theirs = median_step_time(*torch_step(case, torch_device, X, y), args.steps) if torch else float("nan")
-        print(f"{name:<34}{hand * 1e6:>12.1f}us{ours * 1e6:>10.1f}us{theirs * 1e6:>10.1f}us"
-              f"{ours / hand:>13.2f}{theirs / hand:>12.2f}")
+    if args.rounds < 1 or args.steps < 1:
+        p.error("--rounds and --steps must be at least 1")
+    lines = run(args)
+    if args.write:
+        write_results(lines, backends.get(args.device).kind, "python benchmarks/bench_step.py " +
+                      " ".join(argv if argv is not None else sys.argv[1:]))
+    return lines
 
 
 if __name__ == "__main__":

@@ -1,0 +1,43 @@
+"""The step benchmark runs (a tiny round; no time is asserted: speed lives in benchmarks/)."""
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import numpy as np
+
+import bpcore as bp
+
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_step", os.path.join(HERE, "benchmarks", "bench_step.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_step_benchmark_runs_a_tiny_round():
+    lines = _bench().main(["--nets", "spiral,moons", "--rounds", "1", "--steps", "1", "--no-fit"])
+    rows = [line for line in lines if line.startswith(("spiral", "moons"))]
+    assert len(rows) == 2 and all("us" in row for row in rows)
+    assert any(line.startswith("BLAS") or line.startswith("CPU") for line in lines)
+
+
+def test_the_hand_written_baseline_computes_the_same_step_as_bpcore():
+    """The baseline is only a fair one if it trains the same net: three steps, same weights."""
+    bench = _bench()
+    for name in ("spiral", "mnist"):
+        sizes, activation, batch = bench.NETS[name]
+        X, y = bench.make_data(sizes, batch)
+        model = bench.bpcore_model(sizes, activation)
+        linears = [layer for layer in model.layers if isinstance(layer, bp.Linear)]
+        weights = [(layer.W.data.copy(), layer.b.data.copy()) for layer in linears]
+        hand, ours = bench.handwritten_step(np, weights, activation, X, y), bench.bpcore_step(model, model.device, X, y)
+        for _ in range(3):
+            hand()
+            ours()
+        hand_weights = hand.weights
+        for W, layer in zip(hand_weights, linears):
+            np.testing.assert_allclose(W, layer.W.data, rtol=1e-5, atol=1e-6)

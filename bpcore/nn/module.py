@@ -53,7 +53,10 @@ def _on_device(method):
     """``method`` run with the layer's device current (``Backend.activate``)."""
     @functools.wraps(method)
     def run(self, *args, **kwargs):
-        with self._backend.activate():
+        backend = self._backend
+        if not getattr(backend, "switches_device", True):      # the CPU backends: activate() is a no-op
+            return method(self, *args, **kwargs)
+        with backend.activate():
             return method(self, *args, **kwargs)
     run._on_device = True
     return run

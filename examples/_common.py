@@ -145,3 +145,17 @@ def load_digits_or_exit():
     except ImportError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def print_confusion(model, X_test, y_test, classes: int = 10):
+    """Print the test confusion matrix (rows: true class, columns: predicted) and return it."""
+    import numpy as np
+
+    predicted = bp.predict(model, X_test).argmax(axis=1)
+    confusion = np.zeros((classes, classes), dtype=int)
+    np.add.at(confusion, (y_test, predicted), 1)
+    print("confusion matrix (rows: true digit, columns: predicted)")
+    print("     " + "".join(f"{d:>4}" for d in range(classes)))
+    for digit in range(classes):
+        print(f"  {digit}  " + "".join(f"{count:>4}" for count in confusion[digit]))
+    return confusion

@@ -13,10 +13,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
 
 import bpcore as bp  # noqa: E402
-from _common import PrintEvery, load_digits_or_exit, parser, resolve_device, save_figure  # noqa: E402
+from _common import print_confusion, PrintEvery, load_digits_or_exit, parser, resolve_device, save_figure  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -32,13 +31,8 @@ def main(argv=None) -> dict:
                   validation_data=(X_test, y_test), metrics=["accuracy"],
                   callbacks=[PrintEvery(max(1, args.epochs // 5), args.epochs)], progress=False)
     test = bp.evaluate(model, loss_fn, X_test, y_test, metrics=["accuracy"])
-    predicted = bp.predict(model, X_test).argmax(axis=1)
-    confusion = np.zeros((10, 10), dtype=int)
-    np.add.at(confusion, (y_test, predicted), 1)
-    print(f"test accuracy {test['accuracy']:.4f}\n\nconfusion matrix (rows: true digit, columns: predicted)")
-    print("     " + "".join(f"{d:>4}" for d in range(10)))
-    for digit in range(10):
-        print(f"  {digit}  " + "".join(f"{count:>4}" for count in confusion[digit]))
+    print(f"test accuracy {test['accuracy']:.4f}\n")
+    confusion = print_confusion(model, X_test, y_test)
     save_figure(lambda path: bp.viz.confusion_matrix(model, X_test, y_test, path=path), args.out,
                 "digits_confusion.png")
     save_figure(lambda path: bp.viz.curves(hist, path=path), args.out, "digits_curves.png")

@@ -88,6 +88,10 @@ class RandomStream:
         return self.backend.asarray(self._host.standard_normal(shape).astype(dtype))
 
 
+# activate() where there is no device to switch: one shared no-op context (it can be re-entered).
+_NO_SWITCH = contextlib.nullcontext()
+
+
 class Backend(abc.ABC):
     """One array library on one device.
 
@@ -113,6 +117,8 @@ class Backend(abc.ABC):
         # Whether activate() does anything: layers skip the no-op context on every call where it
         # does not (the CPU backends); on a small net that context is a sixth of the step.
         self.switches_device = type(self).activate is not Backend.activate
+        self._constants = {}        # (value, dtype) -> 0-d array, see constant()
+        self._dtype_kinds = {}      # (dtype, kind) -> bool, see isdtype()
 
     # -- moving data ------------------------------------------------------
     @abc.abstractmethod
@@ -134,7 +140,7 @@ class Backend(abc.ABC):
     def activate(self):
         """A context manager making this backend's device the current one while arrays are made
         and kernels launched (CuPy with several GPUs); a no-op elsewhere."""
-        return contextlib.nullcontext()
+        return _NO_SWITCH
 
     def quiet_floating_point(self):
         """A context manager that silences the library's floating-point warnings (overflow, invalid
@@ -157,12 +163,20 @@ class Backend(abc.ABC):
         Python scalar given to them into a tensor with a blocking host-to-device copy on torch
         CUDA, one sync per call; a cached device constant is made once.
         """
-        cache = self.__dict__.setdefault("_constants", {})
-        key = (float(value), str(dtype))
-        found = cache.get(key)
+        key = (value, dtype)         # dtype objects hash (str(dtype) would cost 3 us per call on NumPy)
+        found = self._constants.get(key)
         if found is None:
             with self.activate():
-                found = cache[key] = self.xp.asarray(float(value), dtype=dtype, device=self.device)
+                found = self._constants[key] = self.xp.asarray(float(value), dtype=dtype, device=self.device)
+        return found
+
+    def isdtype(self, dtype, kind) -> bool:
+        """``xp.isdtype(dtype, kind)``, remembered per (dtype, kind): losses ask it on every call,
+        and NumPy's isdtype takes a few microseconds."""
+        key = (dtype, kind)
+        found = self._dtype_kinds.get(key)
+        if found is None:
+            found = self._dtype_kinds[key] = bool(self.xp.isdtype(dtype, kind))
         return found
 
     def dtype(self, name: str):

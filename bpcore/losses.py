@@ -60,7 +60,7 @@ class Loss:
                 raise TypeError(f"{type(self).__name__}: pred must be an array, "
                                 f"got {type(pred).__name__}") from None
             self._backend = backend
-        if not backend.xp.isdtype(pred.dtype, "real floating"):
+        if not backend.isdtype(pred.dtype, "real floating"):
             raise TypeError(f"{type(self).__name__}: pred must be floating point, got dtype {pred.dtype}")
         if pred.ndim == 0 or pred.shape[0] == 0:
             raise ValueError(f"{type(self).__name__}: pred must have a non-empty batch axis, "
@@ -198,7 +198,7 @@ class SoftmaxCrossEntropyLoss(Loss):
         if pred.ndim != 2:
             raise ValueError(f"{name}: pred must be logits of shape (batch, classes), got {tuple(pred.shape)}")
         target = self._move_target(backend, pred, target, "int64")
-        if not xp.isdtype(target.dtype, "integral"):
+        if not backend.isdtype(target.dtype, "integral"):
             raise TypeError(f"{name}: labels must be integer class indices, got dtype {target.dtype} "
                             f"(for one-hot targets pass their argmax)")
         batch, classes = pred.shape

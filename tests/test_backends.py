@@ -239,3 +239,55 @@ def test_a_hidden_backend_is_unusable_for_the_run(monkeypatch):
     assert "hidden for this run" in backends.status()["array_api_strict"]
     with pytest.raises(backends.BackendUnavailableError, match="BPCORE_HIDE_BACKENDS"):
         backends.get("array_api_strict")
+
+
+@pytest.mark.parametrize("name", ["sum", "max", "astype"])
+def test_numpy_fast_paths_equal_array_api_compat(name):
+    """The NumPy backend's namespace swaps a few of array_api_compat.numpy's functions for faster
+    calls (backends/_numpy.py, FAST_PATHS); each gives the same values, dtype and shape."""
+    import array_api_compat.numpy as compat
+
+    from backends._numpy import FAST_PATHS
+
+    xp = backends.get("numpy").xp
+    assert getattr(xp, name) is FAST_PATHS[name]
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal((5, 3)).astype(np.float32), rng.standard_normal((2, 3, 4)),
+              rng.integers(-9, 9, (4, 6)).astype(np.int32), rng.integers(0, 9, (7,)),
+              rng.standard_normal((3, 4)) > 0, np.asarray(2.5, dtype=np.float32),
+              np.asarray([[np.nan, 1.0], [2.0, 3.0]])]
+    if name == "astype":
+        cases = [((x, dtype), {"copy": copy}) for x in arrays
+                 for dtype in (np.float32, np.float64, np.int64, np.bool_) for copy in (True, False)]
+    else:
+        cases = [((x,), {"axis": axis, "keepdims": keepdims}) for x in arrays if x.size
+                 for axis in [None] + list(range(-x.ndim, x.ndim)) + ([(0, x.ndim - 1)] if x.ndim > 1 else [])
+                 for keepdims in (False, True)]
+        if name == "sum":
+            cases += [((x,), {"axis": None, "dtype": np.float64}) for x in arrays]
+    for args, kwargs in cases:
+        with np.errstate(invalid="ignore"):            # NaN cast to an integer: both give the same junk
+            ours, theirs = getattr(xp, name)(*args, **kwargs), getattr(compat, name)(*args, **kwargs)
+        assert np.asarray(ours).dtype == np.asarray(theirs).dtype, (name, args[0].dtype, kwargs)
+        assert np.shape(ours) == np.shape(theirs), (name, args[0].shape, kwargs)
+        np.testing.assert_array_equal(ours, theirs)
+    if name == "astype":
+        x = arrays[0]
+        assert xp.astype(x, np.float32, copy=False) is x
+        assert xp.astype(x, np.float32) is not x
+        with pytest.raises(ValueError, match="device"):
+            xp.astype(x, np.float64, device="cuda")
+
+
+def test_constant_and_isdtype_are_remembered_per_dtype(backend):
+    xp = backend.xp
+    for dtype in (xp.float32, xp.float64):
+        first = backend.constant(1e-12, dtype)
+        assert backend.constant(1e-12, dtype) is first
+        assert first.dtype == dtype and tuple(first.shape) == ()
+        assert float(backend.to_numpy(first)) == float(np.asarray(1e-12, dtype=backend.to_numpy(first).dtype))
+    assert backend.constant(0.0, xp.float32) is not backend.constant(0.0, xp.float64)
+    for dtype, kind in [(xp.float32, "real floating"), (xp.int64, "integral"), (xp.bool, "bool"),
+                        (xp.int32, "real floating"), (xp.float64, ("integral", "bool"))]:
+        assert backend.isdtype(dtype, kind) == bool(xp.isdtype(dtype, kind))
+        assert backend.isdtype(dtype, kind) == bool(xp.isdtype(dtype, kind))     # remembered, same answer

@@ -92,6 +92,38 @@ def test_a_layer_called_on_its_own(device1, layer):
         assert on_device1(device1, p.grad)
 
 
+
+def test_layers_enter_the_device_once_they_live_on_one_that_switches():
+    """Layer methods are wrapped in activate() per class, the first time a layer of that class goes
+    to a backend that switches devices (by .to() or by joining a container there); on NumPy they are
+    called directly. Run in a fresh process, where no class has been wrapped yet."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import numpy as np
+        import bpcore as bp
+
+        class Doubled(bp.nn.Layer):                 # a user layer, never moved by .to() itself
+            def forward(self, x):
+                return x * self.xp.asarray(2.0, dtype=x.dtype)
+            def backward(self, grad_out):
+                return grad_out * self.xp.asarray(2.0, dtype=grad_out.dtype)
+
+        bp.mlp([3, 4, 1], seed=0)(np.ones((2, 3), "float32"))        # NumPy: nothing is wrapped
+        assert not hasattr(bp.Linear.forward, "_on_device"), "wrapped on NumPy"
+        model = bp.Sequential(bp.Linear(3, 3, seed=0).to({SPEC!r}), Doubled())
+        assert hasattr(Doubled.forward, "_on_device") and hasattr(bp.Linear.forward, "_on_device")
+        be = model.device
+        out = model.layers[1].forward(model.layers[0].forward(np.ones((2, 3), "float32")))
+        assert be.owns(out)
+        assert be.owns(model.layers[1].backward(be.asarray(np.ones((2, 3), "float32"))))
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
 def test_clip_functions(device1):
     model = bp.Sequential(bp.Linear(3, 4), bp.Tanh(), bp.Linear(4, 1)).to(SPEC)
     x, y = data()

@@ -54,12 +54,33 @@ def _on_device(method):
     @functools.wraps(method)
     def run(self, *args, **kwargs):
         backend = self._backend
-        if not getattr(backend, "switches_device", True):      # the CPU backends: activate() is a no-op
+        if not backend.switches_device:                     # this instance is on a CPU backend
             return method(self, *args, **kwargs)
         with backend.activate():
             return method(self, *args, **kwargs)
     run._on_device = True
     return run
+
+
+_DEVICE_METHODS = ("forward", "backward", "backward_params")
+
+
+def _compute_on_device(cls: type) -> None:
+    """Make every forward/backward of ``cls`` (and of its bases) run inside its backend's activate().
+
+    CuPy makes arrays and launches kernels on the *current* GPU, so a layer on "cuda:1" called on
+    its own (not inside a Sequential, which enters the device itself) must enter its device. The
+    wrapping is done for a class the first time one of its layers goes to a backend that switches
+    devices (``Layer.to``, or joining a container there): on the CPU backends, where activate() is
+    a no-op, the layers' methods are called directly, which is a tenth of a small net's step.
+    """
+    for klass in cls.__mro__:
+        if klass is Layer or not (isinstance(klass, type) and issubclass(klass, Layer)):
+            continue
+        for name in _DEVICE_METHODS:
+            method = klass.__dict__.get(name)
+            if method is not None and not getattr(method, "_on_device", False):
+                setattr(klass, name, _on_device(method))
 
 
 class Layer(LayerChecks):
@@ -78,13 +99,6 @@ class Layer(LayerChecks):
         super().__init_subclass__(**kwargs)
         if cls.__module__.startswith("bpcore.") and not cls.__name__.startswith("_"):
             _LAYER_TYPES[cls.__name__] = cls
-        # A layer called on its own (not inside a Sequential) must still compute on its device:
-        # CuPy makes arrays and launches kernels on the *current* GPU, so on "cuda:1" every
-        # forward and backward runs inside the backend's activate() (a no-op on the CPU).
-        for name in ("forward", "backward", "backward_params"):
-            method = cls.__dict__.get(name)
-            if method is not None and not getattr(method, "_on_device", False):
-                setattr(cls, name, _on_device(method))
 
     def __init__(self):
         self.training = True
@@ -202,6 +216,8 @@ class Layer(LayerChecks):
         backend = backends.get(spec)
         for layer in self.modules():
             layer._backend, layer._dtype = backend, dtype
+            if backend.switches_device:
+                _compute_on_device(type(layer))
         self._set_paths()
 
     def _set_paths(self, path: str = ""):
@@ -233,6 +249,8 @@ class Layer(LayerChecks):
         """
         target = backends.get(device)
         for layer in self.modules():
+            if target.switches_device:
+                _compute_on_device(type(layer))
             source = layer._backend
             if source is target:
                 continue

@@ -52,7 +52,7 @@ class Parameter:
         if not self.backend.trains:
             raise backends.InferenceOnlyError(f"a gradient for a parameter on the {self.backend.spec} backend: "
                                               f"export is inference-only; train on another backend")
-        if tuple(grad.shape) != tuple(self.data.shape):
+        if grad.shape != self.data.shape:             # one library's shapes: tuples, or torch.Size
             raise ValueError(f"gradient of shape {tuple(grad.shape)} for a parameter of shape "
                              f"{tuple(self.data.shape)}")
         if self._grad is None:

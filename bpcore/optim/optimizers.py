@@ -60,7 +60,9 @@ class Optimizer:
 
     def _state_of(self, p):
         """The parameter's state; buffers follow the parameter if the model moved or was cast."""
-        state = self.state.setdefault(id(p), {})
+        state = self.state.get(id(p))
+        if state is None:
+            state = self.state[id(p)] = {}
         for key, value in state.items():
             if hasattr(value, "shape") and not (p.backend.owns(value) and value.dtype == p.data.dtype):
                 state[key] = p.backend.asarray(backends.to_host(value), dtype=dtype_name(p.data.dtype),

@@ -27,10 +27,10 @@ class LayerChecks:
         """
         backend = self._backend
         dtype = backend.dtype(self._dtype)
+        if backend.owns(x) and x.dtype == dtype and not getattr(x, "requires_grad", False):
+            return x                    # the common case, first: it runs for every layer of every step
         if getattr(x, "requires_grad", False):
             raise TypeError(_TRACKED.format(f"{self._name()}: {what}"))
-        if backend.owns(x) and x.dtype == dtype:
-            return x
         host = backends.is_host_array(x)
         x = backends.accept_array(backend, x, self._name, what, dtype=self._dtype if host else None)
         if x.dtype == dtype:
@@ -48,6 +48,10 @@ class LayerChecks:
         (another backend's, a list or None is a TypeError), of the layer's dtype (no silent
         float64 gradients in a float32 model), with the forward output's shape (when given)."""
         backend = self._backend
+        if (backend.owns(grad_out) and grad_out.dtype == backend.dtype(self._dtype) and backend.trains
+                and (expected_shape is None or grad_out.shape == expected_shape)
+                and not getattr(grad_out, "requires_grad", False)):
+            return                      # the common case, first; each failure is named below
         if not backend.trains:
             raise self._inference_only()
         if getattr(grad_out, "requires_grad", False):

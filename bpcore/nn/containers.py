@@ -16,8 +16,9 @@ def _check_runs(container, layers):
     """Refuse a backward whose layers last ran forward inside another model (a layer shared by
     two models): each layer caches one input, so the other model's forward replaced it and
     the gradients would be wrong without any error."""
+    runner = id(container)
     for layer in layers:
-        if getattr(layer, "_run_by", id(container)) != id(container):
+        if getattr(layer, "_run_by", runner) != runner:
             raise RuntimeError(f"{container._name()}: {layer._label()} last ran forward inside another model, so "
                                f"its cache holds that model's input and this backward would give wrong "
                                f"gradients. A layer shared by two models must not be; give each model its "
@@ -48,8 +49,9 @@ class Sequential(Layer):
         """Run every layer in order. x: (batch, n_in) -> (batch, n_out)."""
         with self._backend.activate():
             x = self._accept_input(x)
+            runner = id(self)
             for layer in self.layers:
-                layer._run_by = id(self)       # whose forward filled its cache (see _check_runs)
+                layer._run_by = runner         # whose forward filled its cache (see _check_runs)
                 x = layer.forward(x)
         return x
 

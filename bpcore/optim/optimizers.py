@@ -56,7 +56,7 @@ class Optimizer:
         """Apply one update to every parameter from its current gradient."""
         with self.params[0].backend.activate():
             for p in self.params:
-                self._update(p, self._state_of(p))
+                self._update(p)
 
     def _state_of(self, p):
         """The parameter's state; buffers follow the parameter if the model moved or was cast."""
@@ -172,11 +172,12 @@ class SGD(Optimizer):
             raise ValueError("SGD: nesterov=True needs momentum > 0 and dampening = 0")
         self.nesterov = bool(nesterov)
 
-    def _update(self, p, state):
+    def _update(self, p):
         grad = p.grad
         if self.weight_decay:
             grad = grad + self.weight_decay * p.data
-        if self.momentum:
+        if self.momentum:                       # plain SGD keeps no state: nothing to look up
+            state = self._state_of(p)
             buf = state.get("momentum_buffer")
             if buf is None:
                 buf = state["momentum_buffer"] = p.backend.xp.asarray(grad, copy=True)
@@ -212,7 +213,8 @@ class Adam(Optimizer):
         self.weight_decay = check_number(name, "weight_decay", weight_decay)
         self.amsgrad = bool(amsgrad)
 
-    def _update(self, p, state):
+    def _update(self, p):
+        state = self._state_of(p)
         xp = p.backend.xp
         beta1, beta2 = self.betas
         grad = p.grad
@@ -277,7 +279,8 @@ class RMSprop(Optimizer):
         self.momentum = check_number("RMSprop", "momentum", momentum)
         self.centered = bool(centered)
 
-    def _update(self, p, state):
+    def _update(self, p):
+        state = self._state_of(p)
         xp = p.backend.xp
         grad = p.grad
         if self.weight_decay:

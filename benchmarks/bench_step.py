@@ -35,7 +35,8 @@ import tracemalloc
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))     # the repository
+sys.path.insert(0, HERE)
 
 import backends  # noqa: E402
 import bpcore as bp  # noqa: E402
@@ -363,6 +364,30 @@ def write_results(lines, device_kind, command):
     print(f"wrote {path}")
 
 
+def profile(be, name, steps=3000, top=12) -> list[str]:
+    """Where bpcore's step on net ``name`` spends its time: cProfile's functions by own time.
+    (The profiler's own cost inflates each Python call, so read the shares, not the microseconds.)"""
+    import cProfile
+    import io
+    import pstats
+
+    sizes, activation, batch = NETS[name]
+    X, y = make_data(sizes, batch)
+    step = bpcore_step(bpcore_model(sizes, activation), be, X, y)
+    for _ in range(100):
+        step()
+    profiler = cProfile.Profile()
+    profiler.runcall(lambda: [step() for _ in range(steps)])
+    stats = pstats.Stats(profiler)
+    total = sum(row[2] for row in stats.stats.values())
+    rows = sorted(stats.stats.items(), key=lambda item: -item[1][2])[:top]
+    lines = [f"profile of the bpcore step, {name} net, {steps} steps: function, calls per step, share of the step"]
+    for (path, line, function), (_, calls, own_seconds, _, _) in rows:
+        where = f"{os.path.relpath(path, HERE)}:{line}" if path.startswith(HERE) else os.path.basename(path)
+        lines.append(f"  {100 * own_seconds / total:5.1f}%  {calls / steps:5.1f}  {function} ({where})")
+    return lines
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu", help="cpu (numpy) or cuda (CuPy; PyTorch on CUDA beside it)")
@@ -371,9 +396,15 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=30, help="steps per implementation per round (default 30)")
     p.add_argument("--no-fit", dest="fit", action="store_false", help="skip fit's overhead measurement")
     p.add_argument("--write", action="store_true", help="write the results file (keeps its other sections)")
+    p.add_argument("--profile", metavar="NET", choices=list(NETS),
+                   help="instead of timing: where bpcore's step on NET spends its time (cProfile)")
     args = p.parse_args(argv)
     if args.rounds < 1 or args.steps < 1:
         p.error("--rounds and --steps must be at least 1")
+    if args.profile:
+        lines = profile(backends.get(args.device), args.profile)
+        print("\n".join(lines))
+        return lines
     lines = run(args)
     if args.write:
         write_results(lines, backends.get(args.device).kind, "python benchmarks/bench_step.py " +

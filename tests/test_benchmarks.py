@@ -52,3 +52,10 @@ def test_the_epoch_clock_times_every_epoch_of_fit():
     bp.fit(model, bp.BCEWithLogitsLoss(), bp.optim.SGD(model.parameters(), lr=0.1), X, y, epochs=3,
            batch_size=16, progress=False, callbacks=[clock])
     assert len(clock.seconds) == 3 and all(seconds > 0 for seconds in clock.seconds)
+
+
+def test_the_profile_lists_where_the_step_spends_its_time():
+    bench = _bench()
+    lines = bench.profile(bp.mlp([2, 4, 1]).device, "spiral", steps=20, top=5)
+    assert lines[0].startswith("profile of the bpcore step, spiral net") and len(lines) == 6
+    assert any("linear.py" in line for line in lines[1:])

@@ -804,11 +804,12 @@ def test_ctrl_c_saves_the_completed_epochs_and_resumes_exactly(tmp_path, backend
     path = tmp_path / "ckpt.bp"
     model = resume_model(spec)
     recorder, ctrl_c = StateRecorder(), CtrlC(epoch=2, batch=batch)
+    handler_before = signal.getsignal(signal.SIGINT)     # SIG_IGN when the run was started in the background
     hist, opt = resume_fit(model, epochs=5, checkpoint=path, checkpoint_every=every,
                            callbacks=[recorder, ctrl_c])
     assert ctrl_c.sent
     assert len(resume_data()[0]) == 120                        # 8 batches of 16: batch 7 is the last
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is handler_before          # fit put back the handler it found
     assert hist.interrupted
     assert hist.epochs == [0, 1] and len(hist["loss"]) == 2 and len(hist["val_loss"]) == 2
 

@@ -114,8 +114,8 @@ class Backend(abc.ABC):
         self.xp = xp
         self.device = device
         self.spec = spec
-        # Whether activate() does anything: layers skip the no-op context on every call where it
-        # does not (the CPU backends); on a small net that context is a sixth of the step.
+        # Whether activate() does anything. Where it does not (the CPU backends), layer methods are
+        # not wrapped in it at all (bpcore.nn.module._compute_on_device).
         self.switches_device = type(self).activate is not Backend.activate
         self._constants = {}        # (value, dtype) -> 0-d array, see constant()
         self._dtype_kinds = {}      # (dtype, kind) -> bool, see isdtype()

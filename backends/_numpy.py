@@ -11,8 +11,8 @@ from ._base import Backend
 
 # -- fast paths: the same results as array_api_compat.numpy, with less Python per call ------------
 # np.sum and np.max go through NumPy's generic reduction wrapper, which costs 1.5 us a call on top
-# of the reduction itself; the ufunc's own reduce is what that wrapper ends in for an ndarray. On a
-# small net (a bias gradient and a loss sum per layer) that is a tenth of the step.
+# of the reduction itself; the ufunc's own reduce is what that wrapper ends in for an ndarray. A
+# small net makes several such calls a step (a bias gradient per layer, the loss's sum).
 # tests/test_backends.py checks each one equal to array_api_compat's over dtypes, axes and keepdims.
 def _sum(x, /, *, axis=None, dtype=None, keepdims=False):
     return np.add.reduce(x, axis=axis, dtype=dtype, keepdims=keepdims)

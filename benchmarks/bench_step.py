@@ -208,7 +208,7 @@ class EpochClock(bp.Callback):
 
     def __init__(self, be):
         super().__init__()
-        self.be, self.starts, self.seconds = be, [], []
+        self.be, self.seconds, self._last_start = be, [], None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._lap()
@@ -219,9 +219,9 @@ class EpochClock(bp.Callback):
     def _lap(self):
         self.be.synchronize()
         now = time.perf_counter()
-        if self.starts:
-            self.seconds.append(now - self.starts[-1])
-        self.starts.append(now)
+        if self._last_start is not None:
+            self.seconds.append(now - self._last_start)
+        self._last_start = now
 
 
 def fit_overhead(be, rounds, epochs=3):
@@ -368,7 +368,6 @@ def profile(be, name, steps=3000, top=12) -> list[str]:
     """Where bpcore's step on net ``name`` spends its time: cProfile's functions by own time.
     (The profiler's own cost inflates each Python call, so read the shares, not the microseconds.)"""
     import cProfile
-    import io
     import pstats
 
     sizes, activation, batch = NETS[name]

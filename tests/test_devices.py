@@ -92,7 +92,6 @@ def test_a_layer_called_on_its_own(device1, layer):
         assert on_device1(device1, p.grad)
 
 
-
 def test_layers_enter_the_device_once_they_live_on_one_that_switches():
     """Layer methods are wrapped in activate() per class, the first time a layer of that class goes
     to a backend that switches devices (by .to() or by joining a container there); on NumPy they are
@@ -123,6 +122,7 @@ def test_layers_enter_the_device_once_they_live_on_one_that_switches():
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
 
 def test_clip_functions(device1):
     model = bp.Sequential(bp.Linear(3, 4), bp.Tanh(), bp.Linear(4, 1)).to(SPEC)

@@ -68,3 +68,48 @@ def output_path(owner: str, path) -> str:
                                        f"file system")
         raise PermissionError(f"{_prefix(owner)}cannot write into {folder}: permission denied")
     return path
+
+
+# The largest finite float32: a float64 above it becomes inf when cast to float32.
+FLOAT32_MAX = float.fromhex("0x1.fffffep+127")
+INT64_MAX = 2**63 - 1
+
+
+def check_cast_range(value, dtype: str, what: str) -> None:
+    """Refuse a host array that a cast to ``dtype`` would change without a word.
+
+    Finite floats beyond float32's range become inf in a cast to "float32"; unsigned integers
+    beyond int64's range wrap to negative numbers in a cast to "int64" (uint64 2**63 becomes
+    -2**63). Checked before the cast, naming the value the user gave. Reads the array's largest
+    (and smallest) value only; NaN and infinite values are left to the finiteness checks.
+
+    Raises:
+        ValueError: naming ``what``, the value, and the largest the dtype holds.
+    """
+    if not value.size:
+        return
+    kind, itemsize = value.dtype.kind, value.dtype.itemsize
+    if dtype == "float32" and kind == "f" and itemsize > 4:
+        largest = max(abs(float(value.min())), abs(float(value.max())))
+        if math.isfinite(largest) and largest > FLOAT32_MAX:
+            raise ValueError(f"{what} holds values up to {largest:.6g} in magnitude, which overflow float32 "
+                             f"(its largest is {FLOAT32_MAX:.6g}): cast to float32 they would become inf. "
+                             f"Scale the data, or use a float64 model (model.astype('float64'))")
+    elif dtype == "int64" and kind == "u" and itemsize >= 8:
+        largest = int(value.max())
+        if largest > INT64_MAX:
+            raise ValueError(f"{what} holds {largest}, beyond the largest int64 ({INT64_MAX}): cast to int64 "
+                             f"it would wrap to a negative number")
+
+
+def check_finite(xp, array, what: str, hint: str = "") -> None:
+    """Raise ValueError unless every value of the floating ``array`` is finite, saying how many are
+    NaN and how many infinite. One host read when all is well (``xp.all``); more only to explain."""
+    if bool(xp.all(xp.isfinite(array))):
+        return
+    n_nan = int(xp.sum(xp.astype(xp.isnan(array), xp.int64)))
+    n_inf = int(xp.sum(xp.astype(xp.isinf(array), xp.int64)))
+    found = " and ".join(part for part in (f"{n_nan} NaN" if n_nan else "",
+                                           f"{n_inf} infinite" if n_inf else "") if part)
+    raise ValueError(f"{what} contains NaN or infinite values ({found} of {math.prod(array.shape)})"
+                     + (f"; {hint}" if hint else ""))

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import backends
 
+from ._checks import check_finite
 from .losses import Loss
 from .nn import init as _init
 from .nn.module import Layer
@@ -105,14 +106,34 @@ def gradcheck(model: Layer, loss_fn, x, y, eps: float = 1e-5, atol: float = 1e-8
     model = copy.deepcopy(model).astype("float64")
     loss_fn = copy.deepcopy(loss_fn)
     backend = model.device
+    bounds = _Bounds(eps, atol, rtol, max_entries)
     with backend.activate():            # every copy and perturbation on the model's GPU ("cuda:1")
-        return _gradcheck(model, loss_fn, backend, x, y, eps, atol, rtol, max_entries, seed)
+        return _gradcheck(model, loss_fn, backend, x, y, bounds, seed)
 
 
-def _gradcheck(model, loss_fn, backend, x, y, eps, atol, rtol, max_entries, seed):
+@dataclass
+class _Bounds:
+    """How gradcheck differentiates and what it accepts (the arguments of the same names)."""
+
+    eps: float
+    atol: float
+    rtol: float
+    max_entries: int
+
+
+_NON_FINITE_HINT = ("the loss at and around it is NaN, so every row would FAIL as if the backward were wrong; "
+                    "check with finite data")
+
+
+def _gradcheck(model, loss_fn, backend, x, y, bounds, seed):
     checked_x = model._accept_input(_as_float64(backend, x), "gradcheck input x")
+    check_finite(backend.xp, checked_x, "gradcheck: the input x", _NON_FINITE_HINT)
     inputs = [backend.asarray(backend.to_numpy(checked_x), copy=True)]   # perturbed in place below
     y = _as_float64(backend, y)
+    if backends.is_host_array(y) and y.dtype.kind == "f":
+        check_finite(backend.xp, backend.asarray(y), "gradcheck: the target y", _NON_FINITE_HINT)
+    elif backend.owns(y) and backend.xp.isdtype(y.dtype, "real floating"):
+        check_finite(backend.xp, y, "gradcheck: the target y", _NON_FINITE_HINT)
 
     # Layers that draw random numbers (Dropout in training) must draw the same ones at every
     # evaluation, or the differences would measure the noise: each starts from one saved state.
@@ -136,13 +157,13 @@ def _gradcheck(model, loss_fn, backend, x, y, eps, atol, rtol, max_entries, seed
     grad_x = model.backward(loss_fn.backward())
 
     host_rng = _init.host_rng(seed)
-    report = GradcheckReport(eps=eps, atol=atol, rtol=rtol, backend=backend.spec)
+    report = GradcheckReport(eps=bounds.eps, atol=bounds.atol, rtol=bounds.rtol, backend=backend.spec)
     targets = [(name, p, p.grad) for name, p in model.named_parameters()]
     targets.append(("input", None, grad_x))
     for name, parameter, analytic in targets:
         holder = _Holder(parameter, inputs)
         report.rows.append(_check_tensor(name, holder, backend.to_numpy(analytic), loss_at, backend,
-                                         eps, atol, rtol, max_entries, host_rng))
+                                         bounds, host_rng))
     return report
 
 
@@ -170,7 +191,8 @@ def _as_float64(backend, value):
     return value
 
 
-def _check_tensor(name, holder, analytic, loss_at, backend, eps, atol, rtol, max_entries, host_rng):
+def _check_tensor(name, holder, analytic, loss_at, backend, bounds, host_rng):
+    eps, atol, rtol, max_entries = bounds.eps, bounds.atol, bounds.rtol, bounds.max_entries
     array = holder.get()
     shape = tuple(array.shape)
     size = math.prod(shape)

@@ -13,6 +13,7 @@ import os
 
 from .._checks import check_int, check_number, output_path
 from ..checkpoint import save_checkpoint
+from .snapshot import restore, snapshot
 
 
 class Callback:
@@ -126,7 +127,7 @@ class EarlyStopping(Callback):
         if self._monitor.improved(logs):
             self.best_epoch, self.wait = epoch, 0
             if self.restore_best_weights:
-                self._best_weights = self.model._snapshot()
+                self._best_weights = snapshot(self.model)
             return
         self.wait += 1
         if self.wait >= self.patience:
@@ -139,7 +140,7 @@ class EarlyStopping(Callback):
 
     def on_train_end(self, logs=None):
         if self.restore_best_weights and self._best_weights is not None:
-            self.model._restore(self._best_weights)
+            restore(self.model, self._best_weights)
 
 
 class ModelCheckpoint(Callback):

@@ -1,10 +1,10 @@
 """evaluate and predict: the model in eval mode over a whole data set, in batches."""
 from __future__ import annotations
 
-from .._checks import check_int
+from .._checks import check_finite, check_int
 from ..nn.activations import stable_sigmoid
 from ..nn.module import Layer
-from .inputs import _check_common, _on_model_device, _prepare, _table_to_array
+from .inputs import _accept_X, _check_common, _FirstBatchChecks, _on_model_device, _prepare
 from .metrics import _resolve_metrics
 
 
@@ -13,22 +13,20 @@ def _evaluate_prepared(model, loss_fn, X, y, batch_size, counters):
     xp = model.xp
     was_training = model.training
     model.eval()
-    checked = loss_fn.check_targets             # y was checked where it entered; pred on the first batch
-    loss_fn.check_targets = True
     try:
-        values, items = [], dict.fromkeys(counters, 0)
-        for start in range(0, X.shape[0], batch_size):
-            stop = min(X.shape[0], start + batch_size)
-            out = model.forward(X[start:stop, ...])
-            row = [loss_fn.forward(out, y[start:stop, ...]) * (stop - start)]
-            loss_fn.check_targets = False
-            for name, count in counters.items():
-                correct, total = count(xp, out, y[start:stop, ...])
-                row.append(correct)
-                items[name] += total
-            values.append(xp.stack([xp.astype(xp.asarray(v), X.dtype) for v in row]))
+        with _FirstBatchChecks(loss_fn) as checks:   # y was checked where it entered; pred on the first batch
+            values, items = [], dict.fromkeys(counters, 0)
+            for start in range(0, X.shape[0], batch_size):
+                stop = min(X.shape[0], start + batch_size)
+                out = model.forward(X[start:stop, ...])
+                row = [loss_fn.forward(out, y[start:stop, ...]) * (stop - start)]
+                checks.first_batch_done()
+                for name, count in counters.items():
+                    correct, total = count(xp, out, y[start:stop, ...])
+                    row.append(correct)
+                    items[name] += total
+                values.append(xp.stack([xp.astype(xp.asarray(v), X.dtype) for v in row]))
     finally:
-        loss_fn.check_targets = checked
         model.train(was_training)
     sums = model.device.to_numpy(xp.sum(xp.stack(values), axis=0)).astype("float64")
     scores = {"loss": float(sums[0]) / X.shape[0]}
@@ -54,8 +52,10 @@ def predict(model, X, batch_size: int = 1024, probabilities: bool = False):
     if not isinstance(model, Layer):
         raise TypeError(f"model must be a bpcore Layer, got {type(model).__name__}")
     check_int("", "batch_size", batch_size)
-    X = model._accept_input(_table_to_array(X, "predict: X"), "predict X")
+    X = _accept_X(model, X, "predict")
     xp = model.xp
+    if xp.isdtype(X.dtype, "real floating"):
+        check_finite(xp, X, "predict: X", "the outputs would be NaN; clean the input (or drop those rows) first")
     was_training = model.training
     model.eval()
     try:

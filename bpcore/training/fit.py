@@ -5,47 +5,28 @@ permutation on the host (one small index transfer), and minibatches are taken
 on the device with ``xp.take``. Per-batch losses, metric counts and the
 per-parameter norms stay on the device until the end of the epoch, where one
 transfer brings them to the host: nothing else syncs a GPU inside the loop.
+
+Read top to bottom: ``fit`` checks its arguments (``_check_arguments``, one record of what the
+loop reads), resumes, then ``_Loop`` trains epoch by epoch; ``_CtrlC`` is everything fit does
+about Ctrl-C, ``_EpochSums`` the device values one epoch adds up under their names.
 """
 from __future__ import annotations
 
 import math
 import signal
 import threading
+from dataclasses import dataclass
 
-from .._checks import check_int, output_path
 from ..checkpoint import save_checkpoint
-from ..nn import init as _init
-from ..optim import Optimizer, ReduceLROnPlateau
-from .callbacks import Callback
-from .gradient_health import blew_up_first
+from ..optim import ReduceLROnPlateau
 from .evaluate import _evaluate_prepared
+from .fit_arguments import _Arguments, _check_arguments, _Run
+from .gradient_health import blew_up_first
 from .history import DivergenceError, History
-from .inputs import _check_common, _prepare
-from .metrics import _resolve_metrics
+from .inputs import _FirstBatchChecks
 from .plan import OneProcess
 from .resume import _resume
-
-
-class _InterruptFlag:
-    """Turns Ctrl-C into a flag checked after each batch (a second Ctrl-C stops at once)."""
-
-    def __init__(self):
-        self.raised = False
-        self._previous = None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.raised:
-            raise KeyboardInterrupt
-        self.raised = True
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+from .snapshot import restore, snapshot
 
 
 def fit(model, loss_fn, optimizer, X, y, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
@@ -83,202 +64,223 @@ def fit(model, loss_fn, optimizer, X, y, epochs: int = 1, batch_size: int = 32, 
                         f"got {type(distributed).__name__}")
     plan = OneProcess() if distributed is None else distributed._fit_plan()
     optimizer = plan.local_optimizer(optimizer)
-    setup_error = None
+    given = _Arguments(model, loss_fn, optimizer, X, y, epochs, batch_size, shuffle, seed, validation_data,
+                       metrics, callbacks, scheduler, checkpoint, checkpoint_every)
+    run, setup_error = None, None
     try:     # with several ranks, an error here must reach the others (plan.begin), or they would hang
-        _check_common(model, loss_fn, batch_size)
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"optimizer must be a bpcore optimizer, got {type(optimizer).__name__}")
-        check_int("fit", "epochs", epochs)
-        check_int("fit", "checkpoint_every", checkpoint_every)
-        callbacks = list(callbacks or [])
-        for i, callback in enumerate(callbacks):
-            if not isinstance(callback, Callback):
-                raise TypeError(f"callbacks[{i}] must be a bp.Callback, got {type(callback).__name__}")
-        if checkpoint is not None:
-            checkpoint = output_path("fit: checkpoint", checkpoint)    # the folder made now, not after an epoch
-        _check_binding(model, optimizer, scheduler)
-        X, y = _prepare(model, loss_fn, X, y, "fit")
-        _check_batches(model, X.shape[0], batch_size)
-        validation = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise TypeError("validation_data must be a pair (X_val, y_val)")
-            validation = _prepare(model, loss_fn, *validation_data, "validation_data")
-        counters = _resolve_metrics(metrics, loss_fn)
-        rng = _init.host_rng(seed)
+        run = _check_arguments(given)
     except Exception as error:  # noqa: BLE001 (re-raised by plan.begin, on this rank and the others)
         setup_error = error
-    plan.begin(setup_error, model, optimizer, X, {"epochs": epochs, "batch_size": batch_size, "seed": seed,
-                                                  "shuffle": shuffle, "checkpoint_every": checkpoint_every})
-    history, start_epoch = plan.resume(lambda: _resume(resume, model, optimizer, scheduler, rng, epochs),
-                                       model, optimizer, scheduler, rng)
-    if not plan.is_root:       # only the root writes files (checkpoints, CSV logs)
-        callbacks = [c for c in callbacks if not getattr(c, "root_only", False)]
-
-    def save(completed_epochs):
-        if plan.is_root:
-            save_checkpoint(checkpoint, model=model, optimizer=optimizer, epoch=completed_epochs,
-                            history=history, rng_state=rng.bit_generator.state, scheduler=scheduler)
-
-    for callback in callbacks:
-        callback.set_context(model, optimizer, history, loss_fn)
-    bar = _progress_bar(epochs, progress and plan.is_root, start_epoch)
-    # y was checked once above; the loss still checks the first batch's predictions (BCELoss: a
-    # logits model gives values outside [0, 1]), then _run_epoch turns its per-call checks off
-    checked_targets, loss_fn.check_targets = loss_fn.check_targets, True     # the first batch: one sync
+    plan.begin(setup_error, model, optimizer, run.X if run is not None else X, given.settings())
+    history, start_epoch = plan.resume(lambda: _resume(resume, model, optimizer, scheduler, run.rng, run.epochs),
+                                       model, optimizer, scheduler, run.rng)
+    loop = _Loop(run, plan, history)
+    bar = _progress_bar(run.epochs, progress and plan.is_root, start_epoch)
     model.stop_training = False
     model.train()
-    named = model.named_parameters()
-    last_good = _LastGoodState(model, optimizer)
     try:
-        with _InterruptFlag() as interrupt, model.device.activate(), model.device.quiet_floating_point():
-            for callback in callbacks:
-                callback.on_train_begin()
-            for epoch in range(start_epoch, epochs):
-                for callback in callbacks:
-                    callback.on_epoch_begin(epoch)
-                rng_at_start = rng.bit_generator.state
-                logs, grad_norms, weight_norms = _run_epoch(model, loss_fn, optimizer, X, y, batch_size,
-                                                            rng if shuffle else None, counters, callbacks,
-                                                            interrupt, epoch, history, named, last_good, plan)
-                if logs is None:                       # interrupted: the partial epoch is not recorded
-                    history.interrupted = True
-                    if checkpoint is not None:         # roll back to the epoch boundary, then save it
-                        last_good.restore()
-                        rng.bit_generator.state = rng_at_start
-                        save(epoch)
-                    break
-                if validation is not None:
-                    scores = _evaluate_prepared(model, loss_fn, *validation, 1024, counters)
-                    logs.update({f"val_{k}": v for k, v in scores.items()})
-                logs["lr"] = optimizer.lr
-                history._record(epoch, logs, grad_norms, weight_norms)
-                if scheduler is not None:
-                    _step_scheduler(scheduler, logs)
-                interrupted = plan.any(interrupt.raised)
-                if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs
-                                               or interrupted):
-                    save(epoch + 1)
-                for callback in callbacks:
-                    callback.on_epoch_end(epoch, logs)
-                notes = [callback._progress_note for callback in callbacks if callback._progress_note]
-                if notes:
-                    bar.set_description_str(notes[-1], refresh=False)
-                    for callback in callbacks:
-                        callback._progress_note = None
-                bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=False)
-                bar.update(1)
-                if plan.any(model.stop_training) or interrupted:
-                    history.interrupted = interrupted
-                    break
-            for callback in callbacks:
-                callback.on_train_end()
+        # y was checked once where it entered; the loss still checks the first batch's predictions
+        # (BCELoss: a logits model gives values outside [0, 1]), then no value checks per step
+        with _CtrlC() as ctrl_c, _FirstBatchChecks(loss_fn) as checks, model.device.activate(), \
+                model.device.quiet_floating_point():
+            loop.train(start_epoch, ctrl_c, checks, bar)
     finally:
-        loss_fn.check_targets = checked_targets
         bar.close()
-    if history.interrupted and plan.is_root:
-        print(f"fit: interrupted; returning the history of {len(history.epochs)} completed epochs"
-              + (f" (saved to {checkpoint})" if checkpoint is not None else ""))
+    ctrl_c.report(history, run.checkpoint, plan.is_root)
     return history
 
 
-def _check_binding(model, optimizer, scheduler):
-    """The optimizer updates this model's parameters, and the scheduler drives this optimizer.
+# -- the loop -----------------------------------------------------------------------------------
+class _Loop:
+    """One fit call's training: epochs of batches, what each epoch records, the rollbacks."""
 
-    An optimizer built on another model's parameters would train nothing here (and AdamW
-    would decay the other model); a scheduler of another optimizer would set the wrong lr.
+    def __init__(self, run: _Run, plan, history: History):
+        self.run, self.plan, self.history = run, plan, history
+        # only the root writes files (checkpoints, CSV logs)
+        self.callbacks = [c for c in run.callbacks if plan.is_root or not getattr(c, "root_only", False)]
+        for callback in self.callbacks:
+            callback.set_context(run.model, run.optimizer, history, run.loss_fn)
+        self.named = run.model.named_parameters()
+        self.last_good = _LastGoodState(run.model, run.optimizer)
+
+    def train(self, start_epoch, ctrl_c, checks, bar):
+        """Epochs from ``start_epoch`` until ``epochs``, an early stop, or Ctrl-C."""
+        for callback in self.callbacks:
+            callback.on_train_begin()
+        for epoch in range(start_epoch, self.run.epochs):
+            for callback in self.callbacks:
+                callback.on_epoch_begin(epoch)
+            rng_at_start = self.run.rng.bit_generator.state
+            record = self._epoch(epoch, ctrl_c, checks)
+            if record is None:
+                ctrl_c.drop_epoch(self, epoch, rng_at_start)
+                break
+            if self._finish_epoch(epoch, record, ctrl_c, bar):
+                break
+        for callback in self.callbacks:
+            callback.on_train_end()
+
+    def save(self, completed_epochs):
+        """Write fit's checkpoint (the root alone writes files)."""
+        run = self.run
+        if self.plan.is_root:
+            save_checkpoint(run.checkpoint, model=run.model, optimizer=run.optimizer, epoch=completed_epochs,
+                            history=self.history, rng_state=run.rng.bit_generator.state, scheduler=run.scheduler)
+
+    def _epoch(self, epoch, ctrl_c, checks):
+        """Train one epoch; its :class:`_EpochRecord`, or None when Ctrl-C stopped it midway."""
+        run, plan, callbacks = self.run, self.plan, self.callbacks
+        model, loss_fn, optimizer, X, y, batch_size = (run.model, run.loss_fn, run.optimizer, run.X, run.y,
+                                                       run.batch_size)
+        xp, n = model.xp, X.shape[0]
+        order = model.device.asarray(run.rng.permutation(n)) if run.shuffle else None
+        self.last_good.take()
+        sums = _EpochSums(xp, run.counters, xp.zeros((), dtype=optimizer.params[0].data.dtype,
+                                                     device=model.device.device))
+        for batch, global_start in enumerate(range(0, n, batch_size)):
+            global_stop = min(n, global_start + batch_size)
+            start, stop = plan.shard(global_start, global_stop)    # this rank's part (all of it when alone)
+            if order is None:
+                x_batch, y_batch = X[start:stop, ...], y[start:stop, ...]
+            else:
+                index = order[start:stop]
+                x_batch, y_batch = xp.take(X, index, axis=0), xp.take(y, index, axis=0)
+            for callback in callbacks:
+                callback.on_batch_begin(batch)
+            optimizer.zero_grad()
+            out, loss = None, sums.zero                 # an empty shard adds zero gradient and zero loss
+            if stop > start:
+                out = model.forward(x_batch)
+                loss = loss_fn.forward(out, y_batch)
+                checks.first_batch_done()
+                model.backward_params(loss_fn.backward())   # parameter gradients; dL/dX is not needed
+            agreed_stop = plan.reduce_gradients(optimizer.params, stop - start, global_stop - global_start,
+                                                ctrl_c.pressed)
+            optimizer.step()
+            sums.add_batch(loss, stop - start, out, y_batch)
+            for callback in callbacks:
+                callback.on_batch_end(batch, {"loss": loss})
+            if ctrl_c.stops_batches(plan, agreed_stop):
+                return None
+        return self._epoch_record(epoch, sums)
+
+    def _epoch_record(self, epoch, sums):
+        """The epoch's numbers on the host (one transfer); a DivergenceError if the loss was not finite."""
+        run = self.run
+        n = run.X.shape[0]
+        extras = [callback._epoch_device_values(run.X, run.y, epoch) for callback in self.callbacks]
+        host = sums.to_host(run.model.device, self.plan, self.named, extras)   # GradientHealth's extras
+        names = [name for name, _ in self.named]
+        grad_norms = dict(zip(names, (host["grad_squares"] ** 0.5).tolist()))
+        if not all(math.isfinite(v) for v in host["weighted_losses"]):
+            self._diverged(epoch, host["weighted_losses"], grad_norms)
+        logs = {"loss": float(host["weighted_losses"].sum()) / n}
+        for i, name in enumerate(run.counters):
+            logs[name] = float(host[f"correct {name}"].sum()) / float(host["metric items"][i])
+        for i, callback in enumerate(self.callbacks):
+            callback._epoch_host_values(host[f"callback {i}"].tolist())
+        return _EpochRecord(logs, grad_norms, dict(zip(names, (host["weight_squares"] ** 0.5).tolist())))
+
+    def _finish_epoch(self, epoch, record, ctrl_c, bar) -> bool:
+        """Validation, the History, the scheduler, the checkpoint, callbacks, the bar; True: stop now."""
+        run, logs = self.run, record.logs
+        if run.validation is not None:
+            scores = _evaluate_prepared(run.model, run.loss_fn, *run.validation, 1024, run.counters)
+            logs.update({f"val_{k}": v for k, v in scores.items()})
+        logs["lr"] = run.optimizer.lr
+        self.history._record(epoch, logs, record.grad_norms, record.weight_norms)
+        if run.scheduler is not None:
+            _step_scheduler(run.scheduler, logs)
+        interrupted = ctrl_c.stops_after_epoch(self.plan)
+        if run.checkpoint is not None and ((epoch + 1) % run.checkpoint_every == 0 or epoch + 1 == run.epochs
+                                           or interrupted):
+            self.save(epoch + 1)
+        for callback in self.callbacks:
+            callback.on_epoch_end(epoch, logs)
+        notes = [callback._progress_note for callback in self.callbacks if callback._progress_note]
+        if notes:
+            bar.set_description_str(notes[-1], refresh=False)
+            for callback in self.callbacks:
+                callback._progress_note = None
+        bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=False)
+        bar.update(1)
+        if self.plan.any(run.model.stop_training) or interrupted:
+            self.history.interrupted = interrupted
+            return True
+        return False
+
+    def _diverged(self, epoch, weighted_losses, grad_norms):
+        run, history = self.run, self.history
+        n, batch_size = run.X.shape[0], run.batch_size
+        bad = next(i for i, v in enumerate(weighted_losses) if not math.isfinite(v))
+        last_finite = None
+        if bad > 0:
+            size = min(batch_size, n - (bad - 1) * batch_size)
+            last_finite = f"{weighted_losses[bad - 1] / size:.6g} at batch {bad}"
+        elif history.history.get("loss"):
+            last_finite = f"{history['loss'][-1]:.6g} (mean of epoch {epoch})"
+        self.last_good.restore()
+        culprit = blew_up_first(history, grad_norms)
+        raise DivergenceError(
+            f"training diverged: the loss became {weighted_losses[bad]} at epoch {epoch + 1}, batch {bad + 1}; "
+            f"last finite loss: {last_finite or 'none'}. The model keeps its parameters from the start of "
+            f"epoch {epoch + 1}, the last ones known to be finite. Hint: "
+            f"{culprit + '; ' if culprit else ''}lower the learning rate "
+            f"(now {run.optimizer.lr:g}) or clip gradients (bp.optim.clip_grad_norm_).", history)
+
+
+@dataclass
+class _EpochRecord:
+    """What one epoch adds to the History."""
+
+    logs: dict              # "loss", each metric (validation and "lr" are added after)
+    grad_norms: dict        # parameter name -> L2 norm of its gradient after the last batch
+    weight_norms: dict      # parameter name -> L2 norm of its values
+
+
+class _EpochSums:
+    """The device values one epoch adds up, kept under their names until the epoch's one transfer.
+
+    Per batch: the batch loss times its size, and for each metric the count of correct items
+    (0-d device arrays) and the number of items (a host int).
     """
-    own = {id(p) for p in model.parameters()}
-    foreign = [i for i, p in enumerate(optimizer.params) if id(p) not in own]
-    if foreign:
-        raise ValueError(f"fit: the optimizer holds {len(foreign)} of {len(optimizer.params)} parameters that do "
-                         f"not belong to this model (params[{foreign[0]}] first); build it on "
-                         f"model.parameters() of the model being trained")
-    if scheduler is not None and getattr(scheduler, "optimizer", optimizer) is not optimizer:
-        raise ValueError(f"fit: the scheduler ({type(scheduler).__name__}) drives another optimizer, not the one "
-                         f"given to fit; build it on this optimizer")
 
+    def __init__(self, xp, counters, zero):
+        self.xp, self.counters, self.zero = xp, counters, zero
+        self.weighted_losses = []
+        self.correct = {name: [] for name in counters}
+        self.items = dict.fromkeys(counters, 0)
 
-def _check_batches(model, n, batch_size):
-    """Every training batch is large enough for the layers that need several samples (BatchNorm1d).
+    def add_batch(self, loss, size, out, target):
+        self.weighted_losses.append(loss * size)
+        for name, count in self.counters.items():
+            correct, items = count(self.xp, out, target) if size else (self.zero, 0)
+            self.correct[name].append(correct)
+            self.items[name] += items
 
-    Checked before training: a last batch of one would otherwise fail mid-epoch, after steps.
-    """
-    needs = max((layer._min_training_batch, layer._name()) for layer in model.modules())
-    smallest = min(batch_size, n) if n % batch_size == 0 else n % batch_size
-    if smallest < needs[0]:
-        raise ValueError(f"fit: {needs[1]} needs at least {needs[0]} samples per training batch, but with "
-                         f"{n} samples and batch_size={batch_size} a batch holds {smallest}; choose a "
-                         f"batch_size that leaves no batch of {smallest} (n % batch_size == 0 or >= {needs[0]}), "
-                         f"or drop {smallest} sample{'s' if smallest != 1 else ''}")
+    def to_host(self, device, plan, named, extras) -> dict:
+        """{name: float64 host array} of the sums (added over ranks by ``plan``), the parameters'
+        squared norms ("grad_squares", "weight_squares") and each callback's extras ("callback i").
 
-
-def _run_epoch(model, loss_fn, optimizer, X, y, batch_size, rng, counters, callbacks, interrupt,
-               epoch, history, named, last_good, plan):
-    xp = model.xp
-    n = X.shape[0]
-    order = model.device.asarray(rng.permutation(n)) if rng is not None else None
-    last_good.take()
-    weighted_losses, counts = [], {name: [] for name in counters}
-    items = dict.fromkeys(counters, 0)
-    zero = xp.zeros((), dtype=optimizer.params[0].data.dtype, device=model.device.device)
-    for batch, global_start in enumerate(range(0, n, batch_size)):
-        global_stop = min(n, global_start + batch_size)
-        start, stop = plan.shard(global_start, global_stop)    # this rank's part (all of it when alone)
-        if order is None:
-            x_batch, y_batch = X[start:stop, ...], y[start:stop, ...]
-        else:
-            index = order[start:stop]
-            x_batch, y_batch = xp.take(X, index, axis=0), xp.take(y, index, axis=0)
-        for callback in callbacks:
-            callback.on_batch_begin(batch)
-        optimizer.zero_grad()
-        loss = zero                                     # an empty shard adds zero gradient and zero loss
-        if stop > start:
-            out = model.forward(x_batch)
-            loss = loss_fn.forward(out, y_batch)
-            loss_fn.check_targets = False               # one checked batch is enough (no sync per step)
-            model.backward_params(loss_fn.backward())   # parameter gradients; dL/dX is not needed
-        stop_now = plan.reduce_gradients(optimizer.params, stop - start, global_stop - global_start,
-                                         interrupt.raised)
-        optimizer.step()
-        weighted_losses.append(loss * (stop - start))
-        for name, count in counters.items():
-            correct, total = count(xp, out, y_batch) if stop > start else (zero, 0)
-            counts[name].append(correct)
-            items[name] += total
-        for callback in callbacks:
-            callback.on_batch_end(batch, {"loss": loss})
-        if stop_now or (plan.alone and interrupt.raised):   # ranks stop at the batch whose all-reduce said so
-            return None, None, None
-    # One device-to-host transfer for everything this epoch measured: first the sums that add
-    # over ranks (losses, metric counts and totals; one small all-reduce), then the norms.
-    values = weighted_losses + [c for name in counters for c in counts[name]]
-    values += [xp.asarray(float(items[name]), dtype=zero.dtype, device=model.device.device) for name in counters]
-    n_summed = len(values)
-    values += [_squared_norm(xp, p.grad) for _, p in named] + [_squared_norm(xp, p.data) for _, p in named]
-    extras = [callback._epoch_device_values(X, y, epoch) for callback in callbacks]   # GradientHealth's
-    for extra in extras:                                      # (per rank, not summed)
-        values.extend(extra)
-    host = model.device.to_numpy(xp.stack(values)).astype("float64")     # all 0-d, in the model's dtype
-    host[:n_summed] = plan.sum_over_ranks(host[:n_summed])
-    n_batches, n_params = len(weighted_losses), len(named)
-    losses = host[:n_batches]
-    names = [name for name, _ in named]
-    norms = host[n_summed:n_summed + 2 * n_params] ** 0.5
-    if not all(math.isfinite(v) for v in losses):
-        _diverged(optimizer, epoch, losses, batch_size, n, last_good, history,
-                  dict(zip(names, norms[:n_params].tolist())))
-    logs = {"loss": float(losses.sum()) / n}
-    totals = host[n_summed - len(counters):n_summed]
-    for i, name in enumerate(counters):
-        offset = n_batches * (i + 1)
-        logs[name] = float(host[offset:offset + n_batches].sum()) / float(totals[i])
-    offset = n_summed + 2 * n_params
-    for callback, extra in zip(callbacks, extras):
-        callback._epoch_host_values(host[offset:offset + len(extra)].tolist())
-        offset += len(extra)
-    return logs, dict(zip(names, norms[:n_params].tolist())), dict(zip(names, norms[n_params:].tolist()))
+        One device-to-host transfer and one small all-reduce (the sums) for the whole epoch.
+        """
+        xp, zero = self.xp, self.zero
+        summed = {"weighted_losses": self.weighted_losses,
+                  **{f"correct {name}": values for name, values in self.correct.items()},
+                  "metric items": [xp.asarray(float(n), dtype=zero.dtype, device=device.device)
+                                   for n in self.items.values()]}
+        apart = {"grad_squares": [_squared_norm(xp, p.grad) for _, p in named],
+                 "weight_squares": [_squared_norm(xp, p.data) for _, p in named],
+                 **{f"callback {i}": list(extra) for i, extra in enumerate(extras)}}   # per rank
+        groups = {**summed, **apart}
+        host = device.to_numpy(xp.stack([v for values in groups.values() for v in values])).astype("float64")
+        n_summed = sum(len(values) for values in summed.values())
+        host[:n_summed] = plan.sum_over_ranks(host[:n_summed])
+        found, start = {}, 0
+        for name, values in groups.items():
+            found[name] = host[start:start + len(values)]
+            start += len(values)
+        return found
 
 
 def _squared_norm(xp, array):
@@ -287,38 +289,71 @@ def _squared_norm(xp, array):
     return flat @ flat
 
 
-def _diverged(optimizer, epoch, weighted_losses, batch_size, n, last_good, history, grad_norms):
-    bad = next(i for i, v in enumerate(weighted_losses) if not math.isfinite(v))
-    last_finite = None
-    if bad > 0:
-        size = min(batch_size, n - (bad - 1) * batch_size)
-        last_finite = f"{weighted_losses[bad - 1] / size:.6g} at batch {bad}"
-    elif history.history.get("loss"):
-        last_finite = f"{history['loss'][-1]:.6g} (mean of epoch {epoch})"
-    last_good.restore()
-    culprit = blew_up_first(history, grad_norms)
-    raise DivergenceError(
-        f"training diverged: the loss became {weighted_losses[bad]} at epoch {epoch + 1}, batch {bad + 1}; "
-        f"last finite loss: {last_finite or 'none'}. The model keeps its parameters from the start of "
-        f"epoch {epoch + 1}, the last ones known to be finite. Hint: "
-        f"{culprit + '; ' if culprit else ''}lower the learning rate "
-        f"(now {optimizer.lr:g}) or clip gradients (bp.optim.clip_grad_norm_).", history)
-
-
 class _LastGoodState:
-    """The model's parameters and buffers (``Layer._snapshot``) and the optimizer's state, as
+    """The model's parameters and buffers (:func:`snapshot`) and the optimizer's state, as
     device copies taken at each epoch start: what divergence and Ctrl-C roll back to."""
 
     def __init__(self, model, optimizer):
         self.model, self.optimizer = model, optimizer
 
     def take(self):
-        self.model_state = self.model._snapshot()
+        self.model_state = snapshot(self.model)
         self.optimizer_state = self.optimizer._snapshot_state()
 
     def restore(self):
-        self.model._restore(self.model_state)
+        restore(self.model, self.model_state)
         self.optimizer.state = self.optimizer_state
+
+
+class _CtrlC:
+    """Everything fit does about Ctrl-C.
+
+    The first Ctrl-C sets a flag that is read after each batch (a second one raises
+    KeyboardInterrupt at once). Seen inside an epoch, the epoch stops and is not recorded; with a
+    checkpoint, the model, optimizer and shuffling RNG go back to the epoch's start and that is
+    saved. Seen after an epoch's last batch, that epoch is kept (and saved). Either way the history
+    is marked ``interrupted`` and one line says what fit returns. With several ranks, the flag
+    travels in the gradient all-reduce, so every rank stops at the same batch.
+    """
+
+    def __init__(self):
+        self.pressed = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.pressed:
+            raise KeyboardInterrupt
+        self.pressed = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:       # the handler found (SIG_IGN in a background run too)
+            signal.signal(signal.SIGINT, self._previous)
+
+    def stops_batches(self, plan, agreed_stop) -> bool:
+        """After a batch: stop the epoch here? (ranks stop at the batch whose all-reduce said so)"""
+        return agreed_stop or (plan.alone and self.pressed)
+
+    def stops_after_epoch(self, plan) -> bool:
+        """After a completed epoch: stop (every rank agrees)? That epoch is recorded and saved."""
+        return plan.any(self.pressed)
+
+    def drop_epoch(self, loop, epoch, rng_at_start):
+        """The epoch stopped midway is not recorded; with a checkpoint, roll back to its start and save."""
+        loop.history.interrupted = True
+        if loop.run.checkpoint is not None:
+            loop.last_good.restore()
+            loop.run.rng.bit_generator.state = rng_at_start
+            loop.save(epoch)
+
+    def report(self, history, checkpoint, is_root):
+        if history.interrupted and is_root:
+            print(f"fit: interrupted; returning the history of {len(history.epochs)} completed epochs"
+                  + (f" (saved to {checkpoint})" if checkpoint is not None else ""))
 
 
 def _step_scheduler(scheduler, logs):

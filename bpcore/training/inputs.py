@@ -13,7 +13,7 @@ import functools
 
 import backends
 
-from .._checks import check_int
+from .._checks import check_cast_range, check_finite, check_int
 from ..losses import Loss
 from ..nn.checks import _TRACKED
 from ..nn.module import Layer
@@ -36,10 +36,19 @@ def _table_to_array(value, what):
     return value
 
 
+def _accept_X(model, X, what):
+    """X as an array on the model's device in its dtype; values a float32 cast would turn into inf
+    are refused first (float64 1e39), naming the overflow rather than the inf it would make."""
+    X = _table_to_array(X, f"{what}: X")
+    if backends.is_host_array(X):
+        check_cast_range(X, model.dtype, f"{what}: X")
+    return model._accept_input(X, f"{what} X")
+
+
 @_on_model_device
 def _prepare(model, loss_fn, X, y, what):
     """(X, y) on the model's device, y shaped and typed for the loss; every check done once."""
-    X = model._accept_input(_table_to_array(X, f"{what}: X"), f"{what} X")
+    X = _accept_X(model, X, what)
     y = _table_to_array(y, f"{what}: y")
     if getattr(y, "requires_grad", False):
         raise TypeError(_TRACKED.format(f"{what}: y"))
@@ -52,12 +61,12 @@ def _prepare(model, loss_fn, X, y, what):
     if len(y.shape) == 0 or y.shape[0] != X.shape[0]:
         n_y = y.shape[0] if len(y.shape) else "a scalar"
         raise ValueError(f"{what}: X has {X.shape[0]} samples but y has {n_y}")
-    if not bool(xp.all(xp.isfinite(X))):
-        raise ValueError(f"{what}: X contains NaN or infinite values")
+    check_finite(xp, X, f"{what}: X")
     was_training = model.training
     model.eval()
     try:
-        example = model.forward(X[:1, ...])     # one row tells the output's shape for y's checks
+        with model.device.quiet_floating_point():   # as fit's steps: no RuntimeWarning from the probe
+            example = model.forward(X[:1, ...])     # one row tells the output's shape for y's checks
     except (ValueError, TypeError) as error:
         # the layer saw the probe's (1, ...) shape: say what X itself is, and which argument
         raise type(error)(f"{what}: X of shape {tuple(X.shape)} does not fit the model (its first row was "
@@ -68,13 +77,37 @@ def _prepare(model, loss_fn, X, y, what):
                         device=model.device.device)
     backend = loss_fn._backend_for(template)
     target = loss_fn._accept_target(backend, template, y)
-    if xp.isdtype(target.dtype, "real floating") and not bool(xp.all(xp.isfinite(target))):
-        raise ValueError(f"{what}: y contains NaN or infinite values")
+    if xp.isdtype(target.dtype, "real floating"):
+        check_finite(xp, target, f"{what}: y")
     try:
         loss_fn.check(target)                      # the loss's value rules (BCE: targets in [0, 1])
     except ValueError as error:
         raise ValueError(f"{what}: y: {error}") from None
     return X, target
+
+
+class _FirstBatchChecks:
+    """``loss_fn.check_targets`` on for the first batch, off after it, as found at the end.
+
+    The one place where fit and evaluate switch a loss's per-call value checks: the data were
+    checked where they entered (``_prepare``), but the predictions only exist batch by batch, so
+    the first batch checks them (BCELoss: a logits model gives values outside [0, 1]); the
+    other batches then check no values (no device sync per step).
+    """
+
+    def __init__(self, loss_fn):
+        self.loss_fn = loss_fn
+
+    def __enter__(self):
+        self.found = self.loss_fn.check_targets
+        self.loss_fn.check_targets = True            # the first batch: one sync
+        return self
+
+    def first_batch_done(self):
+        self.loss_fn.check_targets = False
+
+    def __exit__(self, *exc):
+        self.loss_fn.check_targets = self.found
 
 
 def _check_common(model, loss_fn, batch_size):

@@ -35,8 +35,9 @@ def check_number(owner: str, name: str, value, low: float = 0.0, high: float = m
             interval = f"> {low:g}" if low_open else f">= {low:g}"
         else:
             interval = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        kind = "" if isinstance(value, numbers.Real) and not isinstance(value, bool) else f" (a {type(value).__name__})"
         raise ValueError(f"{_prefix(owner)}{name} must be a finite number{' ' + interval if interval else ''}, "
-                         f"got {value!r}")
+                         f"got {value!r}{kind}")
     return float(value)
 
 

@@ -9,7 +9,15 @@ Every call checks shapes and dtypes, which costs nothing on a device. Target *va
 (probabilities in [0, 1], labels in range) need their numbers on the host, a device-to-host
 sync, so they are checked where data enter: ``fit`` and ``evaluate`` check them once (and the
 first batch's predictions), and ``loss_fn.check(target)`` does it for a hand-written loop.
-``check_targets = True`` checks values on every call as well (one sync each; for debugging).
+
+``check_targets`` chooses the per-call value checks:
+
+- ``None`` (the default): labels of ``SoftmaxCrossEntropyLoss`` are checked on every call where
+  that costs no sync (``backend.sync_free``: NumPy, array_api_strict, torch on the CPU), as
+  PyTorch does on the CPU; on a GPU a batch with a label out of range gets a NaN loss instead
+  (no sync), which fit's divergence check reports;
+- ``True``: every value rule on every call (one sync each on a GPU; for debugging);
+- ``False``: none (the values were checked where they entered, as fit and evaluate do).
 """
 from __future__ import annotations
 
@@ -17,6 +25,7 @@ import math
 
 import backends
 
+from ._checks import check_cast_range
 from .nn.activations import stable_sigmoid
 from .nn.module import dtype_name
 
@@ -25,7 +34,7 @@ class Loss:
     """Base class: subclasses define ``_forward(xp, pred, target)`` and ``_backward(xp)``."""
 
     def __init__(self):
-        self.check_targets = False       # per-call value checks: off, so a training step never syncs
+        self.check_targets = None        # per-call value checks where they cost no sync (module docstring)
         self._backend = None
         self._grad = None        # dL/dpred, computed in forward while its inputs are at hand
 
@@ -48,7 +57,13 @@ class Loss:
     def check(self, target) -> None:
         """Check the values of ``target`` (already accepted for this loss), once, where data
         enter ``fit``/``evaluate``: a ValueError naming the loss if they break its rules
-        (BCE targets in [0, 1]). The base loss has no rule on values."""
+        (BCE targets in [0, 1]; labels >= 0, or in [0, classes - 1] with
+        ``SoftmaxCrossEntropyLoss.check(labels, pred)``). The base loss has no rule on values."""
+
+    def _check_entering(self, target, pred) -> None:
+        """What fit and evaluate check where data enter: :meth:`check`, with the predictions'
+        shape at hand for rules that need it (the number of classes)."""
+        self.check(target)
 
     # -- input checks ------------------------------------------------------
     def _backend_for(self, pred):
@@ -78,6 +93,9 @@ class Loss:
                 dtype = dtype_name(pred.dtype)
             elif target.dtype.kind not in "iu":
                 dtype = None
+            if target.dtype.kind in "fiu":    # before the cast: float64 1e39 -> inf, uint64 2**63 -> -2**63
+                what = "labels" if dtype == "int64" else "target"
+                check_cast_range(target, dtype, f"{type(self).__name__}: {what}")
         return backends.accept_array(backend, target, type(self).__name__, "target", against="pred", dtype=dtype)
 
     def _match_shape(self, pred, target):
@@ -189,8 +207,17 @@ class SoftmaxCrossEntropyLoss(Loss):
     """Softmax and cross-entropy fused, on logits z (batch, classes) and integer labels (batch,).
 
     L = -mean_n log softmax(z_n)[label_n];  dL/dz = (softmax(z) - onehot(label)) / batch.
-    Labels of shape (batch, 1) are accepted and flattened.
+    Labels of shape (batch, 1) are accepted and flattened. A label outside [0, classes - 1]
+    is refused on every call where checking costs no device sync (``check_targets`` None, the
+    default, on NumPy, array_api_strict and torch on the CPU); on a GPU that batch's loss is NaN.
     """
+
+    def check(self, target, pred=None) -> None:
+        """Labels >= 0, and below the number of classes (``pred``'s last axis) when pred is given."""
+        _check_labels(self, backends.backend_of(target), target, None if pred is None else pred.shape[-1])
+
+    def _check_entering(self, target, pred) -> None:
+        self.check(target, pred)
 
     def _accept_target(self, backend, pred, target):
         name = type(self).__name__
@@ -209,8 +236,8 @@ class SoftmaxCrossEntropyLoss(Loss):
         if target.shape[0] != batch:
             raise ValueError(f"{name}: batch size mismatch: pred has {batch} rows, "
                              f"labels have {target.shape[0]}")
-        if self.check_targets:
-            _require_range(self, xp, target, 0, classes - 1, f"labels (for {classes} classes)")
+        if self.check_targets or (self.check_targets is None and backend.sync_free):
+            _check_labels(self, backend, target, classes)
         return target
 
     def _forward(self, xp, pred, labels):
@@ -220,4 +247,32 @@ class SoftmaxCrossEntropyLoss(Loss):
         class_ids = xp.arange(classes, dtype=labels.dtype, device=self._backend.device)
         onehot = xp.astype(xp.reshape(labels, (batch, 1)) == class_ids, pred.dtype)
         self._grad = (xp.exp(log_probs) - onehot) / batch
-        return -xp.sum(onehot * log_probs) / batch
+        loss = -xp.sum(onehot * log_probs) / batch
+        if self.check_targets is None and not self._backend.sync_free:
+            # A label outside [0, classes) matches no class, and its row would add 0 to the loss
+            # without a word. Checking here would cost a device sync on a GPU: the batch's loss
+            # becomes NaN instead, which fit's divergence check stops on. (math.nan is one object,
+            # so Backend.constant finds the cached device constant: no host-to-device copy.)
+            in_range = xp.all((labels >= 0) & (labels < classes))
+            loss = xp.where(in_range, loss, self._backend.constant(math.nan, pred.dtype))
+        return loss
+
+
+def _check_labels(loss, backend, labels, classes):
+    """Raise ValueError unless every label lies in [0, classes - 1] (>= 0 when classes is None).
+
+    Reads the smallest and largest label (one host read; free on a sync-free backend) and builds
+    the message only when one is out of range.
+    """
+    if math.prod(labels.shape) == 0:
+        return
+    xp = backend.xp
+    with backend.activate():
+        smallest, largest = int(xp.min(labels)), int(xp.max(labels))
+    high = math.inf if classes is None else classes - 1
+    if 0 <= smallest and largest <= high:
+        return
+    bad = smallest if smallest < 0 else largest
+    where = f"(for {classes} classes) must lie in [0, {classes - 1}]" if classes is not None else "must be >= 0"
+    raise ValueError(f"{type(loss).__name__}: labels {where}, got values from {smallest} to {largest} "
+                     f"(label {bad} is out of range)")

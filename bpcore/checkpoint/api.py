@@ -10,7 +10,11 @@ shuffling RNG, the scheduler) between the two, so a refused file changes nothing
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
+
+import backends
 
 from ..nn.module import _MODEL_WRITER, Layer
 from .architecture import _check_architecture, _comparable, architecture, build
@@ -72,7 +76,40 @@ def save_checkpoint(path, model: Layer, optimizer=None, epoch=None, history=None
         meta["history"] = {"in_payload": keys}
         if recorded.get("health"):          # bp.GradientHealth's record: small, kept as JSON
             meta["history"]["health"] = recorded["health"]
+    _check_loadable(path, arrays, meta, model, optimizer)
     write_file(path, arrays, meta)
+
+
+def _check_loadable(path, arrays, meta, model, optimizer) -> None:
+    """Run the loader's own checks on what is about to be written, so that a save never writes a
+    file that ``load_checkpoint`` would refuse (a History with more values than epochs, NaN
+    weights, an optimizer state or a shuffling RNG state the loader cannot use).
+
+    Raises:
+        ValueError: naming what the loader would refuse; nothing is written.
+    """
+    header = json.loads(json.dumps(meta, allow_nan=True))     # as the file will give it back
+    try:
+        with file_faults(path):
+            _prepare(path, arrays, header, model, optimizer, None)
+            _check_rng_state(path, meta.get("rng_state"))
+    except CheckpointError as error:
+        raise ValueError(f"save_checkpoint: not written, since load_checkpoint would refuse the file: "
+                         f"{cap(str(error), 500)}") from None
+
+
+def _check_rng_state(path, state) -> None:
+    """A shuffling RNG state that NumPy's bit generator of its name accepts (None: none saved)."""
+    if state is None:
+        return
+    name = state.get("bit_generator") if isinstance(state, dict) else None
+    maker = getattr(np.random, name, None) if isinstance(name, str) else None
+    if not (isinstance(maker, type) and issubclass(maker, np.random.BitGenerator)):
+        raise CheckpointError(f"{path}: the shuffling RNG state names no NumPy bit generator: {quote(state)}")
+    try:
+        maker().state = state
+    except (TypeError, ValueError, KeyError, OverflowError) as error:
+        raise CheckpointError(f"{path}: unusable shuffling RNG state ({cap(str(error))})") from None
 
 
 def read_checkpoint(path, model: Layer | None = None, optimizer=None, device=None) -> dict:
@@ -114,6 +151,8 @@ def prepare_load(path, model: Layer | None = None, optimizer=None, device=None) 
         raise ValueError("load_checkpoint: give either model= (loaded in place, on its device) or device=")
     if model is not None and not isinstance(model, Layer):
         raise TypeError(f"load_checkpoint: model must be a bpcore Layer, got {type(model).__name__}")
+    if device is not None:
+        device = _target_device(device)           # before the file: a wrong name is not the file's fault
     arrays, header = read_file(path)
     with file_faults(path):
         return _prepare(path, arrays, header, model, optimizer, device)
@@ -164,8 +203,20 @@ def _prepare(path, arrays, header, model, optimizer, device):
     return PreparedLoad(path, model, optimizer, header, model_state, checked_optimizer, streams)
 
 
+def _target_device(device):
+    """The backend ``device`` names (checked before the file is read)."""
+    try:
+        return backends.get(device)
+    except ValueError as error:
+        raise ValueError(f"load: device {quote(device)} is not a device name ({error}); the file was not "
+                         f"read") from None
+
+
 def _difference(file_spec, model_spec, where="architecture"):
     """Where two architectures first differ: "architecture.layers[0].config.n_out: file 6, model 4"."""
+    if isinstance(file_spec, dict) and isinstance(model_spec, dict) and file_spec.get("type") != model_spec.get("type"):
+        return (f"at {where}, the file has a {quote(file_spec.get('type'))} layer where the model has a "
+                f"{quote(model_spec.get('type'))}: the architectures differ")
     if isinstance(file_spec, dict) and isinstance(model_spec, dict):
         for key in sorted(set(file_spec) | set(model_spec), key=str):
             a, b = file_spec.get(key), model_spec.get(key)

@@ -78,7 +78,8 @@ def _check_architecture(spec, state, path):
         if kind == "Sequential":
             layers = item.get("layers")
             if not isinstance(layers, list):
-                raise CheckpointError(f"{path}: Sequential without a list of layers")
+                place = f"the Sequential at '{where}'" if where else "the model's Sequential"
+                raise CheckpointError(f"{path}: {place} has layers {quote(layers)}, not a list of layer entries")
             pending.extend((f"{inside}{i}", layer) for i, layer in enumerate(layers))
             continue
         if kind == "Residual":

@@ -181,14 +181,7 @@ def _read_stream(path, stream):
         raise CheckpointError(f"{path}: the header is not valid JSON ({cap(str(error))})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise CheckpointError(f"{path}: the header does not describe a {FORMAT}")
-    version = header.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise CheckpointError(f"{path}: format version {quote(version)} is not a bpcore format version "
-                              f"(a whole number; this bpcore reads version {FORMAT_VERSION})")
-    if version > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: format version {version} is newer than version {FORMAT_VERSION}, "
-                              f"the newest this bpcore reads; upgrade bpcore (the file says it was written "
-                              f"by bpcore {quote(header.get('bpcore_version'))})")
+    _check_version(path, header)
     payload_start = 16 + header_length
     payload_size = body_end - payload_start
     if header.get("payload_bytes") != payload_size:
@@ -204,6 +197,26 @@ def _read_stream(path, stream):
     if payload_digest.hexdigest() != header.get("payload_sha256"):
         raise CheckpointError(f"{path}: the payload's SHA-256 does not match the header: the file is corrupt")
     return arrays, header
+
+
+def _check_version(path, header):
+    """The header's format version is a whole number this bpcore reads; each fault named as it is."""
+    if "format_version" not in header:
+        raise CheckpointError(f"{path}: the header states no format version, so this is not a bpcore format "
+                              f"version (every bpcore file states one; this bpcore reads version {FORMAT_VERSION}): "
+                              f"the file is damaged or forged")
+    version = header["format_version"]
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise CheckpointError(f"{path}: format version {quote(version)} is not a bpcore format version: it is a "
+                              f"{type(version).__name__}, where bpcore writes a whole number (this bpcore reads "
+                              f"version {FORMAT_VERSION})")
+    if version < 1:
+        raise CheckpointError(f"{path}: format version {version} is not a bpcore format version (they start "
+                              f"at 1; this bpcore reads version {FORMAT_VERSION})")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format version {version} is newer than version {FORMAT_VERSION}, "
+                              f"the newest this bpcore reads; upgrade bpcore (the file says it was written "
+                              f"by bpcore {quote(header.get('bpcore_version'))})")
 
 
 def _hash_until(stream, digest, end, path):
@@ -237,8 +250,11 @@ def _layout(path, header, payload_size):
             raise CheckpointError(f"{path}: malformed tensor entry {quote(entry)}")
         name, dtype, shape = entry["name"], entry["dtype"], entry["shape"]
         offset, nbytes = entry["offset"], entry["nbytes"]
-        if not isinstance(name, str) or name in names:
-            raise CheckpointError(f"{path}: tensor name {quote(name)} is not a str, or appears twice")
+        if not isinstance(name, str):
+            raise CheckpointError(f"{path}: tensor name {quote(name)} is a {type(name).__name__}, not a str")
+        if name in names:
+            raise CheckpointError(f"{path}: two tensor entries are named {quote(name)}; each name may "
+                                  f"appear once (the file is damaged or forged)")
         names.add(name)
         if not isinstance(dtype, str) or dtype not in _DTYPES:
             raise CheckpointError(f"{path}: tensor {quote(name)} has dtype {quote(dtype)}, "

@@ -14,18 +14,35 @@ from .._checks import check_number
 from ..nn.module import Parameter, checked_host_cast, dtype_name
 
 
+def _non_negative(name):
+    """The rule of a hyper-parameter that is a finite number >= 0 (lr, weight_decay, momentum, eps)."""
+    return lambda optimizer, value: check_number(type(optimizer).__name__, name, value)
+
+
 class Optimizer:
     """Base class: holds the parameter list, hyper-parameters and per-parameter state.
 
     Args:
         params: an iterable of :class:`Parameter` (e.g. ``model.parameters()``).
 
-    ``lr`` is a plain attribute, so schedules (``StepLR``, ...) and users can change it
-    between steps. ``state_dict()`` / ``load_state_dict()`` save and restore the
-    hyper-parameters and every buffer (momentum, Adam's moments) as host NumPy.
+    ``lr`` is an attribute, so schedules (``StepLR``, ...) and users can change it between
+    steps; every hyper-parameter set after construction (``opt.lr = ...``, ``opt.betas``,
+    ``opt.momentum``, ``opt.weight_decay``, ...) passes the constructor's own check, so
+    ``opt.lr = "0.1"`` or a negative or NaN rate is refused at once, not deep in ``step()``.
+    ``state_dict()`` / ``load_state_dict()`` save and restore the hyper-parameters and every
+    buffer (momentum, Adam's moments) as host NumPy.
     """
 
     _hyper: tuple[str, ...] = ("lr",)   # attributes saved by state_dict
+    # hyper-parameter name -> rule(optimizer, value) giving the checked value (or raising ValueError).
+    # The constructors assign through it too, so a later assignment gets the constructor's check.
+    _rules: dict = {"lr": _non_negative("lr")}
+
+    def __setattr__(self, name, value):
+        rule = self._rules.get(name)
+        if rule is not None:
+            value = rule(self, value)
+        object.__setattr__(self, name, value)
 
     def __init__(self, params):
         name = type(self).__name__
@@ -161,16 +178,36 @@ class SGD(Optimizer):
 
     _hyper = ("lr", "momentum", "dampening", "weight_decay", "nesterov")
 
+    def _nesterov_fits(self, momentum, dampening, nesterov):
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError(f"SGD: nesterov=True needs momentum > 0 and dampening = 0 (momentum={momentum:g}, "
+                             f"dampening={dampening:g})")
+
+    def _momentum_rule(self, value):
+        value = check_number("SGD", "momentum", value)
+        self._nesterov_fits(value, getattr(self, "dampening", 0.0), getattr(self, "nesterov", False))
+        return value
+
+    def _dampening_rule(self, value):
+        value = check_number("SGD", "dampening", value)
+        self._nesterov_fits(getattr(self, "momentum", 0.0), value, getattr(self, "nesterov", False))
+        return value
+
+    def _nesterov_rule(self, value):
+        self._nesterov_fits(self.momentum, self.dampening, bool(value))
+        return bool(value)
+
+    _rules = {"lr": _non_negative("lr"), "weight_decay": _non_negative("weight_decay"),
+              "momentum": _momentum_rule, "dampening": _dampening_rule, "nesterov": _nesterov_rule}
+
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False):
         super().__init__(params)
-        self.lr = check_number("SGD", "lr", lr)
-        self.momentum = check_number("SGD", "momentum", momentum)
-        self.dampening = check_number("SGD", "dampening", dampening)
-        self.weight_decay = check_number("SGD", "weight_decay", weight_decay)
-        if nesterov and (self.momentum <= 0 or self.dampening != 0):
-            raise ValueError("SGD: nesterov=True needs momentum > 0 and dampening = 0")
-        self.nesterov = bool(nesterov)
+        self.lr = lr                     # each assignment is checked (_rules)
+        self.momentum = momentum
+        self.dampening = dampening
+        self.weight_decay = weight_decay
+        self.nesterov = nesterov
 
     def _update(self, p):
         grad = p.grad
@@ -200,18 +237,24 @@ class Adam(Optimizer):
     _hyper = ("lr", "betas", "eps", "weight_decay", "amsgrad")
     _decoupled = False
 
+    def _betas_rule(self, betas):
+        name = type(self).__name__
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"{name}: betas must be a pair (beta1, beta2), got {betas!r}")
+        return (check_number(name, "betas[0]", betas[0], 0.0, 1.0, high_open=True),
+                check_number(name, "betas[1]", betas[1], 0.0, 1.0, high_open=True))
+
+    _rules = {"lr": _non_negative("lr"), "betas": _betas_rule, "eps": _non_negative("eps"),
+              "weight_decay": _non_negative("weight_decay"), "amsgrad": lambda self, value: bool(value)}
+
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False):
         super().__init__(params)
-        name = type(self).__name__
-        self.lr = check_number(name, "lr", lr)
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"{name}: betas must be a pair (beta1, beta2), got {betas!r}")
-        self.betas = (check_number(name, "betas[0]", betas[0], 0.0, 1.0, high_open=True),
-                      check_number(name, "betas[1]", betas[1], 0.0, 1.0, high_open=True))
-        self.eps = check_number(name, "eps", eps)
-        self.weight_decay = check_number(name, "weight_decay", weight_decay)
-        self.amsgrad = bool(amsgrad)
+        self.lr = lr                     # each assignment is checked (_rules)
+        self.betas = betas
+        self.eps = eps
+        self.weight_decay = weight_decay
+        self.amsgrad = amsgrad
 
     def _update(self, p):
         state = self._state_of(p)
@@ -237,6 +280,8 @@ class Adam(Optimizer):
         exp_avg_sq *= beta2
         exp_avg_sq += (1.0 - beta2) * (grad * grad)
         if self.amsgrad:
+            if "max_exp_avg_sq" not in state:       # amsgrad switched on after the first steps
+                state["max_exp_avg_sq"] = xp.zeros_like(p.data)
             state["max_exp_avg_sq"] = second_moment = xp.maximum(state["max_exp_avg_sq"], exp_avg_sq)
         else:
             second_moment = exp_avg_sq
@@ -268,16 +313,19 @@ class RMSprop(Optimizer):
     """
 
     _hyper = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered")
+    _rules = {"lr": _non_negative("lr"), "eps": _non_negative("eps"), "weight_decay": _non_negative("weight_decay"),
+              "momentum": _non_negative("momentum"), "centered": lambda self, value: bool(value),
+              "alpha": lambda self, value: check_number("RMSprop", "alpha", value, 0.0, 1.0)}
 
     def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False):
         super().__init__(params)
-        self.lr = check_number("RMSprop", "lr", lr)
-        self.alpha = check_number("RMSprop", "alpha", alpha, 0.0, 1.0)
-        self.eps = check_number("RMSprop", "eps", eps)
-        self.weight_decay = check_number("RMSprop", "weight_decay", weight_decay)
-        self.momentum = check_number("RMSprop", "momentum", momentum)
-        self.centered = bool(centered)
+        self.lr = lr                     # each assignment is checked (_rules)
+        self.alpha = alpha
+        self.eps = eps
+        self.weight_decay = weight_decay
+        self.momentum = momentum
+        self.centered = centered
 
     def _update(self, p):
         state = self._state_of(p)
@@ -297,14 +345,18 @@ class RMSprop(Optimizer):
         square_avg *= self.alpha
         square_avg += (1.0 - self.alpha) * (grad * grad)
         if self.centered:
-            grad_avg = state["grad_avg"]
+            grad_avg = state.get("grad_avg")
+            if grad_avg is None:                    # centered switched on after the first steps
+                grad_avg = state["grad_avg"] = xp.zeros_like(p.data)
             grad_avg *= self.alpha
             grad_avg += (1.0 - self.alpha) * grad
             denominator = xp.sqrt(square_avg - grad_avg * grad_avg) + self.eps
         else:
             denominator = xp.sqrt(square_avg) + self.eps
         if self.momentum > 0:
-            buf = state["momentum_buffer"]
+            buf = state.get("momentum_buffer")
+            if buf is None:                         # momentum switched on after the first steps
+                buf = state["momentum_buffer"] = xp.zeros_like(p.data)
             buf *= self.momentum
             buf += grad / denominator
             p.data -= self.lr * buf

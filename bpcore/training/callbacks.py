@@ -175,9 +175,11 @@ class ModelCheckpoint(Callback):
 class CSVLogger(Callback):
     """Write one row per epoch to a CSV file, as Keras's ``CSVLogger``: "epoch", then every log entry.
 
-    The first column counts epochs from 1; the columns are fixed by the first epoch written
+    The first column counts epochs from 1; the columns are set by the first epoch written
     ("loss", metrics, "val_*", "lr"); each row is flushed as it is written, so the file can be
-    read while training runs and survives a crash.
+    read while training runs and survives a crash. A value not measured in an epoch is "nan"
+    (as in the History); a value that appears later (a resumed run with validation data, with
+    ``append=True``) adds its column, "nan" in the rows before.
 
     Args:
         path: the CSV file; a missing folder is created when training begins (as every writer does).
@@ -213,8 +215,26 @@ class CSVLogger(Callback):
         if self._columns is None:
             self._columns = list(logs)
             self._writer.writerow(["epoch", *self._columns])
-        self._writer.writerow([epoch + 1, *(_csv_value(logs.get(key, "")) for key in self._columns)])
+        new = [key for key in logs if key not in self._columns]
+        if new:                  # a value the earlier rows lack (val_loss after resuming with validation data)
+            self._widen(new)
+        self._writer.writerow([epoch + 1, *(_csv_value(logs.get(key, math.nan)) for key in self._columns)])
         self._stream.flush()
+
+    def _widen(self, new):
+        """Add columns: the file is rewritten with the wider header, "nan" in the rows before."""
+        import csv
+
+        self._stream.close()
+        with open(self.path, newline="", encoding="utf-8") as previous:
+            rows = list(csv.reader(previous, delimiter=self.separator))
+        self._columns = self._columns + new
+        rows[0] = ["epoch", *self._columns]
+        rows[1:] = [row + ["nan"] * (len(rows[0]) - len(row)) for row in rows[1:]]
+        with open(self.path, "w", newline="", encoding="utf-8") as stream:
+            csv.writer(stream, delimiter=self.separator).writerows(rows)
+        self._stream = open(self.path, "a", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._stream, delimiter=self.separator)
 
     def on_train_end(self, logs=None):
         if self._stream is not None:

@@ -80,7 +80,7 @@ def _prepare(model, loss_fn, X, y, what):
     if xp.isdtype(target.dtype, "real floating"):
         check_finite(xp, target, f"{what}: y")
     try:
-        loss_fn.check(target)                      # the loss's value rules (BCE: targets in [0, 1])
+        loss_fn._check_entering(target, template)    # the loss's value rules (BCE: targets in [0, 1])
     except ValueError as error:
         raise ValueError(f"{what}: y: {error}") from None
     return X, target

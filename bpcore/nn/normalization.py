@@ -21,6 +21,7 @@ statistics did not average (the batch, for both layers).
 """
 from __future__ import annotations
 
+import math
 
 from . import init as _init
 from .._checks import check_int, check_number
@@ -76,7 +77,6 @@ class _BatchNorm(Layer):
         affine: learn ``weight`` (starts at 1) and ``bias`` (starts at 0).
     """
 
-    _min_training_batch = 2          # the variance of one sample is undefined: fit checks batches
     _buffer_names = ("running_mean", "running_var")
     _axes: tuple = (0,)          # the axes the statistics average over
     _ndim = 2                    # the input's number of dimensions
@@ -98,6 +98,15 @@ class _BatchNorm(Layer):
         self._x_hat = None
         self._inv_std = None
         self._used_batch_statistics = False
+        self._sample_shape = None        # one sample's shape at the last forward: (n,) or (C, H, W)
+
+    @property
+    def _min_training_batch(self) -> int:
+        """Samples a training batch needs for 2 values per feature (the variance of 1 is undefined),
+        which fit checks before training: 2 for (batch, n) input, 1 for images of H x W >= 2
+        (as PyTorch), from the input the last forward saw (fit's probe of X); 2 before any."""
+        per_sample = math.prod(self._sample_shape[1:]) if self._sample_shape is not None else 1
+        return 1 if per_sample >= 2 else 2
 
     @property
     def num_features(self) -> int:
@@ -117,6 +126,7 @@ class _BatchNorm(Layer):
         if x.ndim != self._ndim or x.shape[1] != self.num_features:
             raise ValueError(f"{self._name()}: expected input of shape {self._expected_shape()}, "
                              f"got {tuple(x.shape)}")
+        self._sample_shape = tuple(x.shape[1:])
         xp, axes, view = self.xp, self._axes, self._view()
         if self.training:
             count = 1

@@ -76,7 +76,10 @@ def _prepare(model, loss_fn, X, y, what):
     template = xp.zeros((X.shape[0],) + tuple(example.shape[1:]), dtype=example.dtype,
                         device=model.device.device)
     backend = loss_fn._backend_for(template)
-    target = loss_fn._accept_target(backend, template, y)
+    try:
+        target = loss_fn._accept_target(backend, template, y)
+    except (ValueError, TypeError) as error:      # say which argument: the loss only knows "target"
+        raise type(error)(f"{what}: y: {error}") from None
     if xp.isdtype(target.dtype, "real floating"):
         check_finite(xp, target, f"{what}: y")
     try:

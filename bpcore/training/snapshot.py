@@ -28,14 +28,18 @@ def restore(model, copies: dict) -> None:
     Each value is copied again, so one snapshot can be restored more than once.
 
     Raises:
-        KeyError: ``copies`` lacks a parameter or buffer of ``model`` (it came from another model).
+        KeyError: the names or shapes of ``copies`` are not this model's (it came from another model);
+            nothing is changed then.
     """
     parameters = model.named_parameters()
     buffers = _buffer_slots(model)
-    missing = [name for name, _ in parameters if name not in copies]
-    missing += [name for name, _, _ in buffers if name not in copies]
-    if missing:
-        raise KeyError(f"restore: the snapshot holds no {', '.join(missing[:5])}; it was taken of another model")
+    current = {name: p.data for name, p in parameters}
+    current.update((name, getattr(layer, attribute)) for name, layer, attribute in buffers)
+    differ = sorted(set(copies) ^ set(current))
+    differ += [name for name in current if name in copies and tuple(copies[name].shape) != tuple(current[name].shape)]
+    if differ:
+        raise KeyError(f"restore: the snapshot does not fit this model ({', '.join(differ[:5])} differ); it was "
+                       f"taken of another model")
     with model.device.activate():
         for name, p in parameters:
             p.data = p.backend.xp.asarray(copies[name], copy=True)

@@ -66,7 +66,14 @@ def save_checkpoint(path, model: Layer, optimizer=None, epoch=None, history=None
                     scalars.setdefault(str(index), {})[key] = value
         meta["optimizer"] = {"type": state["type"], "hyper": state["hyper"], "scalars": scalars}
     if history is not None:
+        if not callable(getattr(history, "state_dict", None)):
+            raise TypeError(f"save_checkpoint: history must be a bp.History, got {type(history).__name__}")
         recorded = history.state_dict()
+        try:                                 # the loader's rule, on the values as they are (before any cast)
+            check_history_data(recorded)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"save_checkpoint: not written, since load_checkpoint would refuse the file: "
+                             f"unusable history: {cap(str(error), 300)}") from None
         arrays["history/epochs"] = np.asarray(recorded["epochs"], dtype=np.int64)
         keys = {}
         for section in _HISTORY_SECTIONS:

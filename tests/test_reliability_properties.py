@@ -104,7 +104,8 @@ def test_every_list_of_a_history_has_one_entry_per_epoch(logs, first_epoch):
 
 
 # -- a loader rule its writer does not apply ----------------------------------------------------
-numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-3, 3), st.booleans(), st.text(max_size=1))
+numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-3, 3), st.booleans(),
+                    st.text(max_size=1))
 
 
 @PROPERTY_SETTINGS
@@ -234,7 +235,8 @@ def test_zero_size_dimensions_pass_through_every_layer_or_are_refused_by_name(na
 @example(case="Conv2d padding", power=40)
 def test_unbounded_arguments_are_refused_naming_the_layer_and_the_argument(case, power):
     layer_name, argument = case.split()
-    make = {"Conv2d padding": lambda v: bp.Conv2d(1, 1, 3, padding=v), "Conv2d kernel_size": lambda v: bp.Conv2d(1, 1, v),
+    make = {"Conv2d padding": lambda v: bp.Conv2d(1, 1, 3, padding=v),
+            "Conv2d kernel_size": lambda v: bp.Conv2d(1, 1, v),
             "Linear n_in": lambda v: bp.Linear(v, 2), "BatchNorm1d n": lambda v: bp.BatchNorm1d(v)}[case]
     with pytest.raises((ValueError, MemoryError)) as info:
         layer = make(2**power)

@@ -17,7 +17,8 @@ noisy machine slows all of them alike; the table gives the per-step minimum and 
 the rounds and the ratios of the minima. Also: the peak memory of one wide-net step (tracemalloc,
 which sees NumPy's allocations but not PyTorch's, so that column is bpcore against the
 hand-written step only), and the overhead of ``bp.fit`` over the bare step loop on the same
-shuffled batches (MNIST-sized net, per epoch, and fit's once-per-call checks apart). ``--write`` puts the output into
+shuffled batches (MNIST-sized net, per epoch, and fit's once-per-call checks apart), and on the CPU
+the cost of SoftmaxCrossEntropyLoss's per-call label check (spiral- and MNIST-sized). ``--write`` puts the output into
 ``benchmarks/cpu-results.md`` (or ``gpu-results.md`` with ``--device cuda``), keeping its other
 sections. Timings vary between machines and runs: compare ratios, not seconds.
 """
@@ -65,11 +66,12 @@ def bpcore_model(sizes, activation):
     return bp.mlp(sizes, activation=activation, seed=0)
 
 
-def bpcore_step(model, be, X, y):
+def bpcore_step(model, be, X, y, check_targets=None):
     model = model.to(be)
     X, y = be.asarray(X), be.asarray(y)
     loss_fn = bp.SoftmaxCrossEntropyLoss() if model.layers[-1].n_out > 1 else bp.BCEWithLogitsLoss()
     loss_fn.check(y)                  # values once, where the data enter; no sync per step
+    loss_fn.check_targets = check_targets   # None, the default: labels checked per call where that is free
     opt = bp.optim.SGD(model.parameters(), lr=LR)
 
     def step():
@@ -267,6 +269,24 @@ def fit_overhead(be, rounds, epochs=3):
     return min(fit_epochs), min(loop_epochs), min(once)
 
 
+def label_check_cost(be, rounds, steps) -> list[str]:
+    """What SoftmaxCrossEntropyLoss's per-call label check adds to a step where it costs no sync
+    (``check_targets`` None, the default, on the CPU backends; False skips it): the same step
+    both ways, interleaved, on a spiral-sized net with a 2-class softmax head and the MNIST-sized net."""
+    lines = ["per-call label check of SoftmaxCrossEntropyLoss (check_targets None, the default, vs False; "
+             "min per step over rounds):"]
+    for name, (sizes, activation, batch) in (("spiral", ([2, 16, 8, 2], "tanh", 400)), ("mnist", NETS["mnist"])):
+        X, y = make_data(sizes, batch)
+        steps_by_name = {check: bpcore_step(bpcore_model(sizes, activation), be, X, y, check_targets=check)
+                         for check in (None, False)}
+        times = interleaved(steps_by_name, be.synchronize, rounds, steps)
+        checked, unchecked = min(times[None]), min(times[False])
+        lines.append(f"  {name}-sized {'-'.join(map(str, sizes))}, batch {batch}: checked {checked * 1e6:.1f} us, "
+                     f"unchecked {unchecked * 1e6:.1f} us, the check {(checked - unchecked) * 1e6:+.1f} us "
+                     f"({100 * (checked / unchecked - 1):+.1f}% of the step)")
+    return lines
+
+
 def machine_lines(be, torch):
     lines = [f"date {datetime.date.today().isoformat()} | bpcore {bp.__version__} on {be.spec} | "
              f"numpy {np.__version__} | python {platform.python_version()} | {platform.machine()}"]
@@ -340,6 +360,9 @@ def run(args) -> list[str]:
         out.append(f"peak memory of a wide-net step, weights and buffers included (tracemalloc): "
                    f"hand-written {hand / 2**20:.1f} MiB, bpcore {ours / 2**20:.1f} MiB, ratio {ours / hand:.2f}")
         print(out[-1], flush=True)
+    if args.label_check and be.sync_free:
+        out += label_check_cost(be, args.rounds, args.steps)
+        print("\n".join(out[-3:]), flush=True)
     if args.fit:
         fit_s, loop_s, once_s = fit_overhead(be, max(2, args.rounds // 2))
         out.append(f"fit over the bare step loop, MNIST-sized net, per epoch of 40 batches of 128 (minimum over "
@@ -394,6 +417,8 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default 7)")
     p.add_argument("--steps", type=int, default=30, help="steps per implementation per round (default 30)")
     p.add_argument("--no-fit", dest="fit", action="store_false", help="skip fit's overhead measurement")
+    p.add_argument("--no-label-check", dest="label_check", action="store_false",
+                   help="skip the cost of the per-call label check")
     p.add_argument("--write", action="store_true", help="write the results file (keeps its other sections)")
     p.add_argument("--profile", metavar="NET", choices=list(NETS),
                    help="instead of timing: where bpcore's step on NET spends its time (cProfile)")

@@ -1,8 +1,9 @@
 """Property tests for the classes of issue 30's findings, so that the next case of each class is
 caught too, not only the one that was reported:
 
-- attributes changed after construction (optimizer hyper-parameters): an assignment is accepted
-  exactly when the constructor accepts the value, and a refused one changes nothing;
+- attributes changed after construction (optimizer hyper-parameters, schedule settings): an
+  assignment is accepted exactly when the constructor accepts the value, and a refused one
+  changes nothing;
 - lists that must stay aligned (History): every list has one entry per epoch, NaN where a value
   was not measured, and a checkpoint gives back the same;
 - values that wrap or overflow when cast (uint64 labels, float64 data into float32): refused
@@ -68,6 +69,43 @@ def test_an_assignment_is_accepted_exactly_when_the_constructor_accepts(make, na
     else:
         assert built is not None, f"{name}={value!r}: the constructor refuses it, the assignment accepts"
         assert getattr(opt, name) == getattr(built, name)
+
+
+SCHEDULES = {"StepLR": (bp.optim.StepLR, {"step_size": 2}, ("step_size", "gamma")),
+             "ExponentialLR": (bp.optim.ExponentialLR, {"gamma": 0.9}, ("gamma",)),
+             "CosineAnnealingLR": (bp.optim.CosineAnnealingLR, {"T_max": 5}, ("T_max", "eta_min")),
+             "LinearLR": (bp.optim.LinearLR, {}, ("start_factor", "end_factor", "total_iters")),
+             "ReduceLROnPlateau": (bp.optim.ReduceLROnPlateau, {}, ("mode", "factor", "patience", "cooldown",
+                                                                   "threshold", "min_lr", "eps", "threshold_mode"))}
+SCHEDULE_SETTINGS = [(kind, name) for kind, (_, _, names) in SCHEDULES.items() for name in names]
+
+
+@pytest.mark.parametrize("kind, name", SCHEDULE_SETTINGS, ids=[f"{k}.{n}" for k, n in SCHEDULE_SETTINGS])
+@PROPERTY_SETTINGS
+@given(value=st.one_of(junk, st.sampled_from(["min", "max", "rel", "abs"])))
+@example(value=0)
+@example(value="0.5")
+def test_a_schedule_setting_is_accepted_exactly_when_the_constructor_accepts(kind, name, value):
+    make, required, _ = SCHEDULES[kind]
+    opt = bp.optim.SGD(bp.mlp([2, 1], seed=0).parameters(), lr=0.1)
+    try:
+        built = make(opt, **{**required, name: value})
+    except (TypeError, ValueError):
+        built = None
+    schedule = make(opt, **required)
+    before = getattr(schedule, name)
+    try:
+        setattr(schedule, name, value)
+    except ValueError as error:
+        assert built is None, f"{name}={value!r}: the constructor accepts it, the assignment refuses: {error}"
+        assert getattr(schedule, name) == before
+        state = schedule.state_dict()
+        state[name] = value
+        with pytest.raises((TypeError, ValueError)):         # a loaded state obeys the same rule
+            schedule.load_state_dict(state)
+    else:
+        assert built is not None, f"{name}={value!r}: the constructor refuses it, the assignment accepts"
+        assert getattr(schedule, name) == getattr(built, name)
 
 
 # -- lists that must stay aligned --------------------------------------------------------------

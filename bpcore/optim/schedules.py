@@ -16,8 +16,33 @@ import math
 from .._checks import check_int, check_number
 
 
-class LRScheduler:
+def _number(name, *bounds, **open_ends):
+    return lambda self, value: check_number(type(self).__name__, name, value, *bounds, **open_ends)
+
+
+def _int(name, minimum=1):
+    return lambda self, value: check_int(type(self).__name__, name, value, minimum=minimum)
+
+
+class _CheckedSettings:
+    """Settings checked on every assignment: the constructor's checks hold for ``sched.gamma = ...``
+    after construction too, and for a loaded state (``_check_state``), so a schedule never holds a
+    value that would fail later inside ``step()`` (a str gamma, a step_size of 0)."""
+
+    # setting name -> rule(schedule, value) giving the checked value or raising ValueError
+    _rules: dict = {}
+
+    def __setattr__(self, name, value):
+        rule = self._rules.get(name)
+        if rule is not None:
+            value = rule(self, value)
+        object.__setattr__(self, name, value)
+
+
+class LRScheduler(_CheckedSettings):
     """Base class: ``lr_at(epoch)`` gives the learning rate for an epoch count."""
+
+    _rules = {"base_lr": _number("base_lr"), "last_epoch": _int("last_epoch", minimum=0)}
 
     def __init__(self, optimizer):
         if not hasattr(optimizer, "lr") or not hasattr(optimizer, "step"):
@@ -72,6 +97,12 @@ class LRScheduler:
             if not fits:
                 raise ValueError(f"{name}.load_state_dict: {key} must be like {current!r} "
                                  f"({type(current).__name__}), got {str(value)[:40]}")
+            rule = self._rules.get(key)
+            if rule is not None:
+                try:
+                    rule(self, value)                # the constructor's rule, on the loaded value
+                except ValueError as error:
+                    raise ValueError(f"{name}.load_state_dict: {error}") from None
         return values
 
     def _write_state(self, values: dict) -> None:
@@ -82,9 +113,11 @@ class LRScheduler:
 class StepLR(LRScheduler):
     """lr = base_lr * gamma ** (epoch // step_size)."""
 
+    _rules = {**LRScheduler._rules, "step_size": _int("step_size"), "gamma": _number("gamma")}
+
     def __init__(self, optimizer, step_size: int, gamma: float = 0.1):
-        self.step_size = check_int("StepLR", "step_size", step_size)
-        self.gamma = check_number("StepLR", "gamma", gamma)
+        self.step_size = step_size           # each assignment is checked (_rules)
+        self.gamma = gamma
         super().__init__(optimizer)
 
     def lr_at(self, epoch):
@@ -94,8 +127,10 @@ class StepLR(LRScheduler):
 class ExponentialLR(LRScheduler):
     """lr = base_lr * gamma ** epoch."""
 
+    _rules = {**LRScheduler._rules, "gamma": _number("gamma")}
+
     def __init__(self, optimizer, gamma: float):
-        self.gamma = check_number("ExponentialLR", "gamma", gamma)
+        self.gamma = gamma
         super().__init__(optimizer)
 
     def lr_at(self, epoch):
@@ -105,9 +140,11 @@ class ExponentialLR(LRScheduler):
 class CosineAnnealingLR(LRScheduler):
     """lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * epoch / T_max)) / 2."""
 
+    _rules = {**LRScheduler._rules, "T_max": _int("T_max"), "eta_min": _number("eta_min")}
+
     def __init__(self, optimizer, T_max: int, eta_min: float = 0.0):
-        self.T_max = check_int("CosineAnnealingLR", "T_max", T_max)
-        self.eta_min = check_number("CosineAnnealingLR", "eta_min", eta_min)
+        self.T_max = T_max
+        self.eta_min = eta_min
         super().__init__(optimizer)
 
     def lr_at(self, epoch):
@@ -120,13 +157,20 @@ class LinearLR(LRScheduler):
     lr = base_lr * (start_factor + (end_factor - start_factor) * min(epoch, total_iters) / total_iters)
     """
 
+    def _start_factor_rule(self, value):
+        value = check_number("LinearLR", "start_factor", value, 0.0, 1.0)
+        if value == 0:
+            raise ValueError("LinearLR: start_factor must be > 0 (as in PyTorch)")
+        return value
+
+    _rules = {**LRScheduler._rules, "start_factor": _start_factor_rule, "end_factor": _number("end_factor", 0.0, 1.0),
+              "total_iters": _int("total_iters")}
+
     def __init__(self, optimizer, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
                  total_iters: int = 5):
-        self.start_factor = check_number("LinearLR", "start_factor", start_factor, 0.0, 1.0)
-        if self.start_factor == 0:
-            raise ValueError("LinearLR: start_factor must be > 0 (as in PyTorch)")
-        self.end_factor = check_number("LinearLR", "end_factor", end_factor, 0.0, 1.0)
-        self.total_iters = check_int("LinearLR", "total_iters", total_iters)
+        self.start_factor = start_factor
+        self.end_factor = end_factor
+        self.total_iters = total_iters
         super().__init__(optimizer)
 
     def lr_at(self, epoch):
@@ -134,7 +178,22 @@ class LinearLR(LRScheduler):
         return self.base_lr * (self.start_factor + (self.end_factor - self.start_factor) * progress)
 
 
-class ReduceLROnPlateau:
+def _choice(name, choices):
+    def rule(self, value):
+        if value not in choices:
+            raise ValueError(f"{type(self).__name__}: {name} must be {' or '.join(map(repr, choices))}, got {value!r}")
+        return value
+    return rule
+
+
+def _factor_rule(self, value):
+    value = check_number("ReduceLROnPlateau", "factor", value, 0.0, 1.0)
+    if value == 1.0:
+        raise ValueError("ReduceLROnPlateau: factor must be < 1")
+    return value
+
+
+class ReduceLROnPlateau(_CheckedSettings):
     """Multiply the lr by ``factor`` when a metric stops improving for ``patience`` epochs (as PyTorch).
 
     ``step(metric)`` once per epoch. Improvement means metric < best * (1 - threshold) in
@@ -142,24 +201,24 @@ class ReduceLROnPlateau:
     reduction, ``cooldown`` epochs pass before counting again; lr never goes below min_lr.
     """
 
+    _rules = {"mode": _choice("mode", ("min", "max")), "threshold_mode": _choice("threshold_mode", ("rel", "abs")),
+              "factor": _factor_rule, "patience": _int("patience", minimum=0),
+              "cooldown": _int("cooldown", minimum=0), "threshold": _number("threshold"),
+              "min_lr": _number("min_lr"), "eps": _number("eps"),
+              "num_bad_epochs": _int("num_bad_epochs", minimum=0),
+              "cooldown_counter": _int("cooldown_counter", minimum=0), "last_epoch": _int("last_epoch", minimum=0)}
+
     def __init__(self, optimizer, mode: str = "min", factor: float = 0.1, patience: int = 10,
                  threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0,
                  min_lr: float = 0.0, eps: float = 1e-8):
-        if mode not in ("min", "max"):
-            raise ValueError(f"ReduceLROnPlateau: mode must be 'min' or 'max', got {mode!r}")
-        if threshold_mode not in ("rel", "abs"):
-            raise ValueError(f"ReduceLROnPlateau: threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}")
-        self.factor = check_number("ReduceLROnPlateau", "factor", factor, 0.0, 1.0)
-        if self.factor == 1.0:
-            raise ValueError("ReduceLROnPlateau: factor must be < 1")
-        patience = check_int("ReduceLROnPlateau", "patience", patience, minimum=0)
-        cooldown = check_int("ReduceLROnPlateau", "cooldown", cooldown, minimum=0)
-        self.optimizer = optimizer
-        self.mode, self.threshold_mode = mode, threshold_mode
+        self.mode = mode                     # each assignment is checked (_rules)
+        self.threshold_mode = threshold_mode
+        self.factor = factor
         self.patience, self.cooldown = patience, cooldown
-        self.threshold = check_number("ReduceLROnPlateau", "threshold", threshold)
-        self.min_lr = check_number("ReduceLROnPlateau", "min_lr", min_lr)
-        self.eps = check_number("ReduceLROnPlateau", "eps", eps)
+        self.optimizer = optimizer
+        self.threshold = threshold
+        self.min_lr = min_lr
+        self.eps = eps
         self.best = math.inf if mode == "min" else -math.inf
         self.num_bad_epochs = 0
         self.cooldown_counter = 0

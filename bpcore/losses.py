@@ -27,7 +27,7 @@ import backends
 
 from ._checks import check_cast_range
 from .nn.activations import stable_sigmoid
-from .nn.module import dtype_name
+from .nn.parameter import dtype_name
 
 
 class Loss:

@@ -238,7 +238,7 @@ def test_a_sequential_whose_layers_are_a_string_is_named(tmp_path):
     for key in ("format", "format_version", "bpcore_version", "tensors", "payload_bytes", "payload_sha256"):
         header.pop(key)
     write_file(path, arrays, header)
-    with pytest.raises(bp.CheckpointError, match="the model's Sequential has layers 'Linear', not a list"):
+    with pytest.raises(bp.CheckpointError, match="a Sequential has layers 'Linear', not a list"):
         bp.load(path)
     with pytest.raises(TypeError, match="Sequential: item 0 must be a Layer, got str"):
         bp.Sequential("Linear")

@@ -13,8 +13,8 @@ caught too, not only the one that was reported:
 - labels out of range: refused on every call where checking is free, NaN on a device.
 
 The classes inside layer code (zero-size dimensions, unbounded constructor arguments, BatchNorm's
-message, a layer shared by two models) are at the end, marked xfail(strict=True) until the layer
-kit handles them: when one starts passing, its marker must go.
+message, a layer shared by two models) are at the end; those the layer kit does not handle yet are
+marked xfail(strict=True): when one starts passing, its marker must go.
 """
 from __future__ import annotations
 
@@ -245,8 +245,8 @@ def _zero_size_cases():
     }
 
 
-@pytest.mark.xfail(strict=True, reason="issue 30, layer code: Conv2d's backward on a batch of 0 ends in a NumPy "
-                                       "reshape error; AdaptiveAvgPool2d on an empty image returns NaN")
+@pytest.mark.xfail(strict=True, reason="issue 30, layer code: Conv2d on a batch of 0 ends in a NumPy reshape "
+                                       "error (until the im2col rewrite)")
 @PROPERTY_SETTINGS
 @given(name=st.sampled_from(sorted(_zero_size_cases())), n=st.integers(0, 2), h=st.integers(0, 3), w=st.integers(0, 3))
 @example(name="Conv2d", n=0, h=3, w=3)
@@ -265,8 +265,8 @@ def test_zero_size_dimensions_pass_through_every_layer_or_are_refused_by_name(na
     assert grad_in.shape == x.shape
 
 
-@pytest.mark.xfail(strict=True, reason="issue 30, layer code: constructor arguments have no upper bound; a padding "
-                                       "or size of 2**40 ends in a bare MemoryError")
+@pytest.mark.xfail(strict=True, reason="issue 30, layer code: window sizes are bounded, but a Linear or BatchNorm1d "
+                                       "of 2**40 features ends in a MemoryError naming neither the layer nor the argument")
 @PROPERTY_SETTINGS
 @given(case=st.sampled_from(["Conv2d padding", "Conv2d kernel_size", "Linear n_in", "BatchNorm1d n"]),
        power=st.integers(40, 60))
@@ -283,7 +283,6 @@ def test_unbounded_arguments_are_refused_naming_the_layer_and_the_argument(case,
     assert layer_name in message and argument in message, message
 
 
-@pytest.mark.xfail(strict=True, reason="issue 30, layer code: BatchNorm's message leads with the arithmetic")
 def test_batchnorm_refusing_a_batch_of_one_leads_with_the_rule():
     with pytest.raises(ValueError) as info:
         bp.BatchNorm1d(3)(np.ones((1, 3), dtype=np.float32))
@@ -293,8 +292,6 @@ def test_batchnorm_refusing_a_batch_of_one_leads_with_the_rule():
 
 
 @needs_device1
-@pytest.mark.xfail(strict=True, reason="issue 30, layer code: moving a layer shared by two models splits the other "
-                                       "model silently; its next call names the wrong layer")
 def test_moving_a_shared_layer_is_refused_or_named_at_the_next_call():
     shared = bp.Linear(2, 2, seed=0)
     first = bp.Sequential(shared, bp.Tanh())

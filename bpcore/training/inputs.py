@@ -15,7 +15,7 @@ import backends
 
 from .._checks import check_cast_range, check_finite, check_int
 from ..losses import Loss
-from ..nn.checks import _TRACKED
+from ..nn.kit import TRACKED as _TRACKED
 from ..nn.module import Layer
 
 
@@ -42,7 +42,7 @@ def _accept_X(model, X, what):
     X = _table_to_array(X, f"{what}: X")
     if backends.is_host_array(X):
         check_cast_range(X, model.dtype, f"{what}: X")
-    return model._accept_input(X, f"{what} X")
+    return model.check_input(X, what=f"{what} X")
 
 
 @_on_model_device

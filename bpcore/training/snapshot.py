@@ -47,9 +47,7 @@ def restore(model, copies: dict) -> None:
             setattr(layer, attribute, layer.xp.asarray(copies[name], copy=True))
 
 
-def _buffer_slots(model, prefix: str = ""):
+def _buffer_slots(model):
     """[(dotted name, layer, attribute)] of every buffer, in ``named_buffers()`` order."""
-    slots = [(prefix + name, model, name) for name in model._buffer_names]
-    for child_name, child in model.children():
-        slots.extend(_buffer_slots(child, f"{prefix}{child_name}."))
-    return slots
+    return [(f"{path}.{name}" if path else name, layer, name)
+            for path, layer in model.named_modules() for name in layer._buffer_names]

@@ -1,6 +1,8 @@
 """Floor 5: training a model: fit, evaluate/predict, the data checks, callbacks, History.
 
     fit.py        the training loop (one host transfer per epoch), divergence and Ctrl-C rollback
+    fit_arguments.py  fit's argument checks, in one function returning one record
+    snapshot.py   device copies of a model's parameters and buffers, and putting them back
     evaluate.py   evaluate, predict
     inputs.py     the checks fit, evaluate and predict run where data enter
     metrics.py    accuracy, counted on the device

@@ -93,7 +93,8 @@ class Loss:
                 dtype = dtype_name(pred.dtype)
             elif target.dtype.kind not in "iu":
                 dtype = None
-            if target.dtype.kind in "fiu":    # before the cast: float64 1e39 -> inf, uint64 2**63 -> -2**63
+            if target.dtype.kind in "fu" and target.dtype.itemsize >= 8:
+                # before the cast, which would turn float64 1e39 into inf and uint64 2**63 into -2**63
                 what = "labels" if dtype == "int64" else "target"
                 check_cast_range(target, dtype, f"{type(self).__name__}: {what}")
         return backends.accept_array(backend, target, type(self).__name__, "target", against="pred", dtype=dtype)

@@ -212,10 +212,11 @@ def test_imports_and_explains_without_matplotlib(monkeypatch):
         fresh.curves({"loss": [1.0]})
 
 
-def test_gradient_flow_title_counts_epochs_from_one_as_fit_does():
+def test_gradient_flow_title_counts_epochs_from_one_as_fit_does_and_defaults_to_the_last_as_health():
     X, y = bp.data.moons(32, seed=0)
     model = bp.mlp([2, 4, 1], seed=0)
     hist = bp.fit(model, bp.BCEWithLogitsLoss(), bp.optim.SGD(model.parameters(), lr=0.1), X, y, epochs=3,
                   progress=False)
-    assert viz.gradient_flow(hist).axes[0].get_title().endswith("(epoch 1 of 3)")
+    assert viz.gradient_flow(hist, epoch=0).axes[0].get_title().endswith("(epoch 1 of 3)")
+    assert viz.gradient_flow(hist).axes[0].get_title().endswith("(epoch 3 of 3)")
     assert viz.gradient_flow(hist, epoch=-1).axes[0].get_title().endswith("(epoch 3 of 3)")

@@ -18,7 +18,7 @@ from .parameter import (  # noqa: F401  (re-exported: the contract's names)
     FLOAT_DTYPES, Parameter, checked_host_cast, dtype_name,
 )
 from .checks import LayerChecks
-from .state import check_state, write_state
+from .state import check_state, load_state, write_state
 
 # Layer types a checkpoint may rebuild, by class name: every public layer class of bpcore joins
 # when it is defined (Layer.__init_subclass__), user layers through register_layer. The checkpoint
@@ -322,20 +322,23 @@ class Layer(LayerChecks):
             state[name] = backends.to_host(buffer).copy()
         return state
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict, strict=True):
         """Copy values from ``state_dict`` (as made by :meth:`state_dict`) into this model.
 
         Values are cast to the model's dtype and moved to its device. Nothing
         is changed unless every name is present, none is unexpected, every
-        shape matches and every value fits the model's dtype.
+        shape matches and every value fits the model's dtype. ``strict=False``
+        (as PyTorch) loads the names both have and leaves the others.
 
+        Returns:
+            ``IncompatibleKeys(missing_keys, unexpected_keys)``, as PyTorch (empty lists when strict).
         Raises:
             TypeError: ``state_dict`` is not a mapping, or a value is not an array.
-            KeyError: names are missing or unexpected (all of them are listed).
+            KeyError: names are missing or unexpected (all of them are listed); strict only.
             ValueError: a shape differs, or a value is not finite real numbers, or is
                 beyond the range of the model's dtype (float64 1e300 into float32).
         """
-        self._write_state(self._check_state(state_dict))
+        return load_state(self, state_dict, strict)          # bpcore/nn/state.py: check all, then write
 
     def _check_state(self, state_dict) -> dict:
         """{(layer path, attribute): host array as it will be stored}, after every check of

@@ -1,13 +1,20 @@
-"""Vanishing gradients: a deep sigmoid net [10, 8, 8, 8, 8, 8, 1] and three cures, side by side.
+"""Vanishing gradients
+===================
+
+A deep sigmoid net [10, 8, 8, 8, 8, 8, 1] and three cures, side by side.
+
+.. code-block:: bash
 
     python examples/vanishing_gradients.py [--device cpu|cuda|torch|...] [--seed 0] [--out DIR]
 
 One forward and backward pass of 256 random samples (binary labels from a linear rule)
 through four versions of the same net, at initialization:
-  sigmoid     plain sigmoid layers, N(0, 1/n_in) weights;
-  relu_he     ReLU with He init, N(0, 2/n_in): the slope is 1 where a unit is active;
-  batchnorm   sigmoid with BatchNorm1d before each activation;
-  residual    sigmoid layers wrapped as y = x + sigmoid(Linear(x)) (after the first layer).
+
+- sigmoid: plain sigmoid layers, N(0, 1/n_in) weights;
+- relu_he: ReLU with He init, N(0, 2/n_in): the slope is 1 where a unit is active;
+- batchnorm: sigmoid with BatchNorm1d before each activation;
+- residual: sigmoid layers wrapped as y = x + sigmoid(Linear(x)) (after the first layer).
+
 Prints each layer's weight-gradient norm, its ratio to the last layer's, and for the
 sigmoid net the bound 0.25^k from the sigmoid's maximum slope after k sigmoids; which layers
 vanish by bpcore's one definition (a gradient below VANISHING_RATIO = 1e-2 of the last

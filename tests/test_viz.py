@@ -9,6 +9,7 @@ import pytest
 
 pytest.importorskip("matplotlib", reason="bpcore.viz needs the viz extra (matplotlib)")
 
+import backends
 import bpcore as bp
 from bpcore import viz
 
@@ -53,6 +54,22 @@ def test_decision_boundary_binary(backend, tmp_path):
     assert fig.axes[0].get_title() == "moons"
     # labels shaped (n,) work as well as (n, 1)
     assert viz.decision_boundary(model, X, y[:, 0], resolution=20).axes
+
+
+def test_decision_boundary_names_the_line_and_rings_the_misclassified():
+    model, X, y, _ = binary_problem(backends.get("cpu"))
+    fig = viz.decision_boundary(model, X, y, resolution=30)
+    labels = [text.get_text() for text in fig.legends[0].get_texts()]
+    wrong = int(((bp.predict(model, X, probabilities=True)[:, 0] > 0.5) != (y[:, 0] > 0.5)).sum())
+    assert fig.misclassified == wrong
+    assert labels[:2] == ["class 0", "class 1"] and "p = 0.5 (decision boundary)" in labels
+    assert (f"misclassified ({wrong})" in labels) == (wrong > 0)
+
+
+def test_a_figure_shows_itself_in_a_notebook():
+    """bpcore draws without pyplot, so no backend shows its figures: they carry their own PNG."""
+    png = viz.curves({"loss": [1.0, 0.5, 0.25]})._repr_png_()
+    assert png.startswith(b"\x89PNG") and len(png) > 5000
 
 
 def test_decision_boundary_multiclass(backend, tmp_path):

@@ -45,11 +45,13 @@ def gradient_flow(source, epoch: int = -1, path=None, title=None):
 
     Args:
         source: one of
+
             - a :class:`~bpcore.History`: its ``grad_norms`` of the ".W" parameters
               (measured after the last batch of epoch ``epoch``);
             - a model after a backward pass: the norms of its ".W" parameters' ``.grad``;
             - a dict {label: History or model}: grouped bars, one colour per entry and one
               group per layer, to compare networks (sigmoid vs ReLU, ...).
+
         epoch: which epoch of a History (-1 = the last, the default, as ``bp.viz.health``;
             0 = the first, where a net that never learns shows it); ignored for models.
         path: where to save a PNG (optional).

@@ -13,7 +13,6 @@ import shlex
 import numpy as np
 import pytest
 
-import backends
 import bpcore as bp
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -72,30 +71,6 @@ def test_the_readme_tour_runs_as_written(tmp_path, monkeypatch, capsys):
     exec(compile(fit, "README fit", "exec"), names)
     assert (tmp_path / "out" / "tour_curves.png").stat().st_size > 5000
     assert names["hist"]["accuracy"][-1] > 0.95
-
-
-def test_the_readme_layer_gradchecks_trains_saves_loads_and_moves(tmp_path, monkeypatch, capsys):
-    """What the layer-kit acceptance check does with the README's "Write your own layer" block."""
-    section = README.split("## Write your own layer", 1)[1].split("\n## ", 1)[0]
-    (block,) = code_blocks(section, "python")
-    names = {}
-    exec(compile(block, "README own layer", "exec"), names)
-    assert "overall: PASS" in capsys.readouterr().out
-    model, X, y, loss_fn = (names[key] for key in ("model", "X", "y", "loss_fn"))
-    assert isinstance(model, bp.Sequential) and isinstance(X, np.ndarray) and isinstance(y, np.ndarray)
-    own = [layer for layer in model.layers if type(layer).__module__ != "bpcore.nn.linear"]
-    assert own and own[0].parameters() and "backward" in type(own[0]).__dict__
-    hist = bp.fit(model, loss_fn, bp.optim.Adam(model.parameters(), lr=1e-2), X, y, epochs=30, batch_size=32,
-                  metrics=["accuracy"], progress=False)
-    assert hist["loss"][-1] < hist["loss"][0]
-    path = tmp_path / "own.bpc"
-    model.save(path)
-    expected = bp.predict(model, X)
-    np.testing.assert_array_equal(bp.predict(bp.load(path), X), expected)
-    for spec in backends.available(trains=True):
-        moved = bp.load(path).to(spec)
-        np.testing.assert_allclose(bp.predict(moved, X), expected, rtol=1e-5, atol=1e-5)
-        assert bp.gradcheck(moved, loss_fn, X[:16], y[:16]).passed, spec
 
 
 @pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in ("ndonnx", "onnx", "onnxruntime")),

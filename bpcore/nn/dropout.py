@@ -26,24 +26,22 @@ class Dropout(Layer):
         self.p = float(p)
         self.seed = seed
         self._stream = None
-        self._scale = None       # mask / (1 - p); None means the identity was applied
-        self._shape = None
 
     def config(self) -> dict:
         return {"p": self.p, "seed": self.seed}
 
     def forward(self, x):
         """x: any shape -> same shape."""
-        x = self._accept_input(x)
-        self._shape = tuple(x.shape)
+        x = self.check_input(x)
         if not self.training or self.p == 0.0:
-            self._scale = None
+            self.save_for_backward(shape=tuple(x.shape), scale=None)     # the identity
             return x
         if self._stream is None or self._stream.backend is not self._backend:
             self._stream = self._backend.random(self.seed)
         keep = self._stream.uniform(x.shape, self._dtype) >= self.p
-        self._scale = self.xp.astype(keep, x.dtype) * (1.0 / (1.0 - self.p))
-        return x * self._scale
+        scale = self.xp.astype(keep, x.dtype) * (1.0 / (1.0 - self.p))      # mask / (1 - p)
+        self.save_for_backward(shape=tuple(x.shape), scale=scale)
+        return x * scale
 
     def random_state(self):
         """The mask stream's position (JSON-able), saved in checkpoints; None before the first mask."""
@@ -55,10 +53,9 @@ class Dropout(Layer):
         self._stream.set_state(state)
 
     def backward(self, grad_out):
-        if self._shape is None:
-            raise self._no_forward()
-        self._check_grad_out(grad_out, self._shape)
-        return grad_out if self._scale is None else grad_out * self._scale
+        shape, scale = self.saved("shape", "scale")
+        self.check_grad_out(grad_out, shape)
+        return grad_out if scale is None else grad_out * scale
 
     def __repr__(self):
         return f"Dropout(p={self.p})"

@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import backends
 
-from .parameter import Parameter, checked_host_cast
+from .parameter import Parameter, checked_host_cast, own_parameters
 
 
 class IncompatibleKeys(NamedTuple):
@@ -39,9 +39,9 @@ def load_state(model, state_dict, strict: bool = True) -> IncompatibleKeys:
 def _slots(model) -> dict:
     """full name -> (layer path, attribute, layer, current array), for every parameter and buffer."""
     slots = {}
-    for path, layer in model._layers_by_path().items():
+    for path, layer in model.named_modules():
         prefix = f"{path}." if path else ""
-        for name, p in layer._own_parameters():
+        for name, p in own_parameters(layer):
             slots[prefix + name] = (path, name, layer, p.data)
         for name in layer._buffer_names:
             slots[prefix + name] = (path, name, layer, getattr(layer, name))
@@ -87,7 +87,7 @@ def check_state(model, state_dict, strict: bool = True) -> dict:
 
 def write_state(model, checked: dict) -> None:
     """Store values that :func:`check_state` gave (on each layer's device)."""
-    layers = model._layers_by_path()
+    layers = dict(model.named_modules())
     for (path, attribute), value in checked.items():
         layer = layers[path]
         array = layer._backend.asarray(value, dtype=str(value.dtype), copy=True)

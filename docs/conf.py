@@ -88,5 +88,6 @@ sphinx_gallery_conf = {
     "capture_repr": (),
     "line_numbers": False,
     "min_reported_time": 3600,             # no "total running time" lines: they change every build
+    "write_computation_times": False,      # nor a timing page (it loads scripts from CDNs)
     "show_signature": False,
 }

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 import numpy as np
@@ -245,8 +246,9 @@ class _GrowFirstLayer(bp.Callback):
 def test_a_total_gradient_norm_up_100x_in_a_few_epochs_warns_of_exploding_gradients():
     X, y = bp.data.moons(200, seed=0)
     model = bp.mlp([2, 8, 8, 1], activation="identity", seed=0)
-    with pytest.warns(bp.GradientHealthWarning, match=r"total gradient norm grew \d+x in \d epochs?"):
+    with pytest.warns(bp.GradientHealthWarning) as seen:     # the first layer's share also falls below 1e-2
         hist = _fit(model, X, y, 4, [bp.GradientHealth(), _GrowFirstLayer()], lr=1e-6, loss_fn=bp.MSELoss())
+    assert any(re.search(r"total gradient norm grew \d+x in \d epochs?", str(w.message)) for w in seen)
     exploding = [s for _, s in hist.health["warnings"] if "explode" in s]
     assert len(exploding) == 1 and "clip gradients" in exploding[0]
 

@@ -2,6 +2,7 @@
 
     fit.py        the training loop (one host transfer per epoch), divergence and Ctrl-C rollback
     fit_arguments.py  fit's argument checks, in one function returning one record
+    interrupt.py  Ctrl-C during fit: what an interrupted run keeps
     snapshot.py   device copies of a model's parameters and buffers, and putting them back
     evaluate.py   evaluate, predict
     inputs.py     the checks fit, evaluate and predict run where data enter

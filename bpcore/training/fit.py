@@ -7,14 +7,12 @@ per-parameter norms stay on the device until the end of the epoch, where one
 transfer brings them to the host: nothing else syncs a GPU inside the loop.
 
 Read top to bottom: ``fit`` checks its arguments (``_check_arguments``, one record of what the
-loop reads), resumes, then ``_Loop`` trains epoch by epoch; ``_CtrlC`` is everything fit does
-about Ctrl-C, ``_EpochSums`` the device values one epoch adds up under their names.
+loop reads), resumes, then ``_Loop`` trains epoch by epoch; ``_CtrlC`` (interrupt.py) is
+everything fit does about Ctrl-C, ``_EpochSums`` the device values one epoch adds up under their names.
 """
 from __future__ import annotations
 
 import math
-import signal
-import threading
 from dataclasses import dataclass
 
 from ..checkpoint import save_checkpoint
@@ -24,6 +22,7 @@ from .fit_arguments import _Arguments, _check_arguments, _Run
 from .gradient_health import blew_up_first
 from .history import DivergenceError, History
 from .inputs import _FirstBatchChecks
+from .interrupt import _CtrlC
 from .plan import OneProcess
 from .resume import _resume
 from .snapshot import restore, snapshot
@@ -76,6 +75,9 @@ def fit(model, loss_fn, optimizer, X, y, epochs: int = 1, batch_size: int = 32, 
                                        model, optimizer, scheduler, run.rng)
     loop = _Loop(run, plan, history)
     bar = _progress_bar(run.epochs, progress and plan.is_root, start_epoch)
+    write, held = _notice_writer(bar)
+    for callback in loop.callbacks:
+        callback._write = write
     model.stop_training = False
     model.train()
     try:
@@ -86,6 +88,10 @@ def fit(model, loss_fn, optimizer, X, y, epochs: int = 1, batch_size: int = 32, 
             loop.train(start_epoch, ctrl_c, checks, bar)
     finally:
         bar.close()
+        for callback in loop.callbacks:
+            callback._write = None
+        for text in held:                      # notices held back while a bar without a terminal drew
+            print(text)
     ctrl_c.report(history, run.checkpoint, plan.is_root)
     return history
 
@@ -305,57 +311,6 @@ class _LastGoodState:
         self.optimizer.state = self.optimizer_state
 
 
-class _CtrlC:
-    """Everything fit does about Ctrl-C.
-
-    The first Ctrl-C sets a flag that is read after each batch (a second one raises
-    KeyboardInterrupt at once). Seen inside an epoch, the epoch stops and is not recorded; with a
-    checkpoint, the model, optimizer and shuffling RNG go back to the epoch's start and that is
-    saved. Seen after an epoch's last batch, that epoch is kept (and saved). Either way the history
-    is marked ``interrupted`` and one line says what fit returns. With several ranks, the flag
-    travels in the gradient all-reduce, so every rank stops at the same batch.
-    """
-
-    def __init__(self):
-        self.pressed = False
-        self._previous = None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.pressed:
-            raise KeyboardInterrupt
-        self.pressed = True
-
-    def __exit__(self, *exc):
-        if self._previous is not None:       # the handler found (SIG_IGN in a background run too)
-            signal.signal(signal.SIGINT, self._previous)
-
-    def stops_batches(self, plan, agreed_stop) -> bool:
-        """After a batch: stop the epoch here? (ranks stop at the batch whose all-reduce said so)"""
-        return agreed_stop or (plan.alone and self.pressed)
-
-    def stops_after_epoch(self, plan) -> bool:
-        """After a completed epoch: stop (every rank agrees)? That epoch is recorded and saved."""
-        return plan.any(self.pressed)
-
-    def drop_epoch(self, loop, epoch, rng_at_start):
-        """The epoch stopped midway is not recorded; with a checkpoint, roll back to its start and save."""
-        loop.history.interrupted = True
-        if loop.run.checkpoint is not None:
-            loop.last_good.restore()
-            loop.run.rng.bit_generator.state = rng_at_start
-            loop.save(epoch)
-
-    def report(self, history, checkpoint, is_root):
-        if history.interrupted and is_root:
-            print(f"fit: interrupted; returning the history of {len(history.epochs)} completed epochs"
-                  + (f" (saved to {checkpoint})" if checkpoint is not None else ""))
-
-
 def _step_scheduler(scheduler, logs):
     if isinstance(scheduler, ReduceLROnPlateau):
         scheduler.step(logs.get("val_loss", logs["loss"]))
@@ -377,6 +332,27 @@ class _NoProgress:
 
     def close(self):
         pass
+
+
+def _notice_writer(bar):
+    """(write, held): where callbacks' notices go while the bar is drawn.
+
+    Without a bar: print. On a terminal: tqdm's write, which clears the bar, prints the line and
+    draws the bar again below it. Without a terminal (a log file, CI, a pipe) the bar's line has
+    no end until it closes, so a notice printed then would be glued to it: the notices are held
+    and printed after the bar's last line.
+    """
+    if isinstance(bar, _NoProgress):
+        return print, []
+    stream = getattr(bar, "fp", None)
+    try:
+        terminal = bool(stream.isatty())
+    except (AttributeError, ValueError):       # no isatty, or a closed stream
+        terminal = False
+    if terminal:
+        return bar.write, []
+    held = []
+    return held.append, held
 
 
 def _progress_bar(epochs, enabled, start=0):

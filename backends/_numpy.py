@@ -12,7 +12,8 @@ from ._base import Backend
 # -- fast paths: the same results as array_api_compat.numpy, with less Python per call ------------
 # np.sum and np.max go through NumPy's generic reduction wrapper, which costs 1.5 us a call on top
 # of the reduction itself; the ufunc's own reduce is what that wrapper ends in for an ndarray. A
-# small net makes several such calls a step (a bias gradient per layer, the loss's sum).
+# small net makes several such calls a step (a bias gradient per layer, the loss's sum; min and max
+# for SoftmaxCrossEntropyLoss's per-call label check).
 # tests/test_backends.py checks each one equal to array_api_compat's over dtypes, axes and keepdims.
 def _sum(x, /, *, axis=None, dtype=None, keepdims=False):
     return np.add.reduce(x, axis=axis, dtype=dtype, keepdims=keepdims)
@@ -22,13 +23,17 @@ def _max(x, /, *, axis=None, keepdims=False):
     return np.maximum.reduce(x, axis=axis, keepdims=keepdims)
 
 
+def _min(x, /, *, axis=None, keepdims=False):
+    return np.minimum.reduce(x, axis=axis, keepdims=keepdims)
+
+
 def _astype(x, dtype, /, *, copy=True, device=None):
     if device not in (None, "cpu"):
         raise ValueError(f"astype: the numpy backend has only the 'cpu' device, got {device!r}")
     return x.astype(dtype, copy=copy)
 
 
-FAST_PATHS = {"sum": _sum, "max": _max, "astype": _astype}
+FAST_PATHS = {"sum": _sum, "max": _max, "min": _min, "astype": _astype}
 
 # The namespace layers compute with: array_api_compat.numpy, with the fast paths in its place.
 numpy_namespace = types.ModuleType("backends.numpy_namespace", "array_api_compat.numpy with bpcore's fast paths")

@@ -241,7 +241,7 @@ def test_a_hidden_backend_is_unusable_for_the_run(monkeypatch):
         backends.get("array_api_strict")
 
 
-@pytest.mark.parametrize("name", ["sum", "max", "astype"])
+@pytest.mark.parametrize("name", ["sum", "max", "min", "astype"])
 def test_numpy_fast_paths_equal_array_api_compat(name):
     """The NumPy backend's namespace swaps a few of array_api_compat.numpy's functions for faster
     calls (backends/_numpy.py, FAST_PATHS); each gives the same values, dtype and shape."""

@@ -41,8 +41,14 @@ _SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "truediv": "/", "floordiv": "//"
             "matmul": "@", "and": "&", "or": "|", "xor": "^", "lshift": "<<", "rshift": ">>", "eq": "==",
             "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "abs": "abs()", "neg": "unary -",
             "pos": "unary +", "invert": "~", "setitem": "a[...] = v", "getitem": "a[index_array]"}
-# simulated device name ("device1") -> its namespace, which knows whether that device is current
-_WATCHED: dict = {}
+# The simulated devices whose operators are watched ("device1", "device2"), and, per thread, how
+# deep each is entered: CuPy's current device belongs to the thread, not to one backend object.
+_WATCHED: set = set()
+_CURRENT = threading.local()
+
+
+def _entered(device_name: str) -> bool:
+    return getattr(_CURRENT, device_name, 0) > 0
 
 
 def _refuse_outside(device, what: str):
@@ -54,8 +60,8 @@ def _refuse_outside(device, what: str):
 def _check_operands(name: str, operands) -> None:
     for value in operands:
         device = getattr(value, "_device", None)
-        namespace = _WATCHED.get(getattr(device, "_device", None))
-        if namespace is not None and not namespace._active():
+        device_name = getattr(device, "_device", None)
+        if device_name in _WATCHED and not _entered(device_name):
             op = name.strip("_")
             symbol = _SYMBOLS.get(op) or _SYMBOLS.get(op[1:], op) + ("=" if op[0] == "i" else "")
             raise _refuse_outside(device, f"the operator {symbol} ({name})")
@@ -123,21 +129,21 @@ class _CurrentDeviceNamespace:
     def __init__(self, xs, device):
         self._xs, self._device, self._default = xs, device, xs.Device("CPU_DEVICE")
         self._array_type = type(xs.asarray(0.0))
-        self._local = threading.local()       # CuPy's current device is per thread too
+        self._name = device._device
         _watch_operators(self._array_type)
-        _WATCHED[device._device] = self
+        _WATCHED.add(self._name)
 
     def _active(self) -> bool:
-        return getattr(self._local, "depth", 0) > 0
+        return _entered(self._name)
 
     @contextlib.contextmanager
     def current(self, device):
         """Make ``device`` current while the block runs, as ``with cupy.cuda.Device(n):``."""
-        self._local.depth = getattr(self._local, "depth", 0) + 1
+        setattr(_CURRENT, self._name, getattr(_CURRENT, self._name, 0) + 1)
         try:
             yield device
         finally:
-            self._local.depth -= 1
+            setattr(_CURRENT, self._name, getattr(_CURRENT, self._name) - 1)
 
     def __getattr__(self, name):
         value = getattr(self._xs, name)

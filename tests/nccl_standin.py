@@ -31,8 +31,8 @@ def rank_device(rank: int) -> str:
 
 def _current_device():
     """The simulated device entered now (backend.activate()), or None: CuPy's current device."""
-    for name, namespace in _strict._WATCHED.items():
-        if namespace._active():
+    for name in sorted(_strict._WATCHED):
+        if _strict._entered(name):
             return name
     return None
 

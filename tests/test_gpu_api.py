@@ -298,7 +298,7 @@ def test_the_probe_catches_a_wrong_keyword_a_missing_name_and_a_wrong_c_type():
     with pytest.raises(AssertionError, match="keywords"):
         check_call(cupy.exp, "cupy.exp", (None, None, None), {})             # a ufunc, from its docstring
     with pytest.raises(AssertionError, match="does not exist"):
-        Probe(cupy, "cupy", [], {}).cuda.no_such_function
+        Probe(cupy, "cupy", [], {}).cuda.no_such_function()
     if getattr(nccl, "available", False):
         with pytest.raises(AssertionError, match="commId is declared bytes, bpcore passes a tuple"):
             check_call(nccl.NcclCommunicator, "NcclCommunicator", (2, (1, 2, 3), 0), {})   # CuPy 13's id

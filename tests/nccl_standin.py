@@ -88,7 +88,7 @@ class StandIn:
             stand_in.calls.append(("get_unique_id",))
             rank = 0 if stand_in.mpi is None else stand_in.mpi.Get_rank()
             stand_in._check(rank == 0, f"get_unique_id called on rank {rank}: only rank 0 makes the id")
-            return tuple(range(7, 135))                # NCCL's id: 128 bytes
+            return bytes(range(7, 135))                # NCCL's id: 128 bytes (a tuple of ints before CuPy 14)
 
         return types.SimpleNamespace(get_unique_id=get_unique_id, NcclCommunicator=NcclCommunicator,
                                      NCCL_SUM="sum", NCCL_FLOAT16="f16", NCCL_FLOAT32="f32", NCCL_FLOAT64="f64")

@@ -332,7 +332,7 @@ def test_the_nccl_reducer_on_a_stand_in_keeps_each_buffer_on_its_device(monkeypa
         assert np.array_equal(a, b)                   # one rank: NCCL's sum is the identity
     assert stand_in.problems == []
     steps = cases.EPOCHS * -(-cases.N_SAMPLES // cases.BATCH)
-    assert stand_in.calls[:2] == [("get_unique_id",), ("NcclCommunicator", 1, tuple(range(7, 135)), 0)]
+    assert stand_in.calls[:2] == [("get_unique_id",), ("NcclCommunicator", 1, bytes(range(7, 135)), 0)]
     assert stand_in.calls[2:] == [("allReduce", 6 * 2 + 6 + 6 + 1 + 1, "f64", "sum")] * steps   # grads + stop flag
 
 
@@ -367,6 +367,6 @@ def test_the_nccl_path_on_two_ranks_gives_the_parameters_of_one_process(launched
         np.testing.assert_allclose(found["losses"], losses, rtol=TOL, atol=TOL)
         assert [c[0] for c in found["calls"]].count("get_unique_id") == (1 if rank == 0 else 0)
         joined = [c for c in found["calls"] if c[0] == "NcclCommunicator"]
-        assert joined == [("NcclCommunicator", 2, tuple(range(7, 135)), rank)]
+        assert joined == [("NcclCommunicator", 2, bytes(range(7, 135)), rank)]
         assert [c[0] for c in found["calls"]].count("allReduce") == found["reduce_calls"] > 0
     assert_ranks_identical([r["nccl"] for r in ranks], "params")

@@ -22,8 +22,8 @@ from .checkpoint import CheckpointError, load, save_checkpoint  # noqa: E402
 from .gradcheck import GradcheckReport, gradcheck  # noqa: E402
 from .losses import BCELoss, BCEWithLogitsLoss, Loss, MSELoss, SoftmaxCrossEntropyLoss  # noqa: E402
 from .nn import (  # noqa: E402
-    ACTIVATIONS, GELU, BatchNorm1d, Dropout, Identity, Layer, LayerNorm, LeakyReLU, Linear, Parameter, ReLU,
-    Residual, Sequential, Sigmoid, Softmax, Tanh, init, mlp,
+    ACTIVATIONS, GELU, BatchNorm1d, Dropout, Identity, Layer, LayerList, LayerNorm, LeakyReLU, Linear, Parameter,
+    ReLU, Residual, Sequential, Sigmoid, Softmax, Tanh, init, mlp, register_layer,
 )
 from .nn import AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv2d, Flatten, MaxPool2d, summary  # noqa: E402
 from .training import (  # noqa: E402
@@ -37,7 +37,7 @@ from .viz import FlowRecorder  # noqa: E402
 __all__ = [
     "ACTIVATIONS", "BatchNorm1d", "BCELoss", "BCEWithLogitsLoss", "Callback", "CheckpointError", "CSVLogger",
     "data", "distributed", "DivergenceError", "Dropout", "EarlyStopping", "evaluate", "fit", "FlowRecorder",
-    "GELU", "gradcheck", "GradcheckReport", "History", "Identity", "init", "io", "Layer",
+    "GELU", "gradcheck", "GradcheckReport", "History", "Identity", "init", "io", "Layer", "LayerList", "register_layer",
     "LayerNorm", "LeakyReLU", "Linear", "load", "load_checkpoint", "Loss", "mlp", "ModelCheckpoint",
     "MSELoss", "onnx", "optim", "Parameter", "predict", "ReLU", "Residual", "save_checkpoint", "Sequential",
     "Sigmoid", "Softmax", "SoftmaxCrossEntropyLoss", "Tanh", "viz", "__version__",

@@ -110,7 +110,7 @@ def gradcheck(model: Layer, loss_fn, x, y, eps: float = 1e-5, atol: float = 1e-8
 
 
 def _gradcheck(model, loss_fn, backend, x, y, eps, atol, rtol, max_entries, seed):
-    checked_x = model._accept_input(_as_float64(backend, x), "gradcheck input x")
+    checked_x = model.check_input(_as_float64(backend, x), what="gradcheck input x")
     inputs = [backend.asarray(backend.to_numpy(checked_x), copy=True)]   # perturbed in place below
     y = _as_float64(backend, y)
 

@@ -18,7 +18,7 @@ import math
 import backends
 
 from .nn.activations import stable_sigmoid
-from .nn.module import dtype_name
+from .nn.parameter import dtype_name
 
 
 class Loss:

@@ -25,8 +25,8 @@ class ReLUWithoutMask(bp.ReLU):
     """A planted bug: dL/dx = dL/dy everywhere, the derivative of the identity, not of ReLU."""
 
     def backward(self, grad_out):
-        self._cached(self._slope, grad_out)
-        return grad_out
+        slope = self.saved("slope")
+        return self.check_grad_out(grad_out, slope.shape)
 
 
 def main(argv=None) -> dict:

@@ -408,7 +408,7 @@ def test_gradcheck_dropout_with_a_fixed_mask(backend, rng, mode):
     model = dropout_net(backend, FixedMaskDropout(0.5, seed=3))
     x, y = rng.standard_normal((8, 4)), rng.standard_normal((8, 2))
     model(backend.asarray(x))
-    mask = host(backend, model[2]._scale)
+    mask = host(backend, model[2].saved("scale"))
     assert 0 < (mask == 0).mean() < 1                  # some entries dropped, some kept
     model.train(mode == "train")
     report = bp.gradcheck(model, bp.MSELoss(), x, y)

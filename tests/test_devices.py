@@ -117,36 +117,30 @@ def test_a_layer_called_on_its_own(device1, layer):
         assert on_device1(device1, p.grad)
 
 
-def test_layers_enter_the_device_once_they_live_on_one_that_switches():
-    """Layer methods are wrapped in activate() per class, the first time a layer of that class goes
-    to a backend that switches devices (by .to() or by joining a container there); on NumPy they are
-    called directly. Run in a fresh process, where no class has been wrapped yet."""
-    import subprocess
-    import sys
-    import textwrap
+class Doubled(bp.nn.Layer):
+    """A user layer that makes a device array in forward and backward (the current device's, on CuPy)."""
 
-    script = textwrap.dedent(f"""
-        import numpy as np
-        import bpcore as bp
+    def forward(self, x):
+        x = self.check_input(x)
+        self.save_for_backward(shape=tuple(x.shape))
+        return x * self.xp.asarray(2.0, dtype=x.dtype, device=x.device)
 
-        class Doubled(bp.nn.Layer):                 # a user layer, never moved by .to() itself
-            def forward(self, x):
-                return x * self.xp.asarray(2.0, dtype=x.dtype)
-            def backward(self, grad_out):
-                return grad_out * self.xp.asarray(2.0, dtype=grad_out.dtype)
+    def backward(self, grad_out):
+        self.check_grad_out(grad_out, self.saved("shape"))
+        return grad_out * self.xp.asarray(2.0, dtype=grad_out.dtype)        # made on the current device
 
-        bp.mlp([3, 4, 1], seed=0)(np.ones((2, 3), "float32"))        # NumPy: nothing is wrapped
-        assert not hasattr(bp.Linear.forward, "_on_device"), "wrapped on NumPy"
-        model = bp.Sequential(bp.Linear(3, 3, seed=0).to({SPEC!r}), Doubled())
-        assert hasattr(Doubled.forward, "_on_device") and hasattr(bp.Linear.forward, "_on_device")
-        be = model.device
-        out = model.layers[1].forward(model.layers[0].forward(np.ones((2, 3), "float32")))
-        assert be.owns(out)
-        assert be.owns(model.layers[1].backward(be.asarray(np.ones((2, 3), "float32"))))
-        print("ok")
-    """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+def test_a_layer_called_on_its_own_enters_its_device_and_no_class_changes(device1):
+    """Each layer class's forward/backward is wrapped once, when the class is defined (Layer's
+    __init_subclass__); moving layers to a device changes no class. A layer called on its own,
+    outside any model, still computes on its device."""
+    methods = {cls: (cls.forward, cls.backward) for cls in (bp.Linear, Doubled)}
+    model = bp.Sequential(bp.Linear(3, 3, seed=0), Doubled()).to(SPEC)
+    assert {cls: (cls.forward, cls.backward) for cls in methods} == methods
+    be = model.device
+    out = model.layers[1].forward(model.layers[0].forward(np.ones((2, 3), "float32")))
+    assert be.owns(out)
+    assert be.owns(model.layers[1].backward(be.asarray(np.ones((2, 3), "float32"))))
 
 
 def test_clip_functions(device1):

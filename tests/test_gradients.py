@@ -100,14 +100,15 @@ class WrongSigmoid(bp.Sigmoid):
     """A planted bug: the derivative uses y instead of y (1 - y)."""
 
     def backward(self, grad_out):
-        return grad_out * self._cached(self._y, grad_out)
+        y = self.saved("y")
+        return self.check_grad_out(grad_out, y.shape) * y
 
 
 class ForgetsBiasGradient(bp.Linear):
     """A planted bug: dL/db is never accumulated."""
 
     def backward(self, grad_out):
-        x = self._x
+        x = self.saved("x")
         self.W.accumulate_grad(x.T @ grad_out)
         return grad_out @ self.W.data.T
 

@@ -81,7 +81,7 @@ def test_a_healthy_moons_net_raises_no_alarm(seed):
 def _everything(model, loss_fn):
     """Every attribute of every layer and of the loss, arrays as host copies, plus the random streams."""
     state = {}
-    for path, layer in model._layers_by_path().items():
+    for path, layer in model.named_modules():
         for name, value in vars(layer).items():
             if isinstance(value, bp.Parameter):
                 state[(path, name, "data")] = layer.device.to_numpy(value.data).copy()

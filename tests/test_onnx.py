@@ -81,16 +81,16 @@ class ReadmeLinear(bp.Layer):
     def __init__(self, n_in, n_out, seed=0):
         super().__init__()
         rng = np.random.default_rng(seed)
-        self.W = self._make_parameter(rng.standard_normal((n_in, n_out)) / np.sqrt(n_in))
-        self.b = self._make_parameter(rng.standard_normal(n_out))
+        self.W = self.parameter(rng.standard_normal((n_in, n_out)) / np.sqrt(n_in))
+        self.b = self.parameter(rng.standard_normal(n_out))
 
     def forward(self, x):
-        x = self._accept_input(x)
-        self._x = x
+        x = self.check_input(x)
+        self.save_for_backward(x=x)
         return x @ self.W.data + self.b.data
 
     def backward(self, grad_out):
-        self.W.accumulate_grad(self._x.T @ grad_out)
+        self.W.accumulate_grad(self.saved("x").T @ grad_out)
         self.b.accumulate_grad(self.xp.sum(grad_out, axis=0))
         return grad_out @ self.W.data.T
 
@@ -173,10 +173,10 @@ def test_the_users_model_is_left_untouched(rng, tmp_path):
     model.to(spec).train()
     x = _inputs(rng, 8, "float32")
     model(x)                                     # a training forward: caches and running statistics set
-    before, cache = model.state_dict(), model[0]._x
+    before, cache = model.state_dict(), model[0].saved("x")
     report = bp.onnx.export(model, x, tmp_path / "m.onnx")
     assert model.training and all(layer.training for layer in model.modules())
-    assert model.device is backends.get(spec) and model[0]._x is cache
+    assert model.device is backends.get(spec) and model[0].saved("x") is cache
     for name, value in model.state_dict().items():
         np.testing.assert_array_equal(value, before[name], err_msg=name)
     expected = model.eval()(x)                   # the export is the model in eval mode
@@ -244,7 +244,7 @@ class DisagreesOnOnnx(bp.Layer):
     """A planted bug: a forward that computes something else when it is traced."""
 
     def forward(self, x):
-        x = self._accept_input(x)
+        x = self.check_input(x)
         return x + 1.0 if self.device.name == "onnx" else x
 
 

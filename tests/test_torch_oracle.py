@@ -288,7 +288,7 @@ class _TanhMissingSquare(bp.Tanh):
     """A planted bug: dy/dx = 1 - y instead of 1 - y^2."""
 
     def backward(self, grad_out):
-        return grad_out * (1.0 - self._y)
+        return grad_out * (1.0 - self.saved("y"))
 
 
 def test_oracle_catches_a_planted_backward_bug(rng):

@@ -60,7 +60,7 @@ def test_last_partial_batch_and_weighted_epoch_loss():
 
     class BatchSizes(bp.Callback):
         def on_batch_end(self, batch, logs=None):
-            sizes.append(self.model.layers[0]._x.shape[0])
+            sizes.append(self.model.layers[0].saved("x").shape[0])
 
     hist = bp.fit(model, bp.MSELoss(), bp.optim.SGD(model.parameters(), lr=0.0), X, y, epochs=1,
                   batch_size=4, callbacks=[BatchSizes()], progress=False)
@@ -76,7 +76,7 @@ def test_without_shuffle_batches_are_in_order():
 
     class FirstRows(bp.Callback):
         def on_batch_end(self, batch, logs=None):
-            seen.append(float(self.model.layers[0]._x[0, 0]))
+            seen.append(float(self.model.layers[0].saved("x")[0, 0]))
 
     model = bp.mlp([2, 1], seed=0)
     bp.fit(model, bp.MSELoss(), bp.optim.SGD(model.parameters(), lr=0.0), X, np.zeros((6, 1)), epochs=1,

@@ -17,7 +17,8 @@ import numpy as np
 import backends
 
 from ..nn.module import _MODEL_WRITER, Layer
-from .architecture import _check_architecture, _comparable, architecture, build
+from ..nn.state import check_state, write_state
+from .architecture import _comparable, architecture, build, check_rebuilds, check_spec
 from .format import CheckpointError, cap, file_faults, quote, read_file, write_file
 
 _HISTORY_SECTIONS = ("history", "grad_norms", "weight_norms")
@@ -55,8 +56,9 @@ def save_checkpoint(path, model: Layer, optimizer=None, epoch=None, history=None
         raise TypeError(f"save_checkpoint: model must be a bpcore Layer, got {type(model).__name__}")
     if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0):
         raise ValueError(f"save_checkpoint: epoch must be an int >= 0, got {epoch!r}")
+    check_rebuilds(model)          # a file its loader could not rebuild is never written
     arrays = {f"model/{name}": value for name, value in model.state_dict().items()}
-    streams = {path: layer.random_state() for path, layer in model._layers_by_path().items()
+    streams = {path: layer.random_state() for path, layer in model.named_modules()
                if hasattr(layer, "random_state") and layer.random_state() is not None}
     meta = {"architecture": architecture(model), "dtype": model.dtype, "epoch": epoch, "random_streams": streams,
             "rng_state": rng_state, "scheduler": scheduler.state_dict() if scheduler is not None else None}
@@ -107,10 +109,10 @@ class PreparedLoad:
 
     def apply(self) -> dict:
         """Write the checked state; returns what :func:`read_checkpoint` returns."""
-        self.model._write_state(self._model_state)
+        write_state(self.model, self._model_state)
         if self.optimizer is not None:
             self.optimizer._write_state(self._optimizer_state[:2])
-        layers = self.model._layers_by_path()
+        layers = dict(self.model.named_modules())
         for layer_path, state in self._streams.items():
             layers[layer_path].set_random_state(state)
         return {"model": self.model, "epoch": self.epoch, "history": self.history,
@@ -131,7 +133,7 @@ def prepare_load(path, model: Layer | None = None, optimizer=None, device=None) 
 def _prepare(path, arrays, header, model, optimizer, device):
     state = {name[len("model/"):]: value for name, value in arrays.items() if name.startswith("model/")}
     spec = header.get("architecture")
-    _check_architecture(spec, state, path)
+    check_spec(spec, path)
     epoch = header.get("epoch")
     if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0):
         raise CheckpointError(f"{path}: the epoch must be an int >= 0 (or null), got {quote(epoch)}")
@@ -154,11 +156,11 @@ def _prepare(path, arrays, header, model, optimizer, device):
             raise CheckpointError(f"{path}: unusable history: {cap(str(error), 200)}") from None
     header = dict(header, history=history)
     if model is None:
-        model = build(spec, path)
+        model = build(spec, path, numbers=sum(value.size for value in state.values()))
         model.astype(dtype)
         model.to(device or "cpu")
     try:
-        model_state = model._check_state(state)     # names, shapes, finite, fits the dtype
+        model_state = check_state(model, state)     # names, shapes, finite, fits the dtype
     except (KeyError, ValueError, TypeError) as error:
         raise CheckpointError(f"{path}: does not fit this model: {cap(str(error), 400)}") from None
     checked_optimizer = None
@@ -200,7 +202,7 @@ def _random_streams(path, model, streams):
     """
     if not isinstance(streams, dict):
         raise CheckpointError(f"{path}: random_streams must be a mapping, got {quote(streams)}")
-    layers, checked = model._layers_by_path(), {}
+    layers, checked = dict(model.named_modules()), {}
     for layer_path, state in streams.items():
         layer = layers.get(layer_path)
         if layer is None or not hasattr(layer, "set_random_state"):

@@ -3,14 +3,26 @@
 ``architecture(model)`` gives {"type": "Linear", "config": {...}} for a layer, with "layers" for a
 Sequential and "block" for a Residual. ``build`` turns that back into layers, looking the type up
 in the layer registry of ``bpcore.nn`` (every built-in layer joins it when defined; user layers
-through ``bp.io.register_layer``), so no layer module is imported by name and no code from a file runs.
+through ``bp.register_layer``), so no layer module is imported by name and no code from a file runs.
+
+A layer is judged by what it holds, never by the names in its config: ``check_rebuilds`` (run by
+every save before it writes) builds each layer again from its ``config()`` and compares the
+parameters and buffers it gets with the layer's own; ``build`` (run by every load) counts what
+the rebuilt layers allocate against the numbers the file holds (``bpcore.nn.budget``).
 """
 from __future__ import annotations
 
+import json
+import math
 
+from ..nn import budget
 from ..nn.containers import Residual, Sequential
 from ..nn.module import Layer, layer_types
 from .format import CheckpointError, cap, quote
+
+# What rebuilding may allocate beyond the numbers a file holds: small arrays a layer makes and the
+# file does not keep (none of bpcore's own; a user layer may have a few).
+_SLACK = 65_536
 
 
 def architecture(model: Layer) -> dict:
@@ -20,80 +32,126 @@ def architecture(model: Layer) -> dict:
     if isinstance(model, Residual):
         return {"type": "Residual", "block": architecture(model.block)}
     name = type(model).__name__
-    if name not in layer_types():
-        raise TypeError(f"cannot save layer type {name}: register it with bp.io.register_layer")
+    if layer_types().get(name) is not type(model):
+        raise TypeError(f"cannot save layer type {name}: register it with bp.register_layer (a class decorator), "
+                        f"so that a checkpoint can rebuild it from its config()")
     return {"type": name, "config": model.config()}
 
 
-def build(spec, path="") -> Layer:
-    """Rebuild a model from :func:`architecture` data (on the CPU, float32, fresh weights)."""
-    if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
-        raise CheckpointError(f"{path}: malformed architecture entry {quote(spec)}")
+def _rebuilt_nodes(model: Layer, path: str = ""):
+    """(path, layer) for every layer that a checkpoint rebuilds from its config (not a container)."""
+    if isinstance(model, Sequential):
+        return [node for i, layer in enumerate(model.layers)
+                for node in _rebuilt_nodes(layer, f"{path}.{i}" if path else str(i))]
+    if isinstance(model, Residual):
+        return _rebuilt_nodes(model.block, f"{path}.block" if path else "block")
+    return [(path, model)]
+
+
+def _holdings(layer: Layer) -> list:
+    """[(name, shape)] of every parameter and buffer of ``layer``, in state_dict order."""
+    return [(name, tuple(p.data.shape)) for name, p in layer.named_parameters()] + \
+           [(name, tuple(buffer.shape)) for name, buffer in layer.named_buffers()]
+
+
+_VERIFIED: dict = {}          # (class, config as JSON) -> holdings, for layers already rebuilt once
+
+
+def check_rebuilds(model: Layer) -> None:
+    """Refuse (before anything is written) a model that a checkpoint could not rebuild: for each
+    layer, ``type(layer)(**layer.config())`` must build and hold parameters and buffers of the
+    same names and shapes as the layer itself.
+
+    Raises:
+        TypeError: a layer type is not registered, or its config() does not fit its constructor.
+        ValueError: the rebuilt layer holds something else.
+    """
+    for path, layer in _rebuilt_nodes(model):
+        architecture(layer)                              # registered?
+        kind, config = type(layer).__name__, layer.config()
+        where = f" at '{path}'" if path else ""
+        try:
+            key = (type(layer), json.dumps(config, sort_keys=True))
+        except (TypeError, ValueError):
+            raise TypeError(f"cannot save {kind}{where}: its config() {quote(config)} is not plain data "
+                            f"(numbers, strings, lists, dicts); return the constructor's arguments") from None
+        holds = _holdings(layer)
+        if _VERIFIED.get(key) == holds:
+            continue
+        numbers = sum(math.prod(shape) for _, shape in holds)
+        try:
+            with budget.limit(numbers + _SLACK):
+                rebuilt = type(layer)(**config)
+        except Exception as error:           # whatever the user's constructor raises, said at save time
+            raise TypeError(f"cannot save {kind}{where}: {kind}(**config()) fails with {type(error).__name__}: "
+                            f"{cap(str(error), 300)}. config() must return the constructor's arguments "
+                            f"(here {quote(config)}), so that loading can rebuild the layer") from None
+        if _holdings(rebuilt) != holds:
+            raise ValueError(f"cannot save {kind}{where}: rebuilt from its config() {quote(config)} it holds "
+                             f"{_holdings(rebuilt)}, but the layer holds {holds}. config() must return every "
+                             f"constructor argument that shapes the layer")
+        if len(_VERIFIED) > 1000:
+            _VERIFIED.clear()
+        _VERIFIED[key] = holds
+
+
+def build(spec, path="", numbers=None) -> Layer:
+    """Rebuild a model from :func:`architecture` data (on the CPU, float32, fresh weights).
+
+    With ``numbers`` (what the file holds), every parameter and buffer the rebuilt layers make is
+    counted against it, and a layer that would go past it is refused before its memory is taken
+    (``bpcore.nn.budget``).
+    """
+    check_spec(spec, path)
+    if numbers is None:
+        return _build(spec, path, "")
+    with budget.limit(numbers + _SLACK):
+        return _build(spec, path, "")
+
+
+def _build(spec, path, where) -> Layer:
     kind = spec["type"]
+    inside = f"{where}." if where else ""
     if kind == "Sequential":
-        if not isinstance(spec.get("layers"), list):
-            raise CheckpointError(f"{path}: Sequential without a list of layers")
-        return Sequential(*[build(item, path) for item in spec["layers"]])
+        return Sequential(*[_build(item, path, f"{inside}{i}") for i, item in enumerate(spec["layers"])])
     if kind == "Residual":
-        return Residual(build(spec.get("block"), path))
-    types = layer_types()
-    if kind not in types:
-        raise CheckpointError(f"{path}: unknown layer type {quote(kind)} (known: {', '.join(sorted(types))}); "
-                              f"a custom layer must be registered with bp.io.register_layer first")
+        return Residual(_build(spec.get("block"), path, f"{inside}block"))
     config = spec.get("config", {})
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{path}: the config of {kind} is not a mapping")
     try:
-        return types[kind](**config)
+        return layer_types()[kind](**config)
+    except budget.BudgetExceeded as error:
+        raise CheckpointError(f"{path}: layer {kind} {quote(config)} at '{where}' would create {error.count} or "
+                              f"more numbers, but the file holds only {error.left} more: {cap(str(error))}") from None
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{path}: cannot rebuild {kind} from {quote(config)}: {cap(str(error))}") from None
 
 
-_MAX_LAYERS = 10_000             # layers a file may describe: each costs memory to build, even a ReLU
-
-
-def _check_architecture(spec, state, path):
-    """Every layer type known and every layer backed by the numbers the file holds, before building.
-
-    A layer that needs more numbers (``Layer._saved_numbers_needed``: n_in * n_out for a
-    Linear, n for a BatchNorm1d) than the file saves for its place ("1.W", "1.b", ...) would
-    only allocate memory before the shape check refuses the file. So what building a model
-    allocates is bounded by a small multiple of the payload.
-    """
-    held = {}                                   # layer path -> numbers the file saves for it
-    for name, value in state.items():
-        owner = name.rpartition(".")[0]
-        held[owner] = held.get(owner, 0) + value.size
+def check_spec(spec, path) -> None:
+    """Every entry well formed, every layer type known and at most ``budget.MAX_LAYERS`` entries,
+    before anything is built."""
     types = layer_types()
-    pending, seen = [("", spec)], 0
+    pending, seen = [spec], 0
     while pending:
-        where, item = pending.pop()
+        item = pending.pop()
         seen += 1
-        if seen > _MAX_LAYERS:
-            raise CheckpointError(f"{path}: the architecture describes more than {_MAX_LAYERS} layers")
+        if seen > budget.MAX_LAYERS:
+            raise CheckpointError(f"{path}: the architecture describes more than {budget.MAX_LAYERS} layers")
         if not isinstance(item, dict) or not isinstance(item.get("type"), str):
             raise CheckpointError(f"{path}: malformed architecture entry {quote(item)}")
         kind = item["type"]
-        inside = f"{where}." if where else ""
         if kind == "Sequential":
-            layers = item.get("layers")
-            if not isinstance(layers, list):
+            if not isinstance(item.get("layers"), list):
                 raise CheckpointError(f"{path}: Sequential without a list of layers")
-            pending.extend((f"{inside}{i}", layer) for i, layer in enumerate(layers))
+            pending.extend(item["layers"])
             continue
         if kind == "Residual":
-            pending.append((f"{inside}block", item.get("block")))
+            pending.append(item.get("block"))
             continue
         if kind not in types:
             raise CheckpointError(f"{path}: unknown layer type {quote(kind)} (known: {', '.join(sorted(types))}); "
-                                  f"a custom layer must be registered with bp.io.register_layer first")
-        config = item.get("config", {})
-        if not isinstance(config, dict):
+                                  f"a custom layer must be registered with bp.register_layer first")
+        if not isinstance(item.get("config", {}), dict):
             raise CheckpointError(f"{path}: the config of {kind} is not a mapping")
-        needed = types[kind]._saved_numbers_needed(config)
-        if needed > held.get(where, 0):
-            raise CheckpointError(f"{path}: layer {kind} {quote(config)} at '{where}' would create "
-                                  f"{needed} or more numbers, but the file saves {held.get(where, 0)} for it")
 
 
 def _comparable(spec):

@@ -1,6 +1,11 @@
 """Floor 2: the layer contract and every layer, forward and backward side by side.
 
-    module.py         Parameter, Layer (the contract), the layer-type registry
+    parameter.py      Parameter: a trainable array and its gradient
+    kit.py            the layer kit: parameter, register_buffer, check_input, save_for_backward/saved,
+                      check_grad_out (Layer's base; Parameter.accumulate_grad is the sixth tool)
+    module.py         Layer (the contract), LayerList, the layer-type registry
+    budget.py         what rebuilding a model from a file may allocate
+    state.py          state_dict loading: check everything, then write
     containers.py     Sequential, Residual, mlp
     linear.py         Linear
     activations.py    Identity, ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, GELU (+ stable_sigmoid)
@@ -18,7 +23,7 @@ from __future__ import annotations
 
 from . import init
 from .activations import ACTIVATIONS, GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, stable_sigmoid
-from .containers import Residual, Sequential, mlp
+from .containers import LayerList, Residual, Sequential, mlp
 from .conv import Conv2d
 from .dropout import Dropout
 from .flatten import Flatten
@@ -29,7 +34,8 @@ from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from .summary import ModelSummary, summary
 
 __all__ = [
-    "ACTIVATIONS", "BatchNorm1d", "Dropout", "FLOAT_DTYPES", "GELU", "Identity", "init", "Layer", "LayerNorm",
+    "ACTIVATIONS", "BatchNorm1d", "Dropout", "FLOAT_DTYPES", "GELU", "Identity", "init", "Layer", "LayerList",
+    "LayerNorm",
     "LeakyReLU", "Linear", "Parameter", "ReLU", "Residual", "Sequential", "Sigmoid", "Softmax", "Tanh",
     "dtype_name", "layer_types", "mlp", "register_layer", "stable_sigmoid",
     "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Conv2d", "Flatten", "MaxPool2d", "ModelSummary", "summary",

@@ -11,60 +11,39 @@ from .._checks import check_number
 from .module import Layer
 
 
-class _Elementwise(Layer):
-    """An activation applied entry by entry; it has no parameters."""
-
-    def _start(self, x):
-        return self._accept_input(x)
-
-    def _cached(self, value, grad_out):
-        if value is None:
-            raise self._no_forward()
-        self._check_grad_out(grad_out, value.shape)
-        return value
-
-
-class Identity(_Elementwise):
+class Identity(Layer):
     """y = x; dL/dx = dL/dy."""
 
-    def __init__(self):
-        super().__init__()
-        self._shape = None
-
     def forward(self, x):
-        x = self._start(x)
-        self._shape = tuple(x.shape)
+        """x: any shape -> the same x."""
+        x = self.check_input(x)
+        self.save_for_backward(shape=tuple(x.shape))
         return x
 
     def backward(self, grad_out):
-        if self._shape is None:
-            raise self._no_forward()
-        self._check_grad_out(grad_out, self._shape)
-        return grad_out
+        return self.check_grad_out(grad_out, self.saved("shape"))
 
 
-class ReLU(_Elementwise):
+class ReLU(Layer):
     """y = max(x, 0); dy/dx = 1 where x > 0, else 0.
 
-    The slope is cached as a 0/1 float array: multiplying by it is much
+    The slope is kept as a 0/1 float array: multiplying by it is much
     faster than ``where`` on a random mask (no branch per entry).
     """
 
-    def __init__(self):
-        super().__init__()
-        self._slope = None
-
     def forward(self, x):
-        x = self._start(x)
-        self._slope = self.xp.astype(x > 0, x.dtype)
-        return x * self._slope              # = max(x, 0), with no Python scalar (a sync on torch CUDA)
+        """x: any shape -> the same shape."""
+        x = self.check_input(x)
+        slope = self.xp.astype(x > 0, x.dtype)
+        self.save_for_backward(slope=slope)
+        return x * slope                    # = max(x, 0), with no Python scalar (a sync on torch CUDA)
 
     def backward(self, grad_out):
-        slope = self._cached(self._slope, grad_out)
-        return grad_out * slope
+        slope = self.saved("slope")
+        return self.check_grad_out(grad_out, slope.shape) * slope
 
 
-class LeakyReLU(_Elementwise):
+class LeakyReLU(Layer):
     """y = x where x > 0, else slope * x; dy/dx = 1 or slope.
 
     ``slope`` is PyTorch's ``negative_slope`` (either name works).
@@ -75,44 +54,42 @@ class LeakyReLU(_Elementwise):
         if negative_slope is not None:
             slope = negative_slope
         self.slope = check_number("LeakyReLU", "slope", slope, low=-math.inf)
-        self._local_slope = None
 
     def config(self) -> dict:
         return {"slope": self.slope}
 
     def forward(self, x):
-        x = self._start(x)
+        """x: any shape -> the same shape."""
+        x = self.check_input(x)
         # dy/dx per entry: 1 where x > 0, else slope (arithmetic, not where: see ReLU)
-        self._local_slope = self.xp.astype(x > 0, x.dtype) * (1.0 - self.slope) + self.slope
-        return x * self._local_slope
+        local_slope = self.xp.astype(x > 0, x.dtype) * (1.0 - self.slope) + self.slope
+        self.save_for_backward(local_slope=local_slope)
+        return x * local_slope
 
     def backward(self, grad_out):
-        local_slope = self._cached(self._local_slope, grad_out)
-        return grad_out * local_slope
+        local_slope = self.saved("local_slope")
+        return self.check_grad_out(grad_out, local_slope.shape) * local_slope
 
     def __repr__(self):
         return f"LeakyReLU({self.slope})"
 
 
-class Sigmoid(_Elementwise):
+class Sigmoid(Layer):
     """y = 1 / (1 + exp(-x)); dy/dx = y (1 - y).
 
     Computed from e = exp(-|x|) <= 1, so no exp ever overflows:
     y = 1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0.
     """
 
-    def __init__(self):
-        super().__init__()
-        self._y = None
-
     def forward(self, x):
-        x = self._start(x)
-        self._y = stable_sigmoid(self.xp, x)
-        return self._y
+        """x: any shape -> the same shape."""
+        y = stable_sigmoid(self.xp, self.check_input(x))
+        self.save_for_backward(y=y)
+        return y
 
     def backward(self, grad_out):
-        y = self._cached(self._y, grad_out)
-        return grad_out * y * (1.0 - y)
+        y = self.saved("y")
+        return self.check_grad_out(grad_out, y.shape) * y * (1.0 - y)
 
 
 def stable_sigmoid(xp, x, exp_neg_abs=None):
@@ -128,25 +105,22 @@ def stable_sigmoid(xp, x, exp_neg_abs=None):
     return (nonnegative + (1.0 - nonnegative) * e) / (1.0 + e)
 
 
-class Tanh(_Elementwise):
+class Tanh(Layer):
     """y = tanh(x); dy/dx = 1 - y^2."""
 
-    def __init__(self):
-        super().__init__()
-        self._y = None
-
     def forward(self, x):
-        x = self._start(x)
-        self._y = self.xp.tanh(x)
-        return self._y
+        """x: any shape -> the same shape."""
+        y = self.xp.tanh(self.check_input(x))
+        self.save_for_backward(y=y)
+        return y
 
     def backward(self, grad_out):
-        y = self._cached(self._y, grad_out)
-        return grad_out * (1.0 - y * y)
+        y = self.saved("y")
+        return self.check_grad_out(grad_out, y.shape) * (1.0 - y * y)
 
 
-class Softmax(_Elementwise):
-    """y_i = exp(x_i) / sum_j exp(x_j) along ``dim`` (default: the last axis).
+class Softmax(Layer):
+    """y_i = exp(x_i) / sum_j exp(x_j) along ``dim`` (default: the last axis), row by row.
 
     Stable: the row maximum is subtracted first. Backward, with g = dL/dy:
     dL/dx_i = y_i (g_i - sum_j g_j y_j).
@@ -157,29 +131,34 @@ class Softmax(_Elementwise):
         if isinstance(dim, bool) or not isinstance(dim, int):
             raise ValueError(f"Softmax: dim must be an int, got {dim!r}")
         self.dim = dim
-        self._y = None
 
     def config(self) -> dict:
         return {"dim": self.dim}
 
     def forward(self, x):
-        x = self._start(x)
+        """x: any shape with axis ``dim`` -> the same shape, each row along ``dim`` summing to 1."""
+        x = self.check_input(x)
         if not -x.ndim <= self.dim < x.ndim:
             raise ValueError(f"{self._name()}: dim {self.dim} is out of range for input of shape {tuple(x.shape)}")
         xp = self.xp
+        if x.shape[self.dim] == 0:                 # rows of no entries: nothing to normalize (as torch)
+            self.save_for_backward(y=x)
+            return x
         exp = xp.exp(x - xp.max(x, axis=self.dim, keepdims=True))
-        self._y = exp / xp.sum(exp, axis=self.dim, keepdims=True)
-        return self._y
+        y = exp / xp.sum(exp, axis=self.dim, keepdims=True)
+        self.save_for_backward(y=y)
+        return y
 
     def backward(self, grad_out):
-        y = self._cached(self._y, grad_out)
+        y = self.saved("y")
+        grad_out = self.check_grad_out(grad_out, y.shape)
         return y * (grad_out - self.xp.sum(grad_out * y, axis=self.dim, keepdims=True))
 
     def __repr__(self):
         return f"Softmax(dim={self.dim})"
 
 
-class GELU(_Elementwise):
+class GELU(Layer):
     """GELU with the tanh approximation (PyTorch's ``GELU(approximate="tanh")``).
 
     y = 0.5 x (1 + t), t = tanh(u), u = sqrt(2/pi) (x + 0.044715 x^3);
@@ -190,20 +169,16 @@ class GELU(_Elementwise):
     _C = math.sqrt(2.0 / math.pi)
     _A = 0.044715
 
-    def __init__(self):
-        super().__init__()
-        self._x = None
-        self._t = None
-
     def forward(self, x):
-        x = self._start(x)
-        self._x = x
-        self._t = self.xp.tanh(self._C * (x + self._A * x * x * x))
-        return 0.5 * x * (1.0 + self._t)
+        """x: any shape -> the same shape."""
+        x = self.check_input(x)
+        t = self.xp.tanh(self._C * (x + self._A * x * x * x))
+        self.save_for_backward(x=x, t=t)
+        return 0.5 * x * (1.0 + t)
 
     def backward(self, grad_out):
-        x = self._cached(self._x, grad_out)
-        t = self._t
+        x, t = self.saved("x", "t")
+        grad_out = self.check_grad_out(grad_out, x.shape)
         slope = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * self._C * (1.0 + 3.0 * self._A * x * x)
         return grad_out * slope
 

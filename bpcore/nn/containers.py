@@ -1,4 +1,4 @@
-"""Containers: Sequential (layers one after another), Residual (y = x + block(x)), and mlp.
+"""Containers: Sequential (layers one after another), Residual (y = x + block(x)), LayerList, and mlp.
 
 A container's backward runs its children's backward in the reverse order of
 their forward, which is the chain rule written as a loop.
@@ -12,17 +12,29 @@ from .linear import Linear
 from .module import Layer
 
 
-def _check_runs(container, layers):
-    """Refuse a backward whose layers last ran forward inside another model (a layer shared by
-    two models): each layer caches one input, so the other model's forward replaced it and
-    the gradients would be wrong without any error."""
-    runner = id(container)
-    for layer in layers:
-        if getattr(layer, "_run_by", runner) != runner:
-            raise RuntimeError(f"{container._name()}: {layer._label()} last ran forward inside another model, so "
-                               f"its cache holds that model's input and this backward would give wrong "
-                               f"gradients. A layer shared by two models must not be; give each model its "
-                               f"own (copy.deepcopy(layer) for the same weights)")
+def _check_runs(container, layers, runs):
+    """Refuse a backward whose layers last ran forward elsewhere (a layer shared by two models):
+    each layer keeps one forward's values, so the other model's forward replaced them and the
+    gradients would be wrong without any error. ``runs`` is what each layer kept at the
+    container's own forward (``save_for_backward`` replaces it at every forward)."""
+    for layer, kept in zip(layers, runs):
+        if layer._saved is kept:
+            continue
+        if layer._saved is None:               # moved or cast since: nothing to backprop through
+            raise layer._no_forward()
+        raise RuntimeError(f"{container._name()}: {layer._label()} last ran forward inside another model, so "
+                           f"what it kept is that model's input and this backward would give wrong "
+                           f"gradients. A layer shared by two models must not be; give each model its "
+                           f"own (copy.deepcopy(layer) for the same weights)")
+
+
+def _moved_alone(container, layer, place):
+    """The error for a child that lives on another device than its container: moved by itself, or by
+    another model that holds the same layer object (a shared layer moves with every model holding it)."""
+    return ValueError(f"{container._name()}: its layer '{place}' ({layer._label()}) now lives on {layer._backend.spec}, but this "
+                      f"model lives on {container._backend.spec}. It was moved on its own, or by another model "
+                      f"that holds the same layer object. Move whole models with model.to(...), and give each "
+                      f"model its own layers (copy.deepcopy(layer) for the same weights)")
 
 
 class Sequential(Layer):
@@ -30,7 +42,11 @@ class Sequential(Layer):
 
     ``Sequential(Linear(2, 16), Tanh(), Linear(16, 1))``; the layers are in
     ``model.layers`` and their parameters are named "0.W", "0.b", "2.W", ...
+    Each layer checks its own input, so the first layer decides what the model accepts
+    (floats for a Linear, integer indices for an Embedding).
     """
+
+    _summary_lists_layers = True      # summary() shows one line per layer
 
     def __init__(self, *layers):
         super().__init__()
@@ -46,32 +62,34 @@ class Sequential(Layer):
         return [(str(i), layer) for i, layer in enumerate(self.layers)]
 
     def forward(self, x):
-        """Run every layer in order. x: (batch, n_in) -> (batch, n_out)."""
-        with self._backend.activate():
-            x = self._accept_input(x)
-            runner = id(self)
-            for layer in self.layers:
-                layer._run_by = runner         # whose forward filled its cache (see _check_runs)
-                x = layer.forward(x)
+        """Run every layer in order: the first layer's input -> the last layer's output."""
+        if not self.layers:                      # the identity
+            x = self.check_input(x)
+            self.save_for_backward(runs=())
+            return x
+        for layer in self.layers:
+            if layer._backend is not self._backend:
+                raise _moved_alone(self, layer, self.layers.index(layer))
+            x = layer.forward(x)
+        self.save_for_backward(runs=[layer._saved for layer in self.layers])
         return x
 
     def backward(self, grad_out, input_grad: bool = True):
         """Backprop grad_out = dL/d(output) through every layer, last first.
 
-        Returns dL/dx, shape (batch, n_in); with ``input_grad=False`` the first
+        Returns dL/dx, shape of the input; with ``input_grad=False`` the first
         layer only adds its parameter gradients and None is returned, which is
         all a training step needs.
         """
-        _check_runs(self, self.layers)
-        with self._backend.activate():
-            grad = grad_out
-            for layer in reversed(self.layers[1:]):
-                grad = layer.backward(grad)
-            if not self.layers:
-                return grad
-            if input_grad:
-                return self.layers[0].backward(grad)
-            self.layers[0].backward_params(grad)
+        _check_runs(self, self.layers, self.saved("runs"))
+        if not self.layers:
+            return self.check_grad_out(grad_out)
+        grad = grad_out
+        for layer in reversed(self.layers[1:]):
+            grad = layer.backward(grad)
+        if input_grad:
+            return self.layers[0].backward(grad)
+        self.layers[0].backward_params(grad)
         return None
 
     def backward_params(self, grad_out):
@@ -110,26 +128,25 @@ class Residual(Layer):
             raise TypeError(f"Residual: block must be a Layer, got {type(block).__name__}")
         self.block = block
         self._adopt_children()
-        self._shape = None
 
     def forward(self, x):
-        """x: (batch, n) -> x + block(x): (batch, n)."""
-        x = self._accept_input(x)
-        self.block._run_by = id(self)
+        """x: (batch, ..., n) -> x + block(x), the same shape."""
+        x = self.check_input(x)
+        if self.block._backend is not self._backend:
+            raise _moved_alone(self, self.block, "block")
         out = self.block.forward(x)
         if tuple(out.shape) != tuple(x.shape):
             raise ValueError(f"{self._name()}: the block maps shape {tuple(x.shape)} to {tuple(out.shape)}, "
                              f"but y = x + block(x) needs the shape kept (a width-preserving block such as "
                              f"Linear(n, n))")
-        self._shape = tuple(x.shape)
+        self.save_for_backward(shape=tuple(x.shape), block_run=self.block._saved)
         return x + out
 
     def backward(self, grad_out):
         """dL/dx = grad_out (identity path) + the block's dL/dx."""
-        if self._shape is None:
-            raise self._no_forward()
-        self._check_grad_out(grad_out, self._shape)
-        _check_runs(self, [self.block])
+        shape, block_run = self.saved("shape", "block_run")
+        self.check_grad_out(grad_out, shape)
+        _check_runs(self, [self.block], [block_run])
         return grad_out + self.block.backward(grad_out)
 
     def __repr__(self):
@@ -138,6 +155,63 @@ class Residual(Layer):
 
     def _label(self) -> str:
         return "Residual"
+
+
+class LayerList(Layer):
+    """Layers held in a list, as ``torch.nn.ModuleList``: index, ``len``, iteration, ``append``.
+
+    Inside a layer (``self.blocks = bp.LayerList([...])``) its layers are found by
+    ``parameters()``, ``to()``, ``state_dict()`` and checkpoints, named "blocks.0.W", ....
+    It does not run them: the holding layer's forward calls each, and its backward calls
+    their backward in reverse order.
+    """
+
+    def __init__(self, layers=()):
+        super().__init__()
+        if isinstance(layers, Layer) or not hasattr(layers, "__iter__"):
+            raise TypeError(f"LayerList expects an iterable of layers, got {type(layers).__name__}")
+        self._layers = []
+        for layer in layers:
+            self.append(layer)
+
+    def append(self, layer: Layer) -> "LayerList":
+        """Add ``layer`` at the end; returns self."""
+        if not isinstance(layer, Layer):
+            raise TypeError(f"LayerList: item {len(self._layers)} must be a Layer, got {type(layer).__name__}")
+        self._layers.append(layer)
+        self._adopt_children()
+        return self
+
+    def extend(self, layers) -> "LayerList":
+        """Add every layer of ``layers`` at the end; returns self."""
+        for layer in layers:
+            self.append(layer)
+        return self
+
+    def children(self):
+        return [(str(i), layer) for i, layer in enumerate(self._layers)]
+
+    def forward(self, x):
+        raise TypeError("LayerList holds layers but does not run them: call each in your layer's forward "
+                        "(for block in self.blocks: x = block(x)), or use bp.Sequential")
+
+    def backward(self, grad_out):
+        raise TypeError("LayerList holds layers but does not run them: call each one's backward in your layer's "
+                        "backward, last first (for block in reversed(self.blocks): grad = block.backward(grad))")
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return LayerList(self._layers[index])
+        return self._layers[index]
+
+    def __len__(self):
+        return len(self._layers)
+
+    def __iter__(self):
+        return iter(self._layers)
+
+    def __reversed__(self):
+        return reversed(self._layers)
 
 
 # The lessons' initial scales: N(0, 2/n_in) for ReLU-like, N(0, 1/n_in) for tanh and sigmoid.

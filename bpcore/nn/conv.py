@@ -51,13 +51,19 @@ from . import init as _init
 from .module import Layer
 
 
+# A window's sizes (kernel, stride, padding, dilation) above this describe no image a computer holds;
+# bounding them turns a typo or a forged checkpoint into a clear error instead of a MemoryError.
+MAX_WINDOW = 2 ** 16
+
+
 def pair(owner: str, name: str, value, minimum: int = 1) -> tuple[int, int]:
-    """An int or a pair of ints (as PyTorch's ``kernel_size=3`` or ``(3, 5)``), each >= ``minimum``."""
+    """An int or a pair of ints (as PyTorch's ``kernel_size=3`` or ``(3, 5)``), each in [minimum, MAX_WINDOW]."""
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ValueError(f"{owner}: {name} must be an int or a pair of ints, got {value!r}")
-        return (check_int(owner, f"{name}[0]", value[0], minimum), check_int(owner, f"{name}[1]", value[1], minimum))
-    size = check_int(owner, name, value, minimum)
+        return (check_int(owner, f"{name}[0]", value[0], minimum, MAX_WINDOW),
+                check_int(owner, f"{name}[1]", value[1], minimum, MAX_WINDOW))
+    size = check_int(owner, name, value, minimum, MAX_WINDOW)
     return (size, size)
 
 
@@ -185,22 +191,9 @@ class Conv2d(Layer):
         self.init = init
         receptive = self.kernel_size[0] * self.kernel_size[1]
         shape = (self.out_channels, self.in_channels) + self.kernel_size
-        self.W = self._make_parameter(_init.weight(init, self.in_channels * receptive, self.out_channels * receptive,
-                                                   _init.host_rng(seed), shape=shape))
-        self.b = self._make_parameter(_init.zeros(self.out_channels)) if bias else None
-        self._cols = None          # (N, C kH kW, OH OW): the patches, what dL/dW needs
-        self._x_shape = None
-        self._out_hw = None
-
-    @classmethod
-    def _saved_numbers_needed(cls, config: dict) -> int:
-        # W holds in_channels * out_channels * kH * kW numbers: a file must back them with bytes
-        try:
-            kernel = pair("Conv2d", "kernel_size", config.get("kernel_size"))
-            return (check_int("Conv2d", "in_channels", config.get("in_channels"))
-                    * check_int("Conv2d", "out_channels", config.get("out_channels")) * kernel[0] * kernel[1])
-        except (TypeError, ValueError):
-            return 0                     # sizes the constructor refuses, with its own message
+        self.W = self.parameter(_init.weight(init, self.in_channels * receptive, self.out_channels * receptive,
+                                             _init.host_rng(seed), shape=shape))
+        self.b = self.parameter(_init.zeros(self.out_channels)) if bias else None
 
     def config(self) -> dict:
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
@@ -209,13 +202,13 @@ class Conv2d(Layer):
 
     def forward(self, x):
         """x: (N, C, H, W) -> y: (N, OC, OH, OW), y[n] = W_mat @ cols[n] + b."""
-        x = self._accept_input(x)
+        x = self.check_input(x)
         check_image_input(self, x, self.in_channels)
         xp = self.xp
         out_hw = window_output(self, x.shape, self.kernel_size, self.stride, self.padding, self.dilation)
         patches = windows(xp, pad(xp, x, self.padding), self.kernel_size, self.stride, self.dilation, out_hw)
         cols = xp.reshape(patches, (-1, self.in_channels * math.prod(self.kernel_size), out_hw[0] * out_hw[1]))
-        self._cols, self._x_shape, self._out_hw = cols, tuple(x.shape), out_hw
+        self.save_for_backward(cols=cols, x_shape=tuple(x.shape), out_hw=out_hw)   # cols: what dL/dW needs
         y = xp.reshape(self.W.data, (self.out_channels, -1)) @ cols            # (N, OC, OH OW)
         if self.b is not None:
             y = y + xp.reshape(self.b.data, (1, self.out_channels, 1))
@@ -232,12 +225,13 @@ class Conv2d(Layer):
         """
         grad_cols = self._param_grads(grad_out)
         xp = self.xp
-        (n, c, h, w), (ph, pw) = self._x_shape, self.padding
+        x_shape, out_hw = self.saved("x_shape", "out_hw")
+        (n, c, h, w), (ph, pw) = x_shape, self.padding
         grad_patches = xp.matrix_transpose(xp.reshape(self.W.data, (self.out_channels, -1))) @ grad_cols
-        grad_patches = xp.reshape(grad_patches, (n, c, math.prod(self.kernel_size)) + self._out_hw)
+        grad_patches = xp.reshape(grad_patches, (n, c, math.prod(self.kernel_size)) + out_hw)
         grad_pad = add_windows(xp, grad_patches, (n, c, h + 2 * ph, w + 2 * pw), self.kernel_size, self.stride,
-                               self.dilation, self._out_hw)
-        return unpad(grad_pad, self.padding, self._x_shape)
+                               self.dilation, out_hw)
+        return unpad(grad_pad, self.padding, x_shape)
 
     def backward_params(self, grad_out):
         """Only the parameter gradients of :meth:`backward`; skips W^T @ g and col2im."""
@@ -245,18 +239,16 @@ class Conv2d(Layer):
 
     def _param_grads(self, grad_out):
         """Add dL/dW and dL/db; return grad_out as (N, OC, OH OW) columns."""
-        cols = self._cols
-        if cols is None:
-            raise self._no_forward()
-        self._check_grad_out(grad_out, (self._x_shape[0], self.out_channels) + self._out_hw)
+        cols, x_shape, out_hw = self.saved("cols", "x_shape", "out_hw")
+        self.check_grad_out(grad_out, (x_shape[0], self.out_channels) + out_hw)
         xp = self.xp
-        grad_cols = xp.reshape(grad_out, (self._x_shape[0], self.out_channels, -1))
+        grad_cols = xp.reshape(grad_out, (x_shape[0], self.out_channels, -1))
         # dL/dW_mat = sum_n grad_cols[n] @ cols[n]^T (a stacked matmul and a sum: on NumPy 3-20x faster
         # than tensordot over the batch and pixel axes, which copies both operands first)
         grad_w = xp.sum(grad_cols @ xp.matrix_transpose(cols), axis=0)
-        self.W._accumulate_new(xp.reshape(grad_w, self.W.shape))
+        self.W.accumulate_grad(xp.reshape(grad_w, self.W.shape))
         if self.b is not None:
-            self.b._accumulate_new(xp.sum(grad_cols, axis=(0, 2)))          # dL/db = sum over n, pixels
+            self.b.accumulate_grad(xp.sum(grad_cols, axis=(0, 2)))          # dL/db = sum over n, pixels
         return grad_cols
 
     def __repr__(self):

@@ -34,24 +34,22 @@ class Dropout(Layer):
         self._masks_drawn = 0    # with the seed, the whole random state: mask k is a function of (seed, k)
         # keep an entry where its 32 random bits are >= p 2**32: P(keep) = 1 - p, to within 2**-33
         self._threshold = round(self.p * 2 ** 32)
-        self._scale = None       # mask / (1 - p); None means the identity was applied
-        self._shape = None
 
     def config(self) -> dict:
         return {"p": self.p, "seed": self.seed}
 
     def forward(self, x):
         """x: any shape -> same shape."""
-        x = self._accept_input(x)
-        self._shape = tuple(x.shape)
+        x = self.check_input(x)
         if not self.training or self.p == 0.0:
-            self._scale = None
+            self.save_for_backward(shape=tuple(x.shape), scale=None)     # the identity
             return x
         bits = self._backend.random_bits(self._mask_seed, self._masks_drawn, x.shape)   # [0, 2**32)
         self._masks_drawn += 1
         keep = bits >= self._threshold
-        self._scale = self.xp.astype(keep, x.dtype) * (1.0 / (1.0 - self.p))
-        return x * self._scale
+        scale = self.xp.astype(keep, x.dtype) * (1.0 / (1.0 - self.p))      # mask / (1 - p)
+        self.save_for_backward(shape=tuple(x.shape), scale=scale)
+        return x * scale
 
     def random_state(self) -> dict:
         """The mask stream's position, {"generator", "seed", "calls"} (JSON-able, saved in checkpoints)."""
@@ -63,10 +61,9 @@ class Dropout(Layer):
         self._mask_seed, self._masks_drawn = state["seed"], state["calls"]
 
     def backward(self, grad_out):
-        if self._shape is None:
-            raise self._no_forward()
-        self._check_grad_out(grad_out, self._shape)
-        return grad_out if self._scale is None else grad_out * self._scale
+        shape, scale = self.saved("shape", "scale")
+        self.check_grad_out(grad_out, shape)
+        return grad_out if scale is None else grad_out * scale
 
     def __repr__(self):
         return f"Dropout(p={self.p})"

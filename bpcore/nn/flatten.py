@@ -18,15 +18,13 @@ class Flatten(Layer):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"Flatten: {name} must be an int, got {value!r}")
         self.start_dim, self.end_dim = start_dim, end_dim
-        self._x_shape = None
-        self._out_shape = None
 
     def config(self) -> dict:
         return {"start_dim": self.start_dim, "end_dim": self.end_dim}
 
     def forward(self, x):
         """x: (N, d1, ..., dk) -> (N, d1 ... dk) with the defaults."""
-        x = self._accept_input(x)
+        x = self.check_input(x)
         ndim = x.ndim
         start = self.start_dim + ndim if self.start_dim < 0 else self.start_dim
         end = self.end_dim + ndim if self.end_dim < 0 else self.end_dim
@@ -34,18 +32,17 @@ class Flatten(Layer):
             raise ValueError(f"{self._name()}: cannot flatten dimensions {self.start_dim}..{self.end_dim} of an "
                              f"input of shape {tuple(x.shape)}")
         shape = tuple(x.shape)
-        self._x_shape = shape
-        self._out_shape = shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:]
+        out_shape = shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:]
+        self.save_for_backward(x_shape=shape, out_shape=out_shape)
         # the batch axis as -1 when it is kept: its size may be symbolic while tracing (ONNX export)
-        target = (-1,) + self._out_shape[1:] if start >= 1 else self._out_shape
+        target = (-1,) + out_shape[1:] if start >= 1 else out_shape
         return self.xp.reshape(x, target)
 
     def backward(self, grad_out):
         """grad_out: the flattened shape -> dL/dx in the input's shape."""
-        if self._x_shape is None:
-            raise self._no_forward()
-        self._check_grad_out(grad_out, self._out_shape)
-        return self.xp.reshape(grad_out, self._x_shape)
+        x_shape, out_shape = self.saved("x_shape", "out_shape")
+        self.check_grad_out(grad_out, out_shape)
+        return self.xp.reshape(grad_out, x_shape)
 
     def __repr__(self):
         extra = "" if (self.start_dim, self.end_dim) == (1, -1) else f"start_dim={self.start_dim}, end_dim={self.end_dim}"

@@ -22,7 +22,8 @@ import math
 
 import numpy as np
 
-from .module import Parameter, dtype_name
+from . import budget
+from .parameter import Parameter, dtype_name
 
 SCHEMES = ("he", "he_uniform", "kaiming", "lecun", "lecun_uniform",
            "xavier", "xavier_uniform", "glorot", "zeros")
@@ -38,6 +39,12 @@ def host_rng(seed) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+def _too_big(shape, error):
+    """A MemoryError that says which array did not fit and how many bytes it needed (float64 host draws)."""
+    return MemoryError(f"a weight of shape {tuple(shape)} needs {8 * math.prod(shape):,} bytes on the host, more "
+                       f"than this machine can allocate ({error or 'out of memory'}); choose smaller sizes")
+
+
 def weight(scheme: str, fan_in: int, fan_out: int, rng: np.random.Generator, shape=None) -> np.ndarray:
     """A float64 host array drawn by ``scheme`` (see the module docstring).
 
@@ -46,6 +53,16 @@ def weight(scheme: str, fan_in: int, fan_out: int, rng: np.random.Generator, sha
     """
     scheme = _ALIASES.get(scheme, scheme)
     shape = (fan_in, fan_out) if shape is None else tuple(shape)
+    budget.afford(math.prod(shape), "a weight of shape " + str(shape))    # before drawing (see budget.py)
+    if 8 * math.prod(shape) >= 2 ** 63:           # beyond any address space: NumPy's own error says less
+        raise _too_big(shape, "larger than any address space")
+    try:
+        return _draw(scheme, fan_in, fan_out, rng, shape)
+    except MemoryError as error:
+        raise _too_big(shape, error) from None
+
+
+def _draw(scheme, fan_in, fan_out, rng, shape):
     if scheme == "zeros":
         return np.zeros(shape)
     if scheme == "he":
@@ -67,14 +84,35 @@ def _uniform(rng, limit, shape):
     return rng.uniform(-limit, limit, shape)
 
 
-def zeros(size: int) -> np.ndarray:
-    """A host vector of zeros (biases start at zero)."""
-    return np.zeros(size)
+def _count(size) -> int:
+    """How many numbers an array of shape ``size`` (an int or a tuple) holds."""
+    return math.prod(size) if isinstance(size, tuple) else int(size)
 
 
-def ones(size: int) -> np.ndarray:
-    """A host vector of ones (normalization scales start at one)."""
+def zeros(size, dtype="float64") -> np.ndarray:
+    """Host zeros of shape ``size`` (biases start at zero)."""
+    budget.afford(_count(size), "zeros")
+    return np.zeros(size, dtype=dtype)
+
+
+def ones(size) -> np.ndarray:
+    """Host ones of shape ``size`` (normalization scales start at one)."""
+    budget.afford(_count(size), "ones")
     return np.ones(size)
+
+
+def uniform(shape, bound: float, rng: np.random.Generator) -> np.ndarray:
+    """Host U(-bound, bound) numbers of ``shape`` (PyTorch's recurrent layers: bound = 1 / sqrt(hidden))."""
+    shape = tuple(shape)
+    budget.afford(math.prod(shape), "a weight of shape " + str(shape))
+    return rng.uniform(-bound, bound, shape)
+
+
+def normal(shape, std: float, rng: np.random.Generator) -> np.ndarray:
+    """Host N(0, std^2) numbers of ``shape`` (PyTorch's Embedding: std = 1)."""
+    shape = tuple(shape)
+    budget.afford(math.prod(shape), "a weight of shape " + str(shape))
+    return rng.normal(0.0, std, shape)
 
 
 # -- initializers for existing parameters (PyTorch's torch.nn.init names) ------------------

@@ -1,7 +1,8 @@
 """Linear: y = x @ W + b, with its hand-written backward pass.
 
 Shapes follow the (batch, features) layout; W is (n_in, n_out) as in the
-lessons, so the forward is one matmul and dL/dW = x^T @ dL/dy.
+lessons, so the forward is one matmul and dL/dW = x^T @ dL/dy. Inputs may have
+more leading axes, (..., n_in) as in PyTorch: a sequence (N, T, n_in) is N T samples.
 """
 from __future__ import annotations
 
@@ -35,20 +36,16 @@ class Linear(Layer):
             raise ValueError(f"Linear: unknown init {init!r}; choose one of {', '.join(_init.SCHEMES)}")
         self.init = init
         rng = _init.host_rng(seed)
-        self.W = self._make_parameter(_init.weight(init, n_in, n_out, rng))
-        self.b = self._make_parameter(_init.zeros(n_out)) if bias else None
-        self._x = None
+        self.W = self.parameter(_init.weight(init, n_in, n_out, rng))
+        self.b = self.parameter(_init.zeros(n_out)) if bias else None
 
     def config(self) -> dict:
         return {"n_in": self.n_in, "n_out": self.n_out, "init": self.init, "bias": self.b is not None}
 
     def forward(self, x):
-        """x: (batch, n_in) -> y = x @ W + b: (batch, n_out)."""
-        x = self._accept_input(x)
-        if x.ndim != 2 or x.shape[1] != self.n_in:
-            raise ValueError(f"{self._name()}: expected input of shape (batch, {self.n_in}), "
-                             f"got {tuple(x.shape)}")
-        self._x = x
+        """x: (batch, n_in), or (batch, ..., n_in) -> y = x @ W + b: (batch, n_out), or (..., n_out)."""
+        x = self.check_input(x, shape=("batch", ..., self.n_in))
+        self.save_for_backward(x=x)
         y = x @ self.W.data
         if self.b is not None:
             y += self.b.data
@@ -58,7 +55,7 @@ class Linear(Layer):
         """Backprop through y = x @ W + b.
 
         Args:
-            grad_out: dL/dy, shape (batch, n_out).
+            grad_out: dL/dy, shape (batch, n_out) (or (..., n_out)).
         Returns:
             dL/dx = grad_out @ W^T, shape (batch, n_in). Adds dL/dW = x^T @ grad_out
             and dL/db = sum over the batch of grad_out into W.grad and b.grad.
@@ -68,13 +65,14 @@ class Linear(Layer):
 
     def backward_params(self, grad_out):
         """Only the parameter gradients of :meth:`backward`; skips the matmul for dL/dx."""
-        x = self._x
-        if x is None:
-            raise self._no_forward()
-        self._check_grad_out(grad_out, (x.shape[0], self.n_out))
-        self.W._accumulate_new(x.T @ grad_out)          # dL/dW = x^T @ dL/dy
+        x = self.saved("x")
+        self.check_grad_out(grad_out, x.shape[:-1] + (self.n_out,))
+        if x.ndim != 2:              # (..., n_in): every leading position is one more sample
+            x = self.xp.reshape(x, (-1, self.n_in))
+            grad_out = self.xp.reshape(grad_out, (-1, self.n_out))
+        self.W.accumulate_grad(x.T @ grad_out)                      # dL/dW = x^T @ dL/dy
         if self.b is not None:
-            self.b._accumulate_new(self.xp.sum(grad_out, axis=0))   # dL/db = sum_batch dL/dy
+            self.b.accumulate_grad(self.xp.sum(grad_out, axis=0))   # dL/db = sum_batch dL/dy
 
     def __repr__(self):
         extra = "" if self.b is not None else ", bias=False"

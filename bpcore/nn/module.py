@@ -1,24 +1,22 @@
-"""The layer contract: Layer (Parameter is in parameter.py, containers in containers.py).
+"""The layer contract: Layer (Parameter is in parameter.py, the layer kit in kit.py, LayerList in containers.py).
 
-Every layer computes ``forward(x)``, keeps in a cache exactly what its
-backward pass reads, and ``backward(grad_out)`` returns ``grad_in`` while
-adding (+=) into each of its Parameters' ``.grad``. A layer knows its backend
-(device and Array API namespace) and its float dtype; ``to()`` and
-``astype()`` change both for a layer and everything inside it.
+Every layer computes ``forward(x)``, keeps with ``save_for_backward`` exactly what its backward
+pass reads, and ``backward(grad_out)`` returns ``grad_in`` while adding (+=) into each of its
+Parameters' ``.grad``. A layer knows its backend (device and Array API namespace) and its float
+dtype; ``to()`` and ``astype()`` change both for a layer and everything inside it.
 """
 from __future__ import annotations
 
 import functools
-import math
 
 import backends
 
 from .._checks import check_int
-from .parameter import (  # noqa: F401  (re-exported: the contract's names)
-    FLOAT_DTYPES, Parameter, checked_host_cast, dtype_name,
-)
-from .checks import LayerChecks
+from . import budget
+from .kit import KitMethods
+from .parameter import FLOAT_DTYPES, Parameter, dtype_name  # noqa: F401  (re-exported: the contract's names)
 from .state import check_state, write_state
+from .summary import summary
 
 # Layer types a checkpoint may rebuild, by class name: every public layer class of bpcore joins
 # when it is defined (Layer.__init_subclass__), user layers through register_layer. The checkpoint
@@ -30,14 +28,9 @@ _LAYER_TYPES: dict[str, type] = {}
 _MODEL_WRITER = [None]
 
 
-
-
-
 def register_layer(cls: type) -> type:
-    """Let checkpoints rebuild a user-defined layer (its ``config()`` must give its constructor's arguments).
-
-    Usable as a class decorator; returns ``cls``.
-    """
+    """Let checkpoints rebuild a layer class of your own: ``cls(**layer.config())`` must rebuild it
+    (``save`` checks that before it writes). Usable as a class decorator; returns ``cls``."""
     if not isinstance(cls, type) or not issubclass(cls, Layer):
         raise TypeError(f"register_layer expects a Layer subclass, got {cls!r}")
     _LAYER_TYPES[cls.__name__] = cls
@@ -49,58 +42,49 @@ def layer_types() -> dict[str, type]:
     return dict(_LAYER_TYPES)
 
 
-def _on_device(method):
-    """``method`` run with the layer's device current (``Backend.activate``)."""
+def _on_layer_device(method):
+    """``method`` run with the layer's device current (``Backend.activate``), where that switches
+    anything: CuPy makes arrays and launches kernels on the *current* GPU, so a layer on "cuda:1"
+    called on its own must enter its device. On the CPU backends the method runs directly."""
     @functools.wraps(method)
-    def run(self, *args, **kwargs):
+    def on_layer_device(self, *args, **kwargs):
         backend = self._backend
-        if not backend.switches_device:                     # this instance is on a CPU backend
+        if not backend.switches_device:
             return method(self, *args, **kwargs)
         with backend.activate():
             return method(self, *args, **kwargs)
-    run._on_device = True
-    return run
+    return on_layer_device
 
 
 _DEVICE_METHODS = ("forward", "backward", "backward_params")
 
 
-def _compute_on_device(cls: type) -> None:
-    """Make every forward/backward of ``cls`` (and of its bases) run inside its backend's activate().
+class Layer(KitMethods):
+    """Base class of every layer: subclasses define ``forward`` and ``backward``.
 
-    CuPy makes arrays and launches kernels on the *current* GPU, so a layer on "cuda:1" called on
-    its own (not inside a Sequential, which enters the device itself) must enter its device. The
-    wrapping is done for a class the first time one of its layers goes to a backend that switches
-    devices (``Layer.to``, or joining a container there): on the CPU backends, where activate() is
-    a no-op, the layers' methods are called directly, which is a tenth of a small net's step.
-    """
-    for klass in cls.__mro__:
-        if klass is Layer or not (isinstance(klass, type) and issubclass(klass, Layer)):
-            continue
-        for name in _DEVICE_METHODS:
-            method = klass.__dict__.get(name)
-            if method is not None and not getattr(method, "_on_device", False):
-                setattr(klass, name, _on_device(method))
-
-
-class Layer(LayerChecks):
-    """Base class: subclasses define ``forward`` and ``backward``.
-
-    Parameters are attributes holding :class:`Parameter` objects, child layers
-    are attributes holding :class:`Layer` objects; both are found in the
-    order they were assigned, as in PyTorch. ``_buffer_names`` lists array
-    attributes that are state but not trained (running statistics).
+    Parameters are attributes holding :class:`Parameter` objects (made with ``self.parameter``);
+    child layers are attributes holding layers (or a :class:`LayerList` of them); both are found
+    in the order they were assigned, as in PyTorch. The layer kit (``check_input``,
+    ``save_for_backward``, ``saved``, ``check_grad_out``, ``register_buffer``) is in kit.py.
     """
 
-    _buffer_names: tuple[str, ...] = ()
+    _buffer_names: tuple[str, ...] = ()      # persistent buffers: saved in state_dict()
+    _constant_names: tuple[str, ...] = ()    # buffers that move with the layer but are not saved
     _min_training_batch = 1          # samples a training-mode batch needs (BatchNorm1d: 2)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        # Each class's own forward/backward run on its layer's device: wrapped once, here, when the
+        # class is defined (the same on every machine; nothing is changed later).
+        for name in _DEVICE_METHODS:
+            method = cls.__dict__.get(name)
+            if callable(method):
+                setattr(cls, name, _on_layer_device(method))
         if cls.__module__.startswith("bpcore.") and not cls.__name__.startswith("_"):
             _LAYER_TYPES[cls.__name__] = cls
 
     def __init__(self):
+        budget.count_layer(type(self).__name__)
         self.training = True
         self._backend = backends.get("cpu")
         self._dtype = "float32"
@@ -108,12 +92,18 @@ class Layer(LayerChecks):
 
     # -- the contract ------------------------------------------------------
     def forward(self, x):
-        """Compute the output for input ``x`` and cache what backward needs."""
-        raise TypeError(f"{type(self).__name__} does not define forward()")
+        """Compute the output for input ``x`` and keep what backward needs (``save_for_backward``)."""
+        raise TypeError(f"{type(self).__name__} does not define forward(x)")
 
     def backward(self, grad_out):
-        """Given dL/d(output), add into parameter grads and return dL/d(input)."""
-        raise TypeError(f"{type(self).__name__} does not define backward()")
+        """Given dL/d(output), add into the parameters' gradients and return dL/d(input)."""
+        children = [name for name, _ in self.children()]
+        if children:
+            raise TypeError(f"{type(self).__name__} holds layers ({', '.join(children)}) but does not define "
+                            f"backward(grad_out): a container's backward calls its children's backward in the "
+                            f"reverse order of its forward, e.g. grad = self.second.backward(grad_out); "
+                            f"return self.first.backward(grad)")
+        raise TypeError(f"{type(self).__name__} does not define backward(grad_out)")
 
     def backward_params(self, grad_out):
         """Add the parameter gradients of ``backward(grad_out)`` without returning dL/dx.
@@ -130,63 +120,38 @@ class Layer(LayerChecks):
         """The constructor's arguments as plain data, so a checkpoint can rebuild the layer."""
         return {}
 
-    def summary(self, input_shape=None, print_fn=print):
-        """Print one line per layer with its output shape and parameter count; see ``bp.summary``."""
-        from .summary import summary        # same floor; summary.py needs the containers built on Layer
-        return summary(self, input_shape, print_fn)
-    @classmethod
-    def _saved_numbers_needed(cls, config: dict) -> int:
-        """How many numbers a checkpoint must hold for a layer built from ``config``
-        (n_in * n_out for a Linear, n for a BatchNorm1d): checked before the layer is built,
-        so a file cannot make the loader allocate memory that its bytes do not back."""
-        sizes = [config[key] for key in ("n_in", "n_out", "n", "num_features") if key in config]
-        if not sizes or not all(isinstance(n, int) and not isinstance(n, bool) for n in sizes):
-            return 0                     # no sizes, or sizes the constructor refuses
-        return math.prod(sizes)
-
-    def save(self, path) -> None:
-        """Save the architecture, parameters and buffers to ``path`` (see ``bp.load``); atomic."""
-        _MODEL_WRITER[0](self, path)
-
-    # -- helpers for subclasses ------------------------------------------
-    @property
-    def xp(self):
-        """The Array API namespace of this layer's backend."""
-        return self._backend.xp
-
-    def _label(self) -> str:
-        """How error messages call this layer (containers use a short label, not their repr)."""
-        return repr(self)
-
-    def _name(self) -> str:
-        where = f" (layer '{self._path}')" if self._path else ""
-        return f"{self._label()}{where}"
-
-    def _make_parameter(self, host_array) -> Parameter:
-        """A Parameter on this layer's backend and dtype from a host array."""
-        return Parameter(self._backend.asarray(host_array, dtype=self._dtype, copy=True), self._backend)
-
     # -- walking the model ----------------------------------------------
-    def _own_parameters(self):
-        """(name, Parameter) pairs held directly by this layer, in assignment order."""
-        return [(name, value) for name, value in vars(self).items() if isinstance(value, Parameter)]
-
     def children(self):
-        """(name, layer) pairs of the layers directly inside this one."""
-        return [(name, value) for name, value in vars(self).items() if isinstance(value, Layer)]
+        """(name, layer) pairs of the layers directly inside this one, in assignment order."""
+        found = []
+        for name, value in vars(self).items():
+            if isinstance(value, Layer):
+                found.append((name, value))
+            elif isinstance(value, (list, tuple, dict)) and value and _holds_layers(value):
+                raise TypeError(f"{type(self).__name__}.{name} is a plain {type(value).__name__} of layers, which "
+                                f"parameters(), to(), state_dict() and checkpoints do not look into; hold them "
+                                f"in a bp.LayerList([...]) instead")
+        return found
+
+    def named_modules(self, prefix: str = ""):
+        """[(dotted path, layer)] for this layer ("") and every layer inside it, parents first."""
+        found = [(prefix, self)]
+        for name, child in self.children():
+            found.extend(child.named_modules(f"{prefix}.{name}" if prefix else name))
+        return found
 
     def modules(self):
         """This layer and every layer inside it, parents first."""
-        found = [self]
-        for _, child in self.children():
-            found.extend(child.modules())
-        return found
+        return [layer for _, layer in self.named_modules()]
 
     def named_parameters(self, prefix: str = ""):
-        """[(dotted name, Parameter)] in a fixed order: own parameters, then children's."""
-        named = [(prefix + name, p) for name, p in self._own_parameters()]
-        for name, child in self.children():
-            named.extend(child.named_parameters(prefix + name + "."))
+        """[(dotted name, Parameter)] in a fixed order: a layer's own, then its children's."""
+        named, seen = [], set()
+        for path, layer in self.named_modules(prefix.rstrip(".")):
+            for name, p in _own_parameters(layer):
+                if id(p) not in seen:            # one Parameter held twice (tied weights) is listed once
+                    seen.add(id(p))
+                    named.append((f"{path}.{name}" if path else name, p))
         return named
 
     def parameters(self):
@@ -194,42 +159,33 @@ class Layer(LayerChecks):
         return [p for _, p in self.named_parameters()]
 
     def named_buffers(self, prefix: str = ""):
-        """[(dotted name, array)] of non-trained state such as running statistics."""
-        named = [(prefix + name, getattr(self, name)) for name in self._buffer_names]
-        for name, child in self.children():
-            named.extend(child.named_buffers(prefix + name + "."))
-        return named
+        """[(dotted name, array)] of persistent non-trained state such as running statistics."""
+        return [(f"{path}.{name}" if path else name, getattr(layer, name))
+                for path, layer in self.named_modules(prefix.rstrip(".")) for name in layer._buffer_names]
 
     def _adopt_children(self):
-        """Take the device and dtype of the layers inside (they must agree); name their places."""
+        """Take the device and dtype of the layers inside (they must agree); name their places.
+        Containers call it when they are built."""
         inner = self.modules()[1:]
         if len({id(layer) for layer in inner}) != len(inner):
             raise ValueError(f"{type(self).__name__}: the same layer object appears twice; each layer caches "
                              f"its own input for backward, so a reused layer would get wrong gradients. "
                              f"Make a second layer (copy.deepcopy(layer) for the same weights)")
-        placed = {(sub._backend.spec, sub._dtype) for sub in self.modules()[1:]
-                  if sub._own_parameters() or sub._buffer_names}
+        placed = {(sub._backend.spec, sub._dtype) for sub in inner if _own_parameters(sub) or sub._buffer_names}
         if len(placed) > 1:
             raise ValueError(f"{type(self).__name__}: layers live on different devices or dtypes "
                              f"{sorted(placed)}; build them alike or call .to()/.astype() on each first")
-        spec, dtype = next(iter(placed)) if placed else ("cpu", "float32")
+        spec, dtype = next(iter(placed)) if placed else (self._backend.spec, self._dtype)
         backend = backends.get(spec)
-        for layer in self.modules():
-            layer._backend, layer._dtype = backend, dtype
-            if backend.switches_device:
-                _compute_on_device(type(layer))
-        self._set_paths()
-
-    def _set_paths(self, path: str = ""):
-        self._path = path
-        for name, child in self.children():
-            child._set_paths(f"{path}.{name}" if path else name)
+        for path, layer in self.named_modules():
+            layer._backend, layer._dtype, layer._path = backend, dtype, path
 
     # -- modes, devices, dtypes -------------------------------------------
     def train(self, mode: bool = True):
         """Training mode (Dropout drops, BatchNorm uses batch statistics). Returns self."""
-        for layer in self.modules():
+        for path, layer in self.named_modules():
             layer.training = bool(mode)
+            layer._path = path
         return self
 
     def eval(self):
@@ -245,24 +201,24 @@ class Layer(LayerChecks):
         """Move every parameter and buffer to ``device`` ("cpu", "cuda", "torch", ..., a Backend,
         or a library's device object such as ``torch.device("cpu")``).
 
-        Returns self. Gradients move too; the values are copied exactly.
+        Returns self. Gradients move too; the values are copied exactly. What forward kept for
+        backward is dropped (it lives on the old device), unless the device stays the same.
         """
         target = backends.get(device)
-        for layer in self.modules():
-            if target.switches_device:
-                _compute_on_device(type(layer))
+        for path, layer in self.named_modules():
+            layer._path = path
             source = layer._backend
             if source is target:
                 continue
-            for _, p in layer._own_parameters():
+            for _, p in _own_parameters(layer):
                 p.data = target.asarray(source.to_numpy(p.data))
                 if p._grad is not None:
                     p._grad = target.asarray(source.to_numpy(p._grad))
                 p.backend = target
-            for name in layer._buffer_names:
+            for name in layer._buffer_names + layer._constant_names:
                 setattr(layer, name, target.asarray(source.to_numpy(getattr(layer, name))))
             layer._backend = target
-            layer._clear_cache()
+            layer._saved = None
         return self
 
     def cpu(self):
@@ -280,34 +236,36 @@ class Layer(LayerChecks):
         if dtype not in FLOAT_DTYPES:
             raise ValueError(f"dtype must be one of {FLOAT_DTYPES}, got {dtype!r}")
         for layer in self.modules():
-            xp, new = layer.xp, layer._backend.dtype(dtype)
-            with layer._backend.activate():
-                layer._cast(xp, new)
+            backend = layer._backend
+            xp, new = backend.xp, backend.dtype(dtype)
+            with backend.activate():
+                for _, p in _own_parameters(layer):
+                    p.data = xp.astype(p.data, new)
+                    if p._grad is not None:
+                        p._grad = xp.astype(p._grad, new)
+                for name in layer._buffer_names + layer._constant_names:
+                    buffer = getattr(layer, name)
+                    if xp.isdtype(buffer.dtype, "real floating"):
+                        setattr(layer, name, xp.astype(buffer, new))
             layer._dtype = dtype
-            layer._clear_cache()
+            layer._saved = None
         return self
 
-    def _cast(self, xp, new):
-        """astype for this layer's own parameters, gradients and floating buffers."""
-        for _, p in self._own_parameters():
-            p.data = xp.astype(p.data, new)
-            if p._grad is not None:
-                p._grad = xp.astype(p._grad, new)
-        for name in self._buffer_names:
-            buffer = getattr(self, name)
-            if xp.isdtype(buffer.dtype, "real floating"):
-                setattr(self, name, xp.astype(buffer, new))
-
-    def _clear_cache(self):
-        """Forget what forward cached: it lives on the old device or in the old dtype."""
-        for name, value in list(vars(self).items()):
-            if name.startswith("_") and hasattr(value, "shape") and hasattr(value, "dtype"):
-                setattr(self, name, None)
+    @property
+    def backend(self) -> backends.Backend:
+        """The backend this layer's arrays live on: ``.xp`` (the namespace), ``.device`` (the
+        library's device object), ``.asarray``/``.to_numpy`` to move data."""
+        return self._backend
 
     @property
     def device(self) -> backends.Backend:
-        """The backend this layer's arrays live on."""
+        """The same :class:`backends.Backend` as :attr:`backend` (the name PyTorch users reach for)."""
         return self._backend
+
+    @property
+    def xp(self):
+        """The Array API namespace of this layer's backend."""
+        return self._backend.xp
 
     @property
     def dtype(self) -> str:
@@ -335,23 +293,41 @@ class Layer(LayerChecks):
             ValueError: a shape differs, or a value is not finite real numbers, or is
                 beyond the range of the model's dtype (float64 1e300 into float32).
         """
-        self._write_state(self._check_state(state_dict))
+        write_state(self, check_state(self, state_dict))
 
-    def _check_state(self, state_dict) -> dict:
-        """{(layer path, attribute): host array as it will be stored}, after every check of
-        :meth:`load_state_dict`; changes nothing (checkpoints check a whole file first)."""
-        return check_state(self, state_dict)
+    def summary(self, input_shape=None, print_fn=print):
+        """Print one line per layer with its output shape and parameter count; see ``bp.summary``."""
+        return summary(self, input_shape, print_fn)
 
-    def _write_state(self, checked: dict) -> None:
-        """Store values checked by :meth:`_check_state` (on each layer's device)."""
-        write_state(self, checked)
+    def save(self, path) -> None:
+        """Save the architecture, parameters and buffers to ``path`` (see ``bp.load``); atomic."""
+        _MODEL_WRITER[0](self, path)
 
+    # -- how messages name a layer -----------------------------------------
+    def _label(self) -> str:
+        """How error messages call this layer: its repr, or its class name when it holds layers."""
+        return type(self).__name__ if self.children() else repr(self)
+
+    def _name(self) -> str:
+        where = f" (layer '{self._path}')" if self._path else ""
+        return f"{self._label()}{where}"
+
+    def __repr__(self):
+        """``Scale(n=4)`` from ``config()``; a layer holding layers lists them, one per line, as PyTorch."""
+        arguments = ", ".join(f"{key}={value!r}" for key, value in self.config().items())
+        children = self.children()
+        if not children:
+            return f"{type(self).__name__}({arguments})"
+        inner = "".join(f"\n  ({name}): " + repr(child).replace("\n", "\n  ") for name, child in children)
+        return f"{type(self).__name__}({arguments}{inner}\n)"
+
+    # -- fit's last-good copy (device to device, no host transfer) ------------
     def _snapshot(self) -> dict:
         """Device copies of every parameter and buffer (no host transfer), for :meth:`_restore`."""
         copies = {}
         with self._backend.activate():         # CuPy copies onto the current GPU
-            for path, layer in self._layers_by_path().items():
-                for name, p in layer._own_parameters():
+            for path, layer in self.named_modules():
+                for name, p in _own_parameters(layer):
                     copies[(path, name)] = layer.xp.asarray(p.data, copy=True)
                 for name in layer._buffer_names:
                     copies[(path, name)] = layer.xp.asarray(getattr(layer, name), copy=True)
@@ -359,7 +335,7 @@ class Layer(LayerChecks):
 
     def _restore(self, snapshot: dict) -> None:
         """Put back values taken by :meth:`_snapshot` (same device and dtype)."""
-        layers = self._layers_by_path()
+        layers = dict(self.named_modules())
         with self._backend.activate():
             for (path, name), value in snapshot.items():
                 target = getattr(layers[path], name)
@@ -368,13 +344,12 @@ class Layer(LayerChecks):
                 else:
                     setattr(layers[path], name, layers[path].xp.asarray(value, copy=True))
 
-    def _layers_by_path(self):
-        """{dotted path: layer} for this layer ("") and every layer inside it."""
-        found = {"": self}
-        for name, child in self.children():
-            for path, layer in child._layers_by_path().items():
-                found[f"{name}.{path}" if path else name] = layer
-        return found
 
-    def __repr__(self):
-        return f"{type(self).__name__}()"
+def _own_parameters(layer):
+    """(name, Parameter) pairs held directly by ``layer``, in assignment order."""
+    return [(name, value) for name, value in vars(layer).items() if isinstance(value, Parameter)]
+
+
+def _holds_layers(values) -> bool:
+    items = values.values() if isinstance(values, dict) else values
+    return any(isinstance(item, Layer) for item in items)

@@ -55,8 +55,8 @@ def _affine_backward(xp, grad_out, x_hat, weight, bias, axes, view=None):
     dL/dbias = sum g over ``axes`` (when there are parameters) and returns dL/dx_hat."""
     if weight is None:
         return grad_out
-    weight._accumulate_new(xp.sum(grad_out * x_hat, axis=axes))
-    bias._accumulate_new(xp.sum(grad_out, axis=axes))
+    weight.accumulate_grad(xp.sum(grad_out * x_hat, axis=axes))
+    bias.accumulate_grad(xp.sum(grad_out, axis=axes))
     return grad_out * (weight.data if view is None else xp.reshape(weight.data, view))
 
 
@@ -77,7 +77,6 @@ class _BatchNorm(Layer):
     """
 
     _min_training_batch = 2          # the variance of one sample is undefined: fit checks batches
-    _buffer_names = ("running_mean", "running_var")
     _axes: tuple = (0,)          # the axes the statistics average over
     _ndim = 2                    # the input's number of dimensions
 
@@ -88,16 +87,12 @@ class _BatchNorm(Layer):
         self.eps = check_number(owner, "eps", eps, low_open=True)
         self.momentum = None if momentum is None else check_number(owner, "momentum", momentum, 0.0, 1.0)
         self.affine = bool(affine)
-        self.weight = self._make_parameter(_init.ones(n)) if affine else None
-        self.bias = self._make_parameter(_init.zeros(n)) if affine else None
-        self.running_mean = self._backend.asarray(_init.zeros(n), dtype=self._dtype)
-        self.running_var = self._backend.asarray(_init.ones(n), dtype=self._dtype)
+        self.weight = self.parameter(_init.ones(n)) if affine else None
+        self.bias = self.parameter(_init.zeros(n)) if affine else None
+        self.register_buffer("running_mean", _init.zeros(n))
+        self.register_buffer("running_var", _init.ones(n))
         if self.momentum is None:       # the count is state too: it travels with to() and checkpoints
-            self.num_batches_tracked = self._backend.asarray(_init.zeros(()), dtype="int64")
-            self._buffer_names = ("running_mean", "running_var", "num_batches_tracked")
-        self._x_hat = None
-        self._inv_std = None
-        self._used_batch_statistics = False
+            self.register_buffer("num_batches_tracked", _init.zeros((), dtype="int64"))
 
     @property
     def num_features(self) -> int:
@@ -113,18 +108,16 @@ class _BatchNorm(Layer):
 
     def forward(self, x):
         """x: (batch, n) for BatchNorm1d, (batch, C, H, W) for BatchNorm2d -> the same shape."""
-        x = self._accept_input(x)
-        if x.ndim != self._ndim or x.shape[1] != self.num_features:
-            raise ValueError(f"{self._name()}: expected input of shape {self._expected_shape()}, "
-                             f"got {tuple(x.shape)}")
+        x = self.check_input(x, shape=self._expected_shape())
         xp, axes, view = self.xp, self._axes, self._view()
         if self.training:
             count = 1
             for a in axes:
                 count *= x.shape[a]
             if count < 2:
-                raise ValueError(f"{self._name()}: training needs more than 1 sample per channel to estimate "
-                                 f"the variance, got input of shape {tuple(x.shape)} (use eval() to predict one)")
+                raise ValueError(f"{self._name()}: a training batch needs more than 1 sample per channel (the "
+                                 f"variance of one value is undefined); got input of shape {tuple(x.shape)}. Use "
+                                 f"eval() to predict one sample, or a batch_size that leaves no last batch of 1")
             mean = xp.mean(x, axis=axes, keepdims=True)
             centered = x - mean
             var = xp.mean(centered * centered, axis=axes, keepdims=True)     # biased: used to normalize
@@ -138,22 +131,20 @@ class _BatchNorm(Layer):
         else:
             centered = x - xp.reshape(self.running_mean, view)
             var = xp.reshape(self.running_var, view)
-        self._inv_std = 1.0 / xp.sqrt(var + self.eps)
-        self._x_hat = centered * self._inv_std
-        self._used_batch_statistics = self.training
-        return _affine_forward(self._x_hat, self.weight, self.bias, view)
+        inv_std = 1.0 / xp.sqrt(var + self.eps)
+        x_hat = centered * inv_std
+        self.save_for_backward(x_hat=x_hat, inv_std=inv_std, used_batch_statistics=self.training)
+        return _affine_forward(x_hat, self.weight, self.bias, view)
 
     def backward(self, grad_out):
         """grad_out: the input's shape -> dL/dx (same shape); adds dL/dweight, dL/dbias (n,)."""
-        x_hat = self._x_hat
-        if x_hat is None:
-            raise self._no_forward()
-        self._check_grad_out(grad_out, x_hat.shape)
+        x_hat, inv_std, used_batch_statistics = self.saved("x_hat", "inv_std", "used_batch_statistics")
+        self.check_grad_out(grad_out, x_hat.shape)
         xp = self.xp
         grad_x_hat = _affine_backward(xp, grad_out, x_hat, self.weight, self.bias, self._axes, self._view())
-        if not self._used_batch_statistics:          # eval: mean and var are constants
-            return grad_x_hat * self._inv_std
-        return _normalized_backward(xp, grad_x_hat, x_hat, self._inv_std, axis=self._axes)
+        if not used_batch_statistics:          # eval: mean and var are constants
+            return grad_x_hat * inv_std
+        return _normalized_backward(xp, grad_x_hat, x_hat, inv_std, axis=self._axes)
 
     def __repr__(self):
         return (f"{type(self).__name__}({self.num_features}, eps={self.eps:g}, momentum={self.momentum}, "
@@ -176,7 +167,7 @@ class BatchNorm1d(_BatchNorm):
         return self.num_features
 
     def _expected_shape(self):
-        return f"(batch, {self.num_features})"
+        return ("batch", self.num_features)
 
 
 class BatchNorm2d(_BatchNorm):
@@ -191,7 +182,7 @@ class BatchNorm2d(_BatchNorm):
     _ndim = 4
 
     def _expected_shape(self):
-        return f"(batch, {self.num_features}, height, width)"
+        return ("batch", self.num_features, "height", "width")
 
 
 class LayerNorm(Layer):
@@ -201,46 +192,36 @@ class LayerNorm(Layer):
     features, in training and eval alike; ``weight`` (n,) starts at 1 and ``bias`` at 0.
     """
 
-    @classmethod
-    def _saved_numbers_needed(cls, config: dict) -> int:
-        # without elementwise_affine, LayerNorm(n) holds no array at all
-        return super()._saved_numbers_needed(config) if config.get("elementwise_affine", True) else 0
-
     def __init__(self, n: int, eps: float = 1e-5, elementwise_affine: bool = True):
         super().__init__()
         self.n = check_int("LayerNorm", "n", n)
         self.eps = check_number("LayerNorm", "eps", eps, low_open=True)
         self.elementwise_affine = bool(elementwise_affine)
-        self.weight = self._make_parameter(_init.ones(n)) if elementwise_affine else None
-        self.bias = self._make_parameter(_init.zeros(n)) if elementwise_affine else None
-        self._x_hat = None
-        self._inv_std = None
+        self.weight = self.parameter(_init.ones(n)) if elementwise_affine else None
+        self.bias = self.parameter(_init.zeros(n)) if elementwise_affine else None
 
     def config(self) -> dict:
         return {"n": self.n, "eps": self.eps, "elementwise_affine": self.elementwise_affine}
 
     def forward(self, x):
         """x: (..., n) -> (..., n)."""
-        x = self._accept_input(x)
-        if x.ndim < 1 or x.shape[-1] != self.n:
-            raise ValueError(f"{self._name()}: expected input of shape (..., {self.n}), got {tuple(x.shape)}")
+        x = self.check_input(x, shape=(..., self.n))
         xp = self.xp
         centered = x - xp.mean(x, axis=-1, keepdims=True)
         var = xp.mean(centered * centered, axis=-1, keepdims=True)
-        self._inv_std = 1.0 / xp.sqrt(var + self.eps)
-        self._x_hat = centered * self._inv_std
-        return _affine_forward(self._x_hat, self.weight, self.bias)
+        inv_std = 1.0 / xp.sqrt(var + self.eps)
+        x_hat = centered * inv_std
+        self.save_for_backward(x_hat=x_hat, inv_std=inv_std)
+        return _affine_forward(x_hat, self.weight, self.bias)
 
     def backward(self, grad_out):
         """grad_out: (..., n) -> dL/dx (..., n); adds dL/dweight, dL/dbias (n,) summed over the rest."""
-        x_hat = self._x_hat
-        if x_hat is None:
-            raise self._no_forward()
-        self._check_grad_out(grad_out, x_hat.shape)
+        x_hat, inv_std = self.saved("x_hat", "inv_std")
+        self.check_grad_out(grad_out, x_hat.shape)
         xp = self.xp
         leading = tuple(range(grad_out.ndim - 1))
         grad_x_hat = _affine_backward(xp, grad_out, x_hat, self.weight, self.bias, axes=leading)
-        return _normalized_backward(xp, grad_x_hat, x_hat, self._inv_std, axis=-1)
+        return _normalized_backward(xp, grad_x_hat, x_hat, inv_std, axis=-1)
 
     def __repr__(self):
         extra = "" if self.elementwise_affine else ", elementwise_affine=False"

@@ -42,23 +42,42 @@ class Parameter:
         self._grad = value
 
     def accumulate_grad(self, grad):
-        """Add ``grad`` into ``.grad`` (the contract's +=). ``grad`` is copied, never kept."""
-        with self.backend.activate():
-            self._accumulate_new(self.backend.xp.asarray(grad, copy=True) if self._grad is None else grad)
+        """Add ``grad`` into ``.grad``: the contract's ``+=``, as a layer's backward does
+        (``self.W.accumulate_grad(x.T @ grad_out)``).
 
-    def _accumulate_new(self, grad):
-        """accumulate_grad for a freshly computed array that nothing else holds (x.T @ grad_out):
-        the first gradient after zero_grad() is stored as it is, saving a copy and an add."""
+        ``grad`` must be an array of the parameter's device, shape and dtype. The first gradient
+        after ``zero_grad()`` is kept as it is (no copy: pass a freshly computed array, not one
+        you will change in place afterwards); later ones are added into a new array, so an array
+        you passed is never changed.
+
+        Raises:
+            TypeError: ``grad`` is not an array of this parameter's device, or has another dtype.
+            ValueError: ``grad`` has another shape.
+        """
+        if grad.__class__ is not self.data.__class__ or grad.shape != self.data.shape \
+                or grad.dtype != self.data.dtype or self.backend.switches_device:
+            self._check_gradient(grad)          # not the everyday case: find what (if anything) is wrong
         if not self.backend.trains:
             raise backends.InferenceOnlyError(f"a gradient for a parameter on the {self.backend.spec} backend: "
                                               f"export is inference-only; train on another backend")
-        if grad.shape != self.data.shape:             # one library's shapes: tuples, or torch.Size
-            raise ValueError(f"gradient of shape {tuple(grad.shape)} for a parameter of shape "
-                             f"{tuple(self.data.shape)}")
         if self._grad is None:
             self._grad = grad
         else:
-            self._grad += grad
+            with self.backend.activate():
+                self._grad = self._grad + grad
+
+    def _check_gradient(self, grad):
+        """Raise the error that says why ``grad`` cannot be added into this parameter's gradient, if
+        it cannot (a NumPy scalar from a full reduction, of the right dtype, can)."""
+        if not self.backend.owns(grad):
+            raise TypeError(f"accumulate_grad: the gradient must be an array of {self.backend.spec} (the "
+                            f"parameter's device), got {type(grad).__name__}")
+        if tuple(grad.shape) != tuple(self.data.shape):
+            raise ValueError(f"accumulate_grad: gradient of shape {tuple(grad.shape)} for a parameter of shape "
+                             f"{tuple(self.data.shape)}")
+        if grad.dtype != self.data.dtype:
+            raise TypeError(f"accumulate_grad: gradient of dtype {dtype_name(grad.dtype)} for a parameter of "
+                            f"dtype {dtype_name(self.data.dtype)}")
 
     def zero_grad(self):
         self._grad = None
@@ -69,6 +88,11 @@ class Parameter:
 
     def __repr__(self):
         return f"Parameter(shape={self.shape}, dtype={self.data.dtype}, device={self.backend})"
+
+
+def own_parameters(layer):
+    """(name, Parameter) pairs held directly by ``layer`` (not its children), in assignment order."""
+    return [(name, value) for name, value in vars(layer).items() if isinstance(value, Parameter)]
 
 
 # The largest finite value of each float dtype (float64 -> float32 casts above it give inf).

@@ -31,36 +31,28 @@ class _Pool2d(Layer):
         if self.padding[0] > self.kernel_size[0] // 2 or self.padding[1] > self.kernel_size[1] // 2:
             raise ValueError(f"{owner}: padding {self.padding} must be at most half the kernel_size "
                              f"{self.kernel_size} (as PyTorch), else a window could hold only padding")
-        self._x_shape = None
-        self._out_hw = None
 
     def config(self) -> dict:
         return {"kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": list(self.padding)}
 
     def _patches(self, x, fill):
-        """(N, C, kH kW, OH, OW) windows of x padded with ``fill``; caches the shapes backward needs."""
+        """(N, C, kH kW, OH, OW) windows of x padded with ``fill``, and (OH, OW)."""
         check_image_input(self, x)
         out_hw = window_output(self, x.shape, self.kernel_size, self.stride, self.padding)
-        self._x_shape, self._out_hw = tuple(x.shape), out_hw
-        return windows(self.xp, pad(self.xp, x, self.padding, fill), self.kernel_size, self.stride, (1, 1), out_hw)
+        patches = windows(self.xp, pad(self.xp, x, self.padding, fill), self.kernel_size, self.stride, (1, 1), out_hw)
+        return patches, out_hw
 
-    def _as_output(self, y):
+    def _as_output(self, y, channels, out_hw):
         """y (N, C, OH, OW) reshaped to the shape it has: a no-op view on array libraries, but a
         tracer (ndonnx, for ONNX export) loses static shapes through reductions and needs them back."""
-        return self.xp.reshape(y, (-1, self._x_shape[1]) + self._out_hw)
+        return self.xp.reshape(y, (-1, channels) + out_hw)
 
-    def _start_backward(self, grad_out):
-        if self._x_shape is None:
-            raise self._no_forward()
-        self._check_grad_out(grad_out, self._x_shape[:2] + self._out_hw)
-
-    def _to_input(self, grad_windows):
+    def _to_input(self, grad_windows, x_shape, out_hw):
         """col2im of (N, C, kH kW, OH, OW) window gradients, padding dropped: dL/dx (N, C, H, W)."""
-        n, c, h, w = self._x_shape
+        n, c, h, w = x_shape
         padded_shape = (n, c, h + 2 * self.padding[0], w + 2 * self.padding[1])
-        grad_pad = add_windows(self.xp, grad_windows, padded_shape, self.kernel_size, self.stride, (1, 1),
-                               self._out_hw)
-        return unpad(grad_pad, self.padding, self._x_shape)
+        grad_pad = add_windows(self.xp, grad_windows, padded_shape, self.kernel_size, self.stride, (1, 1), out_hw)
+        return unpad(grad_pad, self.padding, x_shape)
 
     def __repr__(self):
         stride = "" if self.stride == self.kernel_size else f", stride={self.stride}"
@@ -75,26 +67,22 @@ class MaxPool2d(_Pool2d):
     Backward routes dL/dy to the argmax of each window (one position per window on ties).
     """
 
-    def __init__(self, kernel_size, stride=None, padding=0):
-        super().__init__(kernel_size, stride, padding)
-        self._argmax = None        # (N, C, OH, OW): which window position held the maximum
-
     def forward(self, x):
         """x: (N, C, H, W) -> (N, C, OH, OW)."""
-        x = self._accept_input(x)
-        patches = self._patches(x, -math.inf)
-        self._argmax = self.xp.argmax(patches, axis=2)           # the first maximum on ties
-        return self._as_output(self.xp.max(patches, axis=2))
+        x = self.check_input(x)
+        patches, out_hw = self._patches(x, -math.inf)
+        argmax = self.xp.argmax(patches, axis=2)           # (N, C, OH, OW); the first maximum on ties
+        self.save_for_backward(argmax=argmax, x_shape=tuple(x.shape), out_hw=out_hw)
+        return self._as_output(self.xp.max(patches, axis=2), x.shape[1], out_hw)
 
     def backward(self, grad_out):
         """grad_out: (N, C, OH, OW) -> dL/dx (N, C, H, W): each dL/dy goes to its window's argmax."""
-        if self._argmax is None:            # also after to()/astype(), which drop the cache
-            raise self._no_forward()
-        self._start_backward(grad_out)
+        argmax, x_shape, out_hw = self.saved("argmax", "x_shape", "out_hw")
+        self.check_grad_out(grad_out, x_shape[:2] + out_hw)
         xp = self.xp
         positions = xp.arange(math.prod(self.kernel_size), device=grad_out.device)
-        routed = positions[None, None, :, None, None] == self._argmax[:, :, None, :, :]   # one-hot over the window
-        return self._to_input(xp.astype(routed, grad_out.dtype) * grad_out[:, :, None, :, :])
+        routed = positions[None, None, :, None, None] == argmax[:, :, None, :, :]   # one-hot over the window
+        return self._to_input(xp.astype(routed, grad_out.dtype) * grad_out[:, :, None, :, :], x_shape, out_hw)
 
 
 class AvgPool2d(_Pool2d):
@@ -105,16 +93,19 @@ class AvgPool2d(_Pool2d):
 
     def forward(self, x):
         """x: (N, C, H, W) -> (N, C, OH, OW)."""
-        x = self._accept_input(x)
-        return self._as_output(self.xp.mean(self._patches(x, 0.0), axis=2))
+        x = self.check_input(x)
+        patches, out_hw = self._patches(x, 0.0)
+        self.save_for_backward(x_shape=tuple(x.shape), out_hw=out_hw)
+        return self._as_output(self.xp.mean(patches, axis=2), x.shape[1], out_hw)
 
     def backward(self, grad_out):
         """grad_out: (N, C, OH, OW) -> dL/dx (N, C, H, W)."""
-        self._start_backward(grad_out)
+        x_shape, out_hw = self.saved("x_shape", "out_hw")
+        self.check_grad_out(grad_out, x_shape[:2] + out_hw)
         xp = self.xp
         count = math.prod(self.kernel_size)
-        shared = xp.broadcast_to(grad_out[:, :, None, :, :] / count, self._x_shape[:2] + (count,) + self._out_hw)
-        return self._to_input(shared)
+        shared = xp.broadcast_to(grad_out[:, :, None, :, :] / count, x_shape[:2] + (count,) + out_hw)
+        return self._to_input(shared, x_shape, out_hw)
 
 
 class AdaptiveAvgPool2d(Layer):
@@ -130,26 +121,27 @@ class AdaptiveAvgPool2d(Layer):
             raise ValueError(f"AdaptiveAvgPool2d: only output_size=1 (global average pooling) is supported, "
                              f"got {output_size!r}; use AvgPool2d for other sizes")
         self.output_size = 1
-        self._x_shape = None
 
     def config(self) -> dict:
         return {"output_size": 1}
 
     def forward(self, x):
         """x: (N, C, H, W) -> (N, C, 1, 1)."""
-        x = self._accept_input(x)
+        x = self.check_input(x)
         check_image_input(self, x)
-        self._x_shape = tuple(x.shape)
+        if x.shape[2] * x.shape[3] == 0:
+            raise ValueError(f"{self._name()}: an image of {x.shape[2]}x{x.shape[3]} pixels has no average "
+                             f"(input of shape {tuple(x.shape)})")
+        self.save_for_backward(x_shape=tuple(x.shape))
         return self.xp.mean(x, axis=(2, 3), keepdims=True)
 
     def backward(self, grad_out):
         """grad_out: (N, C, 1, 1) -> dL/dx (N, C, H, W)."""
-        if self._x_shape is None:
-            raise self._no_forward()
-        self._check_grad_out(grad_out, self._x_shape[:2] + (1, 1))
-        xp, (h, w) = self.xp, self._x_shape[2:]
+        x_shape = self.saved("x_shape")
+        self.check_grad_out(grad_out, x_shape[:2] + (1, 1))
+        xp, (h, w) = self.xp, x_shape[2:]
         # a fresh array, not a read-only broadcast view: the layer below may update it in place
-        return xp.zeros(self._x_shape, dtype=grad_out.dtype, device=grad_out.device) + grad_out / (h * w)
+        return xp.zeros(x_shape, dtype=grad_out.dtype, device=grad_out.device) + grad_out / (h * w)
 
     def __repr__(self):
         return "AdaptiveAvgPool2d(output_size=1)"

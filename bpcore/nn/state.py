@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import backends
 
-from .parameter import Parameter, checked_host_cast
+from .parameter import Parameter, checked_host_cast, own_parameters
 
 
 def check_state(model, state_dict) -> dict:
@@ -17,9 +17,9 @@ def check_state(model, state_dict) -> dict:
     if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
         raise TypeError(f"load_state_dict expects a dict of arrays, got {type(state_dict).__name__}")
     slots = {}                      # full name -> (layer path, attribute, layer, current array)
-    for path, layer in model._layers_by_path().items():
+    for path, layer in model.named_modules():
         prefix = f"{path}." if path else ""
-        for name, p in layer._own_parameters():
+        for name, p in own_parameters(layer):
             slots[prefix + name] = (path, name, layer, p.data)
         for name in layer._buffer_names:
             slots[prefix + name] = (path, name, layer, getattr(layer, name))
@@ -46,7 +46,7 @@ def check_state(model, state_dict) -> dict:
 
 def write_state(model, checked: dict) -> None:
     """Store values that :func:`check_state` gave (on each layer's device)."""
-    layers = model._layers_by_path()
+    layers = dict(model.named_modules())
     for (path, attribute), value in checked.items():
         layer = layers[path]
         array = layer._backend.asarray(value, dtype=str(value.dtype), copy=True)

@@ -9,8 +9,6 @@ from __future__ import annotations
 import math
 
 from .._checks import check_int
-from .containers import Sequential
-from .module import Layer
 
 
 class ModelSummary:
@@ -45,7 +43,7 @@ def _count(layer) -> int:
 
 def _leaves(model, prefix=""):
     """(dotted name, layer) in forward order: a Sequential's layers (recursively), else the layer itself."""
-    if isinstance(model, Sequential):
+    if getattr(model, "_summary_lists_layers", False):       # a Sequential: its layers run one after another
         found = []
         for name, child in model.children():
             found.extend(_leaves(child, f"{prefix}{name}."))
@@ -72,7 +70,7 @@ def summary(model, input_shape=None, print_fn=print) -> ModelSummary:
     Returns:
         A :class:`ModelSummary` (its ``str`` is the table).
     """
-    if not isinstance(model, Layer):
+    if not callable(getattr(model, "named_modules", None)):     # not a bpcore Layer
         raise TypeError(f"summary expects a bpcore Layer, got {type(model).__name__}")
     if input_shape is None:
         input_shape = _default_input_shape(model)
@@ -98,7 +96,7 @@ def summary(model, input_shape=None, print_fn=print) -> ModelSummary:
     finally:
         model.train(was_training)
         for layer in model.modules():
-            layer._clear_cache()
+            layer._saved = None          # what the zeros left for backward is no use to anyone
     table = ModelSummary(rows, _count(model), input_shape)
     if print_fn is not None:
         print_fn(str(table))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 from .._checks import check_number
-from ..nn.module import Parameter
+from ..nn.parameter import Parameter
 
 
 def _grads(params, owner):

@@ -11,7 +11,7 @@ import math
 import backends
 
 from .._checks import check_number
-from ..nn.module import Parameter, checked_host_cast, dtype_name
+from ..nn.parameter import Parameter, checked_host_cast, dtype_name
 
 
 class Optimizer:

@@ -54,7 +54,7 @@ def predict(model, X, batch_size: int = 1024, probabilities: bool = False):
     if not isinstance(model, Layer):
         raise TypeError(f"model must be a bpcore Layer, got {type(model).__name__}")
     check_int("", "batch_size", batch_size)
-    X = model._accept_input(_table_to_array(X, "predict: X"), "predict X")
+    X = model.check_input(_table_to_array(X, "predict: X"), what="predict X")
     xp = model.xp
     was_training = model.training
     model.eval()

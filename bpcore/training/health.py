@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import math
 
+from ..nn.parameter import own_parameters
 from .inputs import _check_common, _prepare
 
 # Thresholds of the warnings (module constants, so a learner can read and change them).
@@ -145,7 +146,7 @@ def _leaves(model):
 
 def _weight(layer):
     """(name, Parameter) the gradient columns describe: W if the layer has one, else its first."""
-    own = layer._own_parameters()
+    own = own_parameters(layer)
     for name, p in own:
         if name == "W":
             return name, p

@@ -15,7 +15,7 @@ import backends
 
 from .._checks import check_int
 from ..losses import Loss
-from ..nn.checks import _TRACKED
+from ..nn.kit import TRACKED as _TRACKED
 from ..nn.module import Layer
 
 
@@ -39,7 +39,7 @@ def _table_to_array(value, what):
 @_on_model_device
 def _prepare(model, loss_fn, X, y, what):
     """(X, y) on the model's device, y shaped and typed for the loss; every check done once."""
-    X = model._accept_input(_table_to_array(X, f"{what}: X"), f"{what} X")
+    X = model.check_input(_table_to_array(X, f"{what}: X"), what=f"{what} X")
     y = _table_to_array(y, f"{what}: y")
     if getattr(y, "requires_grad", False):
         raise TypeError(_TRACKED.format(f"{what}: y"))

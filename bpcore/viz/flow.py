@@ -139,7 +139,7 @@ class FlowRecorder(Callback):
 
     def _snapshot_arrays(self, model, xp):
         """[probe values per column, dL/dz per column, W, b, dW per Linear], on the device."""
-        x = model._accept_input(self.X_probe, "FlowRecorder probes")
+        x = model.check_input(self.X_probe, what="FlowRecorder probes")
         column_values = [x]
         outputs = x
         for linear, followers in self._columns:

@@ -1,0 +1,200 @@
+"""The layer kit: the few methods every layer (bpcore's own and yours) is written with.
+
+A layer needs five things besides its arithmetic, and each is one call:
+
+    self.W = self.parameter(host_array)        make a Parameter on the layer's device and dtype
+    x = self.check_input(x, shape=("batch", ..., n))   accept an input (array, device, dtype, sizes) or say why not
+    self.save_for_backward(x=x, mask=mask)     keep what backward reads ...
+    x, mask = self.saved("x", "mask")          ... and get it back ("call forward first" if there is none)
+    self.check_grad_out(grad_out, shape)       refuse a grad_out that does not fit the forward output
+    self.W.accumulate_grad(x.T @ grad_out)     add (+=) into a Parameter's gradient
+
+plus ``self.register_buffer(name, host_array)`` for state that is not trained (running
+statistics). What ``save_for_backward`` keeps is dropped by ``to()`` and ``astype()`` (it lives on
+the old device or in the old dtype), whatever it is called; parameters and buffers move.
+
+``KitMethods`` is a base of :class:`bpcore.nn.Layer`; its methods read the layer's backend
+(``self._backend``), float dtype (``self._dtype``) and name for messages (``self._name()``).
+"""
+from __future__ import annotations
+
+import backends
+
+from . import budget
+from .parameter import Parameter, checked_host_cast, dtype_name
+
+# A torch tensor that autograd tracks would attach a graph to every result (memory growing each step).
+TRACKED = ("{} is a torch tensor with requires_grad=True; bpcore computes gradients by hand, and "
+           "autograd would record a graph at every step. Pass x.detach()")
+
+
+def shape_fits(shape, spec) -> bool:
+    """Whether ``shape`` matches ``spec``: a tuple of ints (sizes that must match), strings (any
+    size: names such as "batch") and at most one ``...`` (any number of axes, none included)."""
+    if Ellipsis in spec:
+        cut = spec.index(Ellipsis)
+        before, after = spec[:cut], spec[cut + 1:]
+        if len(shape) < len(before) + len(after):
+            return False
+        pairs = list(zip(shape[:len(before)], before)) + list(zip(shape[len(shape) - len(after):], after))
+    elif len(shape) != len(spec):
+        return False
+    else:
+        pairs = zip(shape, spec)
+    for size, wanted in pairs:
+        if wanted.__class__ is int and size != wanted:
+            return False
+    return True
+
+
+def describe_shape(spec, got_ndim: int) -> str:
+    """"(batch, 3, height, width)" for a spec. Its ``...`` is left out when the input had no more axes
+    than the spec names (the everyday case: "(batch, 2)" for a Linear's ("batch", ..., 2))."""
+    named = len(spec) - (Ellipsis in spec)
+    names = ["..." if wanted is Ellipsis else str(wanted)
+             for wanted in spec if wanted is not Ellipsis or got_ndim > named]
+    return "(" + ", ".join(names) + (",)" if len(names) == 1 else ")")
+
+
+class KitMethods:
+    """The layer kit (see the module docstring): parameters, buffers, input and grad_out checks, the cache."""
+
+    _saved = None             # what the last forward kept for backward (a dict), or None
+
+    # -- making state ------------------------------------------------------
+    def parameter(self, host_array) -> Parameter:
+        """A trainable :class:`Parameter` holding ``host_array`` (NumPy, a list or a number), copied
+        onto this layer's device in its float dtype. Call it in ``__init__``: ``self.W = self.parameter(W0)``.
+
+        Raises:
+            TypeError: the values are not numbers.
+        """
+        host = backends.host_array_from(host_array, f"{type(self).__name__}.parameter()")
+        budget.spend(host.size, type(self).__name__)
+        return Parameter(self._backend.asarray(host, dtype=self._dtype, copy=True), self._backend)
+
+    def register_buffer(self, name: str, host_array, persistent: bool = True) -> None:
+        """Keep ``host_array`` as ``self.<name>``: state that is not trained (running statistics, a
+        constant mask). It moves with ``to()``, floating values follow ``astype()``, and with
+        ``persistent=True`` it is saved in ``state_dict()`` and checkpoints, as PyTorch's buffers.
+        Floating values take the layer's dtype; integer and bool values keep theirs.
+        """
+        if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
+            raise ValueError(f"{type(self).__name__}.register_buffer: name must be a public identifier, "
+                             f"got {name!r}")
+        host = backends.host_array_from(host_array, f"{type(self).__name__}.register_buffer({name!r})")
+        budget.spend(host.size, type(self).__name__)
+        floating = host.dtype.kind == "f"
+        host = checked_host_cast(host, self._dtype if floating else None, f"buffer {name!r}")
+        setattr(self, name, self._backend.asarray(host, dtype=str(host.dtype), copy=True))
+        kind = "_buffer_names" if persistent else "_constant_names"
+        if name not in getattr(self, kind):
+            setattr(self, kind, getattr(self, kind) + (name,))
+
+    # -- what forward receives ---------------------------------------------
+    def check_input(self, x, shape=None, what: str = "input"):
+        """Return ``x`` as an array of this layer's device and float dtype, or raise naming the layer.
+
+        Host NumPy arrays are moved and cast to the layer's dtype; arrays already on the device
+        must have that dtype when they are floating point (no silent casts); integer and bool
+        arrays are cast. ``shape`` (optional) is a tuple of ints (sizes that must match), names (any
+        size) and at most one ``...`` (any number of axes): ``("batch", ..., n_in)`` for a Linear (2-D
+        or more), ``(..., n)`` (any number of leading axes), ``("batch", 3, "height", "width")``.
+
+        Raises:
+            TypeError: not an array, another device's array, a float array of the other dtype, a
+                torch tensor that autograd tracks. ValueError: the shape does not fit ``shape``.
+        """
+        backend = self._backend
+        if not (backend.owns(x) and x.dtype == backend.dtype(self._dtype)) or getattr(x, "requires_grad", False):
+            x = self._convert_input(x, what)
+        if shape is not None and not shape_fits(x.shape, shape):
+            ndim = len(shape) - (Ellipsis in shape)
+            if Ellipsis not in shape and x.ndim != ndim:
+                expected = f"a {ndim}-D {what} of shape {describe_shape(shape, x.ndim)}"
+            else:
+                expected = f"{what} of shape {describe_shape(shape, x.ndim)}"
+            raise ValueError(f"{self._name()}: expected {expected}, got {tuple(x.shape)}")
+        return x
+
+    def _convert_input(self, x, what):
+        """The slow path of :meth:`check_input`: move a host array, cast integers, or say what is wrong."""
+        backend = self._backend
+        if getattr(x, "requires_grad", False):
+            raise TypeError(TRACKED.format(f"{self._name()}: {what}"))
+        host = backends.is_host_array(x)
+        x = backends.accept_array(backend, x, self._name, what, dtype=self._dtype if host else None)
+        dtype = backend.dtype(self._dtype)
+        if x.dtype == dtype:
+            return x
+        xp = backend.xp
+        if xp.isdtype(x.dtype, "real floating"):
+            raise TypeError(f"{self._name()}: {what} has dtype {dtype_name(x.dtype)}, but the layer is "
+                            f"{self._dtype}; cast it, or call model.astype({dtype_name(x.dtype)!r})")
+        if not xp.isdtype(x.dtype, ("integral", "bool")):
+            raise TypeError(f"{self._name()}: {what} must be a real-valued array, got dtype {x.dtype}")
+        return xp.astype(x, dtype)
+
+    # -- the cache between forward and backward ----------------------------
+    def save_for_backward(self, **values) -> None:
+        """Keep what backward will read (arrays, shapes, flags), by name; replaces what the last
+        forward kept. ``to()``, ``astype()`` and ``summary()`` drop it."""
+        self._saved = values
+
+    def saved(self, *names):
+        """What forward kept under ``names``: one value for one name, a tuple for several.
+
+        Raises:
+            RuntimeError: no forward has run since the layer was made, moved or cast ("call
+                forward first"), or forward did not keep one of ``names``.
+        """
+        saved = self._saved
+        if saved is None:
+            raise self._no_forward()
+        try:
+            if len(names) == 1:
+                return saved[names[0]]
+            return tuple([saved[name] for name in names])
+        except KeyError:
+            missing = [name for name in names if name not in saved]
+            raise RuntimeError(f"{self._name()}: backward asked for {missing}, but forward kept only "
+                               f"{sorted(saved)} (save_for_backward(name=value, ...) in forward)") from None
+
+    # -- what backward receives --------------------------------------------
+    def check_grad_out(self, grad_out, shape=None):
+        """Return ``grad_out`` after the checks forward's input gets: an array of this layer's device
+        (a host array, another device's array or None is a TypeError), of the layer's dtype (no
+        silent float64 gradients in a float32 model) and, when given, of ``shape`` (the forward
+        output's shape: a ValueError otherwise)."""
+        backend = self._backend
+        if (backend.owns(grad_out) and grad_out.dtype == backend.dtype(self._dtype) and backend.trains
+                and (shape is None or grad_out.shape == shape)
+                and not getattr(grad_out, "requires_grad", False)):
+            return grad_out             # the common case, first; each failure is named below
+        if not backend.trains:
+            raise self._inference_only()
+        if getattr(grad_out, "requires_grad", False):
+            raise TypeError(TRACKED.format(f"{self._name()}: grad_out"))
+        if not backend.owns(grad_out):
+            backends.accept_array(backend, grad_out, self._name, "grad_out")     # raises, naming both
+            raise TypeError(f"{self._name()}: grad_out must be an array of {backend.spec} (the layer's "
+                            f"device), got a host array; move it with model.backend.asarray(...)")
+        if grad_out.dtype != backend.dtype(self._dtype):
+            raise TypeError(f"{self._name()}: grad_out has dtype {dtype_name(grad_out.dtype)}, but the layer "
+                            f"is {self._dtype}")
+        if shape is not None and tuple(grad_out.shape) != tuple(shape):
+            raise ValueError(f"{self._name()}: backward expected grad_out of shape "
+                             f"{tuple(shape)} (the forward output), got {tuple(grad_out.shape)}")
+        return grad_out
+
+    # -- the errors --------------------------------------------------------
+    def _inference_only(self):
+        return backends.InferenceOnlyError(
+            f"{self._name()}: backward() on the {self._backend.spec} backend, which only records the forward "
+            f"pass: export is inference-only. Train on another backend (model.to('cpu')), then export")
+
+    def _no_forward(self):
+        if not self._backend.trains:
+            return self._inference_only()
+        return RuntimeError(f"{self._name()}: backward() called before forward(); run a forward pass first "
+                            f"(the layer was just made, moved with to() or cast with astype())")

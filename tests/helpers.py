@@ -75,8 +75,9 @@ def count_syncs(backend=None):
 
     Counts ``to_numpy`` and ``synchronize`` of the backend and ``__bool__``, ``__float__``,
     ``__int__``, ``__index__``, ``__array__`` of its arrays, and its host -> device copies
-    (``asarray``, where every host array moved onto the backend goes, layers' inputs included). On device1, ``np.asarray(array)``
-    raises, as it does for a CuPy array. Reusable by any test (issue 15's speed work relies on it).
+    (``asarray``, where every host array moved onto the backend goes, layers' inputs included).
+    On device1, ``np.asarray(array)`` raises, as it does for a CuPy array. Reusable by any test
+    (issue 15's speed work relies on it).
     """
     import backends
 

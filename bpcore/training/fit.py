@@ -158,7 +158,8 @@ class _Loop:
             if stop > start:
                 out = model.forward(x_batch)
                 loss = loss_fn.forward(out, y_batch)
-                checks.first_batch_done()
+                if not checks.done:
+                    checks.first_batch_done()
                 model.backward_params(loss_fn.backward())   # parameter gradients; dL/dX is not needed
             agreed_stop = plan.reduce_gradients(optimizer.params, stop - start, global_stop - global_start,
                                                 ctrl_c.pressed)

@@ -104,10 +104,12 @@ class _FirstBatchChecks:
     def __enter__(self):
         self.found = self.loss_fn.check_targets
         self.loss_fn.check_targets = True            # the first batch: one sync
+        self.done = False
         return self
 
     def first_batch_done(self):
         self.loss_fn.check_targets = False
+        self.done = True
 
     def __exit__(self, *exc):
         self.loss_fn.check_targets = self.found

@@ -32,6 +32,7 @@ from .training import (  # noqa: E402
 )
 from .training import GradientHealth, GradientHealthWarning, HealthReport, diagnose  # noqa: E402
 from .viz import FlowRecorder  # noqa: E402
+from .nn import Embedding  # noqa: E402  (sequence models)
 
 
 __all__ = [
@@ -43,4 +44,5 @@ __all__ = [
     "Sigmoid", "Softmax", "SoftmaxCrossEntropyLoss", "Tanh", "viz", "__version__",
     "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Conv2d", "Flatten", "MaxPool2d", "summary",
     "diagnose", "GradientHealth", "GradientHealthWarning", "HealthReport",
+    "Embedding",
 ]

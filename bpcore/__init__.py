@@ -32,7 +32,7 @@ from .training import (  # noqa: E402
 )
 from .training import GradientHealth, GradientHealthWarning, HealthReport, diagnose  # noqa: E402
 from .viz import FlowRecorder  # noqa: E402
-from .nn import Embedding  # noqa: E402  (sequence models)
+from .nn import GRU, LSTM, RNN, Embedding  # noqa: E402  (sequence models)
 
 
 __all__ = [
@@ -44,5 +44,5 @@ __all__ = [
     "Sigmoid", "Softmax", "SoftmaxCrossEntropyLoss", "Tanh", "viz", "__version__",
     "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Conv2d", "Flatten", "MaxPool2d", "summary",
     "diagnose", "GradientHealth", "GradientHealthWarning", "HealthReport",
-    "Embedding",
+    "Embedding", "GRU", "LSTM", "RNN",
 ]

@@ -107,6 +107,43 @@ def profile(step, repeats=10, top=12) -> list[str]:
     return lines
 
 
+def matmul_share(layer, X, step, repeats=5) -> list[str]:
+    """How much of bpcore's step is matrix products: the same products (one before the loop, one per
+    step forward, one per step backward, three after the loop: X^T dZ, H_prev^T dZ and their sums'
+    partner dZ W_ih^T skipped as fit skips it) timed alone on arrays of the step's shapes."""
+    be, xp = layer.device, layer.xp
+    N, T, C = X.shape
+    H = layer.hidden_size
+    rng = np.random.default_rng(1)
+    x_flat, h = be.asarray(rng.standard_normal((T * N, C)).astype("float32")), be.asarray(
+        rng.standard_normal((N, H)).astype("float32"))
+    dZ_t = be.asarray(rng.standard_normal((N, 4 * H)).astype("float32"))
+    dZ, h_prev = be.asarray(rng.standard_normal((T * N, 4 * H)).astype("float32")), be.asarray(
+        rng.standard_normal((T * N, H)).astype("float32"))
+    W_ih, W_hh = layer.W_ih.data, layer.W_hh.data
+    W_hh_T = xp.reshape(xp.reshape(W_hh.T, (-1,)), (4 * H, H))
+
+    def products():
+        x_flat @ W_ih
+        for _ in range(T):
+            h @ W_hh
+        for _ in range(T):
+            dZ_t @ W_hh_T
+        x_flat.T @ dZ
+        h_prev.T @ dZ
+    whole = min(_seconds(step) for _ in range(repeats))
+    alone = min(_seconds(products) for _ in range(repeats))
+    return [f"matrix products alone (1 + {T} + {T} + 2 of them, the step's shapes): {alone * 1e3:.2f} ms, "
+            f"{100 * alone / whole:.0f}% of bpcore's step ({whole * 1e3:.2f} ms, both the best of {repeats}); "
+            f"the rest is elementwise work and Python"]
+
+
+def _seconds(function):
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
 def machine_lines(be, torch):
     lines = [f"bpcore {bp.__version__} on {be.spec} | numpy {np.__version__} | python {platform.python_version()}"]
     try:
@@ -182,6 +219,7 @@ def main(argv=None):
     else:
         lines.append("torch is not installed: no ratio (pip install torch)")
     if args.profile:
+        lines += matmul_share(layer, X, steps["bpcore"])
         lines += profile(steps["bpcore"])
     for line in lines:
         print(line)

@@ -19,7 +19,8 @@ How the work is laid out (the same in all three):
   dL/dx need no loop: with dZ (every step's dL/d(gate pre-activations)) stacked,
   dL/dW_ih = X^T dZ, dL/dW_hh = H_prev^T dZ, dL/db = sum of dZ, dL/dx = dZ @ W_ih^T: four big matmuls.
 - sigmoid(z) = (1 + tanh(z / 2)) / 2, so the LSTM's four gates take one tanh over (N, 4 H):
-  a = tanh(z * s) * s + (1 - s) with s = 1/2 on sigmoid gates and 1 on the g gate.
+  a = tanh(z * s) * s + (1 - s) with s = 1/2 on sigmoid gates and 1 on the g gate (the weights are
+  scaled by s once per forward, so the steps never multiply z by s).
 
 State between calls (sampling one step at a time): ``forward(x, state)`` starts from ``state``
 (h (N, H); for the LSTM a pair (h, c)) instead of zeros; ``final_state`` is the state after the last
@@ -79,23 +80,25 @@ class _Recurrent(Layer):
         if steps == 0:
             raise ValueError(f"{self._name()}: the sequence is empty (time axis of length 0): {tuple(x.shape)}")
         x_time_major = xp.reshape(xp.permute_dims(x, (1, 0, 2)), (-1, self.input_size))    # (T N, C)
-        XW = xp.reshape(x_time_major @ self.W_ih.data + self.b_ih.data, (steps, -1, width))   # (T, N, G H)
-        started = state is not None
+        W, b = self._input_side()
+        XW = xp.reshape(x_time_major @ W + b, (steps, -1, width))                  # (T, N, G H)
         state = self._initial_state(XW[0, :, :H], state)
         hidden, final_state, kept = self._steps(XW, state)
-        self.save_for_backward(x_time_major=x_time_major, kept=kept, final_state=final_state,
-                               shape=tuple(x.shape), started=started)
+        self.save_for_backward(x_time_major=x_time_major, kept=kept, final_state=final_state, shape=tuple(x.shape))
         return xp.stack(hidden, axis=1)                                   # (N, T, H)
 
     def backward(self, grad_out):
         """grad_out: dL/dh for every step (N, T, H) -> dL/dx (N, T, C); adds every parameter gradient."""
-        dZ_input, shape = self.backward_params(grad_out)
+        dZ_input, shape = self._parameter_gradients(grad_out)
         grad_in = self.xp.reshape(dZ_input @ self.W_ih.data.T, (shape[1], shape[0], self.input_size))
         return self.xp.permute_dims(grad_in, (1, 0, 2))                     # dL/dx = dZ W_ih^T, (N, T, C)
 
     def backward_params(self, grad_out):
-        """The parameter gradients of :meth:`backward`, without dL/dx (the first layer of a model
-        needs none); returns (dZ, the input's shape) for backward."""
+        """The parameter gradients of :meth:`backward`, without dL/dx (the first layer of a model needs none)."""
+        self._parameter_gradients(grad_out)
+
+    def _parameter_gradients(self, grad_out):
+        """The reverse loop and the parameter gradients; returns dL/d(XW) (T N, G H) and the input's shape."""
         x_time_major, kept, shape = self.saved("x_time_major", "kept", "shape")
         grad_out = self.check_grad_out(grad_out, shape[:2] + (self.hidden_size,))
         xp, width = self.xp, self._gates * self.hidden_size
@@ -110,6 +113,11 @@ class _Recurrent(Layer):
         return dZ_input, shape
 
     # -- helpers -------------------------------------------------------------------------------
+    def _input_side(self):
+        """(W, b) of the one big matmul before the loop, XW = x @ W + b: (W_ih, b_ih) here; RNN and
+        LSTM add b_hh in too, and the LSTM scales by its gates' s (module docstring)."""
+        return self.W_ih.data, self.b_ih.data
+
     def _initial_state(self, like, state):
         """Zeros shaped as ``like`` (N, H), or ``state`` checked (h, or (h, c) for an LSTM)."""
         zeros = self.xp.zeros_like(like)
@@ -168,9 +176,11 @@ class RNN(_Recurrent):
     def config(self) -> dict:
         return {**super().config(), "nonlinearity": self.nonlinearity}
 
+    def _input_side(self):
+        return self.W_ih.data, self.b_ih.data + self.b_hh.data      # both biases once, outside the loop
+
     def _steps(self, XW, h):
         xp, W_hh = self.xp, self.W_hh.data
-        XW = XW + self.b_hh.data            # both biases once, outside the loop
         hidden, h_prev = [], []
         zero = self._backend.constant(0.0, XW.dtype)
         for t in range(XW.shape[0]):
@@ -214,19 +224,31 @@ class LSTM(_Recurrent):
 
     _gates = 4
 
+    def _scale(self):
+        """s: 1/2 on the sigmoid gates i, f, o and 1 on the tanh gate g, shape (4 H,)."""
+        half = self.xp.full((self.hidden_size,), 0.5, dtype=self.W_hh.data.dtype, device=self._backend.device)
+        return self.xp.concat([half, half, half + 0.5, half])
+
+    def _input_side(self):
+        # z * s is what the tanh takes: W_ih and both biases scaled by s before the big matmul and
+        # W_hh before the loop (s is 1/2 or 1: exact in floating point), so no step multiplies by s
+        s = self._scale()
+        return self.W_ih.data * s, (self.b_ih.data + self.b_hh.data) * s
+
     def _steps(self, XW, state):
-        xp, H, W_hh = self.xp, self.hidden_size, self.W_hh.data
+        xp = self.xp
         h, c = state
-        XW = XW + self.b_hh.data            # both biases once, outside the loop
-        # a = tanh(z * s) * s + (1 - s): sigmoid on i, f, o (s = 1/2), tanh on g (s = 1)
-        half = xp.full((H,), 0.5, dtype=XW.dtype, device=self._backend.device)
-        s = xp.concat([half, half, half + 0.5, half])
-        shift = 1.0 - s
+        s = self._scale()
+        W_hh, shift = self.W_hh.data * s, 1.0 - s
         gates, c_prev, tanh_c, h_prev, hidden = [], [], [], [], []
         for t in range(XW.shape[0]):
             h_prev.append(h)
             c_prev.append(c)
-            a = xp.tanh((XW[t, ...] + h @ W_hh) * s) * s + shift          # [i, f, g, o]
+            a = h @ W_hh                      # z * s = XW_t s + h (W_hh s); then a = tanh(z s) s + (1 - s)
+            a += XW[t, ...]                   # in place: a is a new array, and each pass costs time
+            a = xp.tanh(a)
+            a *= s
+            a += shift                        # [i, f, g, o]
             i, f, g, o = self._split(a)
             c = f * c + i * g
             tc = xp.tanh(c)

@@ -50,6 +50,22 @@ def rng():
     return np.random.default_rng(1234)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread while a module runs (``pytestmark = pytest.mark.usefixtures(...)``): the
+    torch ops of the oracle tests are tiny, and extra threads only contend for the cores (10x
+    slower on 2 busy cores)."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 _gpu_cases_passed = 0
 
 

@@ -42,6 +42,26 @@ def from_torch(tensor):
     return tensor.detach().numpy().copy()
 
 
+def on(backend, layer):
+    """The layer in float64 on ``backend``."""
+    return layer.astype("float64").to(backend)
+
+
+def forward_backward(layer, backend, x, grad_out):
+    """bpcore forward and backward on ``backend``; host (out, dL/dx)."""
+    out = layer(backend.asarray(x))
+    grad_in = layer.backward(backend.asarray(grad_out))
+    return host(backend, out), host(backend, grad_in)
+
+
+def torch_forward_backward(torch_fn, x, grad_out):
+    """torch_fn(x) and dL/dx for the upstream gradient grad_out, by autograd; host arrays."""
+    x_t = to_torch(x, requires_grad=True)
+    out_t = torch_fn(x_t)
+    out_t.backward(to_torch(grad_out))
+    return from_torch(out_t), from_torch(x_t.grad)
+
+
 def checked_forward_backward(layer, backend, x, grad_out):
     """Forward and backward of ``layer`` on ``backend``; host (out, grad_out, grad_in).
 

@@ -24,20 +24,7 @@ ONNX_MISSING = (backends.status().get("onnx") or
                       if importlib.util.find_spec(name) is None), None))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Every torch op here is tiny: extra threads only contend for the cores (10x slower on 2 busy cores)."""
-    try:
-        import torch
-    except ImportError:
-        torch = None
-    if torch is None:
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def is_float(x) -> bool:
@@ -90,7 +77,7 @@ def results_on(case: LayerCase, spec: str, x, grad_out=None):
     when not given)."""
     be = backends.get(spec)
     layer = case.layer().to(be)
-    out = layer(be.asarray(x))
+    out = layer(x)                  # a host input: the layer, called on its own, moves it to its device
     if grad_out is None:
         grad_out = np.random.default_rng(0).standard_normal(tuple(out.shape))
     grad_in = layer.backward(be.asarray(grad_out))
@@ -102,7 +89,8 @@ def results_on(case: LayerCase, spec: str, x, grad_out=None):
 
 
 def check_on_device1(case: LayerCase, rng) -> None:
-    """On array_api_strict:device1 every result stays on the device and equals numpy's (float64)."""
+    """A layer on array_api_strict:device1, called on its own outside any model: every result is on
+    the device and equals numpy's (float64)."""
     x = case.input(rng, edge=True)
     expected, grad_out = results_on(case, "numpy", x)
     got, _ = results_on(case, DEVICE1, x, grad_out)

@@ -18,11 +18,13 @@ import pytest
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 from helpers import (ORACLE_TOL, assert_matches_torch, checked_forward_backward, from_torch, host, to_torch,  # noqa: E402
-                     tolerance)
+                     tolerance, torch_forward_backward)
 from layer_cases import EXTREME_ROW  # noqa: E402
 from torch_twins import BUILDERS, torch_twin  # noqa: E402
 
 import bpcore as bp  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run_bpcore_layer(layer, backend, x, grad_out):
@@ -30,14 +32,6 @@ def run_bpcore_layer(layer, backend, x, grad_out):
     unchanged; host (out, grad_in)."""
     out, _, grad_in = checked_forward_backward(layer.astype("float64").to(backend), backend, x, grad_out)
     return out, grad_in
-
-
-def torch_output_and_input_grad(torch_fn, x, grad_out):
-    """torch_fn(x) and dL/dx for the upstream gradient grad_out, by autograd."""
-    x_t = to_torch(x, requires_grad=True)
-    out_t = torch_fn(x_t)
-    out_t.backward(to_torch(grad_out))
-    return from_torch(out_t), from_torch(x_t.grad)
 
 
 # -- Sigmoid at large magnitudes --------------------------------------------
@@ -52,7 +46,7 @@ def test_sigmoid_exact_at_large_magnitudes(backend):
     # atol=0: sigmoid(-50) ~ 2e-22 must be right to its own precision, not just "about 0".
     np.testing.assert_allclose(out, expected, rtol=tolerance("float64")["rtol"], atol=0.0)
     np.testing.assert_allclose(grad_in, expected * (1.0 - expected), rtol=tolerance("float64")["rtol"], atol=0.0)
-    expected_out, expected_grad = torch_output_and_input_grad(torch.sigmoid, x, grad_out)
+    expected_out, expected_grad = torch_forward_backward(torch.sigmoid, x, grad_out)
     np.testing.assert_allclose(out, expected_out, rtol=ORACLE_TOL["rtol"], atol=0.0)
     np.testing.assert_allclose(grad_in, expected_grad, rtol=ORACLE_TOL["rtol"], atol=0.0)
 
@@ -78,7 +72,7 @@ def test_mlp_matches_torch(backend, rng, activation):
     grad_out = rng.standard_normal((8, sizes[-1]))
 
     out, grad_in = run_bpcore_layer(model, backend, x, grad_out)
-    expected_out, expected_grad_in = torch_output_and_input_grad(twin.module, x, grad_out)
+    expected_out, expected_grad_in = torch_forward_backward(twin.module, x, grad_out)
     assert_matches_torch(out, expected_out, f"mlp({activation}) output")
     assert_matches_torch(grad_in, expected_grad_in, f"mlp({activation}) dL/dx")
     names = [name for name, _ in model.named_parameters()]

@@ -20,7 +20,6 @@ except ImportError:          # the torch comparisons are skipped, the rest still
     torch = None
 
 needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch is the oracle here: pip install torch")
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def shifted_batch(rng, batch, n):

@@ -24,8 +24,6 @@ from torch_twins import BUILDERS, torch_twin  # noqa: E402
 
 import bpcore as bp  # noqa: E402
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 def run_bpcore_layer(layer, backend, x, grad_out):
     """Forward and backward on ``backend`` in float64, RuntimeWarnings as errors, inputs checked

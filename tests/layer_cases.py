@@ -11,7 +11,9 @@ the generic tests run every case through every check (the first two on every bac
                device and equals the numpy backend's results
     onnx       bp.onnx.export, and onnxruntime equal to the numpy forward (float32 and float64)
 
-and a test fails when a built-in class of ``bp.nn.layer_types()`` has no case here.
+and a test fails when a built-in class of ``bp.nn.layer_types()`` has no case here. Planted bugs
+in test_layer_cases.py show that each check can fail. Keep shapes tiny: each case runs about ten
+times (gradcheck and torch once per backend).
 
 To add a case, append to CASES (see the cases below for more):
 
@@ -20,7 +22,8 @@ To add a case, append to CASES (see the cases below for more):
     make         () -> a fresh seeded layer (float32; the checks cast). ``nontrivial(layer)`` gives
                  parameters that start constant (biases, norm weights) random values, so a dropped
                  term shows; ``warmed(layer, shape)`` runs training batches to move running statistics.
-    inputs       rng -> the host input: float64, or integer token ids for layers that take indices.
+    inputs       rng -> the host input: float64, or integer token ids for layers that take indices
+                 (``lambda rng: rng.integers(0, 10, (2, 3))``: no dL/dx is then checked).
     edge_inputs  rng -> inputs with huge values or exact kinks (ReLU at 0), for every check but the
                  gradient check (central differences cannot cross a kink); default: ``inputs``.
     mode         "train" or "eval", for every check (the export is always eval).

@@ -215,6 +215,14 @@ class OffOnDevice1(bp.Identity):
         return x + 1.0 if self.device.spec == DEVICE1 else x
 
 
+class OffOnOnnx(bp.Identity):
+    """A planted bug: computes something else when traced for ONNX."""
+
+    def forward(self, x):
+        x = super().forward(x)
+        return x + 1.0 if self.device.name == "onnx" else x
+
+
 def planted(make, torch=torch_twin, shape=(4, 5)):
     return LayerCase("planted", make, inputs=normal(*shape, scale=2.0), edge_inputs=with_extreme_row(*shape),
                      torch=torch)
@@ -251,3 +259,9 @@ def test_the_torch_check_turns_an_overflow_warning_into_a_failure(rng):
 def test_the_device_check_catches_a_planted_difference(rng):
     with pytest.raises(AssertionError, match=f"output on {DEVICE1} differs from numpy"):
         check_on_device1(planted(OffOnDevice1), rng)
+
+
+@pytest.mark.skipif(ONNX_MISSING is not None, reason=str(ONNX_MISSING))
+def test_the_export_check_catches_a_planted_difference(rng, tmp_path):
+    with pytest.raises(bp.onnx.ExportError, match="differs from the model's"):
+        check_export(planted(OffOnOnnx), "float64", rng, tmp_path)

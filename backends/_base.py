@@ -22,19 +22,6 @@ def is_host_array(obj) -> bool:
     return isinstance(obj, (np.ndarray, np.generic))
 
 
-def to_host(obj) -> np.ndarray:
-    """Any backend's array, or a host NumPy array -> a host NumPy array.
-
-    Raises:
-        TypeError: ``obj`` is not an array of NumPy or of a usable backend.
-    """
-    if is_host_array(obj):
-        return np.asarray(obj)
-    from ._registry import backend_of
-
-    return backend_of(obj).to_numpy(obj)
-
-
 def host_array_from(obj, what: str = "input") -> np.ndarray:
     """A host NumPy array from a list, tuple, or a table with ``to_numpy()`` (pandas).
 
@@ -171,7 +158,9 @@ class Backend(abc.ABC):
     def __deepcopy__(self, memo):
         return self
 
-    def __reduce__(self):
-        from . import get
+    # Unpickling finds the backend again by its spec through backends.get, which the registry
+    # (built on this module, so not imported here) puts on the class when it is imported.
+    _find_by_spec = None
 
-        return (get, (self.spec,))
+    def __reduce__(self):
+        return (Backend._find_by_spec, (self.spec,))

@@ -21,14 +21,12 @@ without touching bpcore; ``register_fast_path()`` lets a backend run one of bpco
 """
 from __future__ import annotations
 
-from ._base import Backend, BackendUnavailableError, RandomStream, host_array_from, is_host_array, to_host
+from ._base import Backend, BackendUnavailableError, RandomStream, host_array_from, is_host_array
 from ._onnx import InferenceOnlyError
 from ._random import GENERATOR as RANDOM_GENERATOR
 from ._random import checked_state as checked_random_state
-from ._registry import (
-    accept_array, available, backend_of, fast_path, fast_paths, get, known, register, register_fast_path, status,
-    unregister, unregister_fast_path,
-)
+from ._fast_paths import fast_path, fast_paths, register_fast_path, unregister_fast_path
+from ._registry import accept_array, available, backend_of, get, known, register, status, to_host, unregister
 
 # bpcore checks this marker so that an unrelated PyPI project that is also
 # called "backends" is never mistaken for this registry.

@@ -36,7 +36,8 @@ class ModelSummary:
         def shape_text(shape):
             return "(" + ", ".join("batch" if d is None else str(d) for d in shape) + ")"
         table = [("Layer", "Output shape", "Param #")]
-        table += [(f"{name}  {what}".strip(), shape_text(shape), f"{count:,}") for name, what, shape, count in self.rows]
+        table += [(f"{name}  {what}".strip(), shape_text(shape), f"{count:,}")
+                  for name, what, shape, count in self.rows]
         widths = [max(len(row[i]) for row in table) for i in range(3)]
         lines = [f"{a:<{widths[0]}}   {b:<{widths[1]}}   {c:>{widths[2]}}" for a, b, c in table]
         rule = "=" * len(lines[0])

@@ -203,7 +203,7 @@ def _measure(probe, loss_fn, x_batch, y_batch):
             flat = xp.reshape(out, (out.shape[0], -1))
             entry = {"layer": path, "kind": type(layer).__name__, "in_residual": in_residual, "names": []}
 
-            def add(name, value):
+            def add(name, value, entry=entry):
                 entry["names"].append(name)
                 values.append(xp.astype(value, dtype))
 

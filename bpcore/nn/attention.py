@@ -86,7 +86,8 @@ class MultiHeadAttention(Layer):
         xp = self.xp
         N, T, E = x.shape
         H, D = self.num_heads, self.head_dim
-        qkv = x @ self.W_qkv.data
+        # every projection is one 2-D matmul over the N T rows (NumPy's 3-D @ 2-D skips BLAS)
+        qkv = xp.reshape(x, (N * T, E)) @ self.W_qkv.data
         if self.b_qkv is not None:
             qkv = qkv + self.b_qkv.data
         # (N, T, 3E) -> (N, T, 3, H, D) -> (3, N, H, T, D): feature c of q is head c // D, position c % D
@@ -99,12 +100,12 @@ class MultiHeadAttention(Layer):
         weights = xp.exp(scores)
         weights = weights / xp.sum(weights, axis=-1, keepdims=True)
         heads = weights @ v                                        # (N, H, T, D)
-        merged = xp.reshape(xp.permute_dims(heads, (0, 2, 1, 3)), (N, T, E))
+        merged = xp.reshape(xp.permute_dims(heads, (0, 2, 1, 3)), (N * T, E))
         self.save_for_backward(x=x, q=q, k=k, v=v, weights=weights, merged=merged)
         y = merged @ self.W_out.data
         if self.b_out is not None:
             y = y + self.b_out.data
-        return y
+        return xp.reshape(y, (N, T, E))
 
     def attention_weights(self):
         """P (N, H, T, T) of the last forward: row t holds how much position t took from each position
@@ -120,9 +121,10 @@ class MultiHeadAttention(Layer):
         N, T, E = x.shape
         H, D = self.num_heads, self.head_dim
         # the output projection y = O @ W_out + b_out
-        self.W_out.accumulate_grad(xp.reshape(merged, (N * T, E)).T @ xp.reshape(grad_out, (N * T, E)))
+        grad_out = xp.reshape(grad_out, (N * T, E))
+        self.W_out.accumulate_grad(merged.T @ grad_out)
         if self.b_out is not None:
-            self.b_out.accumulate_grad(xp.sum(grad_out, axis=(0, 1)))
+            self.b_out.accumulate_grad(xp.sum(grad_out, axis=0))
         grad_heads = xp.permute_dims(xp.reshape(grad_out @ self.W_out.data.T, (N, T, H, D)), (0, 2, 1, 3))
         # the weighted sum O = P @ v
         grad_weights = grad_heads @ xp.matrix_transpose(v)         # dP (N, H, T, T)
@@ -133,12 +135,11 @@ class MultiHeadAttention(Layer):
         grad_q = (grad_scores @ k) * (1.0 / math.sqrt(D))
         grad_k = xp.matrix_transpose(grad_scores) @ q
         # back to (N, T, 3E) = [dq | dk | dv], the layout of x @ W_qkv
-        grad_qkv = xp.reshape(xp.permute_dims(xp.stack((grad_q, grad_k, grad_v)), (1, 3, 0, 2, 4)), (N, T, 3 * E))
-        flat = xp.reshape(grad_qkv, (N * T, 3 * E))
-        self.W_qkv.accumulate_grad(xp.reshape(x, (N * T, E)).T @ flat)
+        grad_qkv = xp.reshape(xp.permute_dims(xp.stack((grad_q, grad_k, grad_v)), (1, 3, 0, 2, 4)), (N * T, 3 * E))
+        self.W_qkv.accumulate_grad(xp.reshape(x, (N * T, E)).T @ grad_qkv)
         if self.b_qkv is not None:
-            self.b_qkv.accumulate_grad(xp.sum(flat, axis=0))
-        return grad_qkv @ self.W_qkv.data.T
+            self.b_qkv.accumulate_grad(xp.sum(grad_qkv, axis=0))
+        return xp.reshape(grad_qkv @ self.W_qkv.data.T, (N, T, E))
 
     def __repr__(self):
         extra = (", causal=True" if self.causal else "") + ("" if self.b_qkv is not None else ", bias=False")

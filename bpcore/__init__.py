@@ -28,8 +28,8 @@ from .nn import (  # noqa: E402
 from .nn import MultiHeadAttention, TransformerBlock  # noqa: E402
 from .nn import AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv2d, Flatten, MaxPool2d, summary  # noqa: E402
 from .training import (  # noqa: E402
-    Callback, CSVLogger, DivergenceError, EarlyStopping, History, ModelCheckpoint, evaluate, fit, load_checkpoint,
-    predict,
+    Callback, CSVLogger, DivergenceError, EarlyStopping, History, ModelCheckpoint, evaluate, fit, generate,
+    load_checkpoint, predict,
 )
 from .training import GradientHealth, GradientHealthWarning, HealthReport, diagnose  # noqa: E402
 from .viz import FlowRecorder  # noqa: E402
@@ -44,5 +44,5 @@ __all__ = [
     "Sigmoid", "Softmax", "SoftmaxCrossEntropyLoss", "Tanh", "viz", "__version__",
     "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Conv2d", "Flatten", "MaxPool2d", "summary",
     "diagnose", "GradientHealth", "GradientHealthWarning", "HealthReport",
-    "MultiHeadAttention", "TransformerBlock",
+    "MultiHeadAttention", "TransformerBlock", "generate",
 ]

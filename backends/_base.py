@@ -104,6 +104,8 @@ class Backend(abc.ABC):
             such as "torch:cpu" or "cupy:0".
         trains: False for a backend that only records the forward pass (onnx): layers
             refuse ``backward`` on it.
+        sync_free: True where reading an array's values on the host costs no device sync
+            (the arrays live in host memory: NumPy, torch on the CPU); see the property.
     """
 
     name: str = ""
@@ -136,6 +138,20 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def owns(self, array) -> bool:
         """True when ``array`` is an array of this library on this device."""
+
+    @property
+    def sync_free(self) -> bool:
+        """Whether a value check (``int(xp.max(a))``) costs nothing here: the arrays live in host
+        memory, so reading one waits for no queued device work. Losses then check values on every
+        call, as PyTorch does on the CPU; on a GPU they avoid the sync. True for kind "cpu"."""
+        return self.kind == "cpu"
+
+    def fast_path(self, operation: str):
+        """The function registered for ``operation`` on this backend (``backends.register_fast_path``),
+        or None: the caller then runs its portable Array API reference."""
+        from ._registry import fast_path
+
+        return fast_path(self.name, operation)
 
     def activate(self):
         """A context manager making this backend's device the current one while arrays are made

@@ -16,6 +16,9 @@ _INFERENCE_ONLY: set[str] = set()
 _CACHE: dict[str, Backend] = {}
 # name -> spec_of(array): the spec of the backend holding an array of that library ("cupy:1"), or None.
 _SPEC_OF: dict[str, Callable[[object], "str | None"]] = {}
+# (backend name, operation) -> a faster function for an operation the Array API lacks or does slowly
+# (DESIGN.md: "a backend may register a faster path"); bpcore keeps a portable reference of each.
+_FAST_PATHS: dict[tuple[str, str], Callable] = {}
 # Device strings that are not backend names.
 _ALIASES = {"cpu": "numpy", "cuda": "cupy"}
 
@@ -69,6 +72,46 @@ def unregister(name: str) -> None:
     _SPEC_OF.pop(name, None)
     for spec in [s for s, be in _CACHE.items() if s == name or s.startswith(name + ":") or be.name == name]:
         del _CACHE[spec]
+
+
+def register_fast_path(name: str, operation: str, function: Callable, *, replace: bool = False) -> None:
+    """Let backend ``name`` run ``operation`` with ``function`` instead of bpcore's portable code.
+
+    The operations and their signatures are bpcore's (for example "scatter_add_rows", see
+    ``bpcore.nn.scatter``); a fast path must return what the portable reference returns, and
+    bpcore's tests compare the two on every backend. Registering for a name not (yet) registered
+    as a backend is allowed, so an adapter's fast paths can be registered with it.
+
+    Raises:
+        ValueError: the pair is already registered and ``replace`` is False; bad names.
+        TypeError: ``function`` is not callable.
+    """
+    for what, value in (("backend name", name), ("operation", operation)):
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"register_fast_path: {what} must be a non-empty string, got {value!r}")
+    if not callable(function):
+        raise TypeError(f"register_fast_path: the function for {operation!r} on {name!r} must be callable, "
+                        f"got {type(function).__name__}")
+    if (name, operation) in _FAST_PATHS and not replace:
+        raise ValueError(f"register_fast_path: {name!r} already has a fast path for {operation!r} "
+                         f"(pass replace=True to replace it)")
+    _FAST_PATHS[(name, operation)] = function
+
+
+def unregister_fast_path(name: str, operation: str) -> None:
+    """Remove a fast path added with :func:`register_fast_path` (the portable code runs again)."""
+    if _FAST_PATHS.pop((name, operation), None) is None:
+        raise ValueError(f"backend {name!r} has no fast path for {operation!r}")
+
+
+def fast_path(name: str, operation: str) -> Callable | None:
+    """The function registered for ``operation`` on backend ``name``, or None."""
+    return _FAST_PATHS.get((name, operation))
+
+
+def fast_paths() -> dict[tuple[str, str], Callable]:
+    """{(backend name, operation): function} of every registered fast path."""
+    return dict(_FAST_PATHS)
 
 
 def known() -> list[str]:

@@ -25,7 +25,7 @@ from .nn import (  # noqa: E402
     ACTIVATIONS, GELU, BatchNorm1d, Dropout, Identity, Layer, LayerList, LayerNorm, LeakyReLU, Linear, Parameter,
     ReLU, Residual, Sequential, Sigmoid, Softmax, Tanh, init, mlp, register_layer,
 )
-from .nn import MultiHeadAttention, TransformerBlock  # noqa: E402
+from .nn import MultiHeadAttention, TokenPositionEmbedding, TransformerBlock, gpt  # noqa: E402  (transformers)
 from .nn import AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv2d, Flatten, MaxPool2d, summary  # noqa: E402
 from .training import (  # noqa: E402
     Callback, CSVLogger, DivergenceError, EarlyStopping, History, ModelCheckpoint, evaluate, fit, generate,
@@ -33,6 +33,7 @@ from .training import (  # noqa: E402
 )
 from .training import GradientHealth, GradientHealthWarning, HealthReport, diagnose  # noqa: E402
 from .viz import FlowRecorder  # noqa: E402
+from .nn import Embedding  # noqa: E402  (sequence models)
 
 
 __all__ = [
@@ -44,5 +45,6 @@ __all__ = [
     "Sigmoid", "Softmax", "SoftmaxCrossEntropyLoss", "Tanh", "viz", "__version__",
     "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Conv2d", "Flatten", "MaxPool2d", "summary",
     "diagnose", "GradientHealth", "GradientHealthWarning", "HealthReport",
-    "MultiHeadAttention", "TransformerBlock", "generate",
+    "MultiHeadAttention", "TokenPositionEmbedding", "TransformerBlock", "generate", "gpt",
+    "Embedding",
 ]

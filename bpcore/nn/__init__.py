@@ -17,6 +17,8 @@
     flatten.py        Flatten
     summary.py        summary(model, input_shape): one line per layer, output shape and parameters
     dropout.py        Dropout
+    embedding.py      Embedding (integer indices -> rows of W)
+    scatter.py        scatter_add_rows: Embedding's backward, portable, or a backend's fast path
     init.py           weight initialisation (He, Xavier/Glorot, LeCun) as torch.nn.init
 
 Everything here imports only ``backends`` (floor 1) and ``bpcore._checks``.
@@ -35,7 +37,8 @@ from .module import FLOAT_DTYPES, Layer, Parameter, dtype_name, layer_types, reg
 from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from .summary import ModelSummary, summary
-from .transformer import TransformerBlock
+from .embedding import Embedding
+from .transformer import TokenPositionEmbedding, TransformerBlock, gpt
 
 __all__ = [
     "ACTIVATIONS", "BatchNorm1d", "Dropout", "FLOAT_DTYPES", "GELU", "Identity", "init", "Layer", "LayerList",
@@ -43,5 +46,5 @@ __all__ = [
     "LeakyReLU", "Linear", "Parameter", "ReLU", "Residual", "Sequential", "Sigmoid", "Softmax", "Tanh",
     "dtype_name", "layer_types", "mlp", "register_layer", "stable_sigmoid",
     "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Conv2d", "Flatten", "MaxPool2d", "ModelSummary", "summary",
-    "MultiHeadAttention", "TransformerBlock",
+    "Embedding", "MultiHeadAttention", "TokenPositionEmbedding", "TransformerBlock", "gpt",
 ]

@@ -52,6 +52,10 @@ class Sequential(Layer):
     def children(self):
         return [(str(i), layer) for i, layer in enumerate(self.layers)]
 
+    def input_indices(self):
+        """The first layer's: V when the model takes integer indices below V (an Embedding first)."""
+        return self.layers[0].input_indices() if self.layers else None
+
     def forward(self, x):
         """Run every layer in order: the first layer's input -> the last layer's output."""
         if not self.layers:                      # the identity

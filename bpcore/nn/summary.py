@@ -80,7 +80,8 @@ def summary(model, input_shape=None, print_fn=print) -> ModelSummary:
         raise TypeError(f"summary: input_shape must be a tuple of ints such as (1, 8, 8), got {input_shape!r}")
     input_shape = tuple(check_int("summary", f"input_shape[{i}]", d) for i, d in enumerate(input_shape))
     backend, leaves = model.device, _leaves(model)
-    x = backend.xp.zeros((2,) + input_shape, dtype=backend.dtype(model.dtype), device=backend.device)
+    dtype = backend.dtype(model.dtype if model.input_indices() is None else "int64")   # indices: zeros
+    x = backend.xp.zeros((2,) + input_shape, dtype=dtype, device=backend.device)
     was_training, rows = model.training, []
     model.eval()
     try:

@@ -94,11 +94,12 @@ class MultiHeadAttention(Layer):
         qkv = xp.permute_dims(xp.reshape(qkv, (N, T, 3, H, D)), (2, 0, 3, 1, 4))
         q, k, v = qkv[0, ...] * (1.0 / math.sqrt(D)), qkv[1, ...], qkv[2, ...]
         scores = q @ xp.matrix_transpose(k)                        # (N, H, T, T)
+        # in place (+=, -=, /=) on arrays made here: each (N, H, T, T) temporary costs as much as the arithmetic
         if self.causal:
-            scores = scores + self._mask(T, scores.dtype)
-        scores = scores - xp.max(scores, axis=-1, keepdims=True)  # stable: exp(<= 0); the diagonal is never masked
+            scores += self._mask(T, scores.dtype)
+        scores -= xp.max(scores, axis=-1, keepdims=True)           # stable: exp(<= 0); the diagonal is never masked
         weights = xp.exp(scores)
-        weights = weights / xp.sum(weights, axis=-1, keepdims=True)
+        weights /= xp.sum(weights, axis=-1, keepdims=True)
         heads = weights @ v                                        # (N, H, T, D)
         merged = xp.reshape(xp.permute_dims(heads, (0, 2, 1, 3)), (N * T, E))
         self.save_for_backward(x=x, q=q, k=k, v=v, weights=weights, merged=merged)
@@ -130,12 +131,18 @@ class MultiHeadAttention(Layer):
         grad_weights = grad_heads @ xp.matrix_transpose(v)         # dP (N, H, T, T)
         grad_v = xp.matrix_transpose(weights) @ grad_heads         # (N, H, T, D)
         # the softmax, row by row: dS = P * (dP - sum_j dP_j P_j); zero where P is (the mask)
-        grad_scores = weights * (grad_weights - xp.sum(grad_weights * weights, axis=-1, keepdims=True))
+        grad_scores = grad_weights                                 # (dP is not needed again: in place)
+        grad_scores -= xp.sum(grad_weights * weights, axis=-1, keepdims=True)
+        grad_scores *= weights
         # S = q_scaled @ k^T with q_scaled = q / sqrt(D)
-        grad_q = (grad_scores @ k) * (1.0 / math.sqrt(D))
+        grad_q = grad_scores @ k
+        grad_q *= 1.0 / math.sqrt(D)
         grad_k = xp.matrix_transpose(grad_scores) @ q
-        # back to (N, T, 3E) = [dq | dk | dv], the layout of x @ W_qkv
-        grad_qkv = xp.reshape(xp.permute_dims(xp.stack((grad_q, grad_k, grad_v)), (1, 3, 0, 2, 4)), (N * T, 3 * E))
+        # back to (N, T, 3E) = [dq | dk | dv], the layout of x @ W_qkv: (N, T, 3, H, D) filled in one copy each
+        grad_qkv = xp.empty((N, T, 3, H, D), dtype=x.dtype, device=self._backend.device)
+        for i, part in enumerate((grad_q, grad_k, grad_v)):
+            grad_qkv[:, :, i, :, :] = xp.permute_dims(part, (0, 2, 1, 3))
+        grad_qkv = xp.reshape(grad_qkv, (N * T, 3 * E))
         self.W_qkv.accumulate_grad(xp.reshape(x, (N * T, E)).T @ grad_qkv)
         if self.b_qkv is not None:
             self.b_qkv.accumulate_grad(xp.sum(grad_qkv, axis=0))

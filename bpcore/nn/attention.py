@@ -84,14 +84,14 @@ class MultiHeadAttention(Layer):
         """x: (N, T, E) -> y: (N, T, E), the formulas of the module docstring."""
         x = self.check_input(x, shape=("batch", "time", self.embed_dim))
         xp = self.xp
-        N, T, E = x.shape
+        _, T, E = x.shape                   # N is not used: it may be symbolic (ONNX export), hence the -1s
         H, D = self.num_heads, self.head_dim
         # every projection is one 2-D matmul over the N T rows (NumPy's 3-D @ 2-D skips BLAS)
-        qkv = xp.reshape(x, (N * T, E)) @ self.W_qkv.data
+        qkv = xp.reshape(x, (-1, E)) @ self.W_qkv.data
         if self.b_qkv is not None:
-            qkv = qkv + self.b_qkv.data
+            qkv += self.b_qkv.data
         # (N, T, 3E) -> (N, T, 3, H, D) -> (3, N, H, T, D): feature c of q is head c // D, position c % D
-        qkv = xp.permute_dims(xp.reshape(qkv, (N, T, 3, H, D)), (2, 0, 3, 1, 4))
+        qkv = xp.permute_dims(xp.reshape(qkv, (-1, T, 3, H, D)), (2, 0, 3, 1, 4))
         q, k, v = qkv[0, ...] * (1.0 / math.sqrt(D)), qkv[1, ...], qkv[2, ...]
         scores = q @ xp.matrix_transpose(k)                        # (N, H, T, T)
         # in place (+=, -=, /=) on arrays made here: each (N, H, T, T) temporary costs as much as the arithmetic
@@ -101,12 +101,12 @@ class MultiHeadAttention(Layer):
         weights = xp.exp(scores)
         weights /= xp.sum(weights, axis=-1, keepdims=True)
         heads = weights @ v                                        # (N, H, T, D)
-        merged = xp.reshape(xp.permute_dims(heads, (0, 2, 1, 3)), (N * T, E))
+        merged = xp.reshape(xp.permute_dims(heads, (0, 2, 1, 3)), (-1, E))
         self.save_for_backward(x=x, q=q, k=k, v=v, weights=weights, merged=merged)
         y = merged @ self.W_out.data
         if self.b_out is not None:
-            y = y + self.b_out.data
-        return xp.reshape(y, (N, T, E))
+            y += self.b_out.data
+        return xp.reshape(y, (-1, T, E))
 
     def attention_weights(self):
         """P (N, H, T, T) of the last forward: row t holds how much position t took from each position

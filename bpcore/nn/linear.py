@@ -47,7 +47,8 @@ class Linear(Layer):
         x = self.check_input(x, shape=("batch", ..., self.n_in))
         self.save_for_backward(x=x)
         if x.ndim != 2:              # one 2-D matmul: NumPy's (N, T, n_in) @ W skips BLAS (14x slower)
-            y = self.xp.reshape(self.xp.reshape(x, (-1, self.n_in)) @ self.W.data, x.shape[:-1] + (self.n_out,))
+            flat = self.xp.reshape(x, (-1, self.n_in)) @ self.W.data      # -1: N may be symbolic (ONNX)
+            y = self.xp.reshape(flat, (-1,) + tuple(x.shape[1:-1]) + (self.n_out,))
         else:
             y = x @ self.W.data
         if self.b is not None:

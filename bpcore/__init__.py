@@ -6,8 +6,7 @@
     out = model(X); loss = loss_fn(out, y); model.backward(loss_fn.backward())
     print(bp.gradcheck(model, loss_fn, X, y))
 """
-from __future__ import annotations
-
+# no `from __future__ import annotations` here: it would leave bp.annotations in the public namespace
 import backends as _backends
 
 if getattr(_backends, "IS_BPCORE_BACKENDS", False) is not True:
@@ -33,7 +32,7 @@ from .training import (  # noqa: E402
 )
 from .training import GradientHealth, GradientHealthWarning, HealthReport, diagnose  # noqa: E402
 from .viz import FlowRecorder  # noqa: E402
-from .nn import Embedding  # noqa: E402  (sequence models)
+from .nn import GRU, LSTM, RNN, Embedding  # noqa: E402  (sequence models)
 
 
 __all__ = [
@@ -45,6 +44,6 @@ __all__ = [
     "Sigmoid", "Softmax", "SoftmaxCrossEntropyLoss", "Tanh", "viz", "__version__",
     "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Conv2d", "Flatten", "MaxPool2d", "summary",
     "diagnose", "GradientHealth", "GradientHealthWarning", "HealthReport",
+    "Embedding", "GRU", "LSTM", "RNN",
     "MultiHeadAttention", "TokenPositionEmbedding", "TransformerBlock", "generate", "gpt",
-    "Embedding",
 ]

@@ -43,7 +43,7 @@ fi
 
 "$python" -c 'import backends; print("backends usable here:", ", ".join(backends.available()))'
 # The floors of the architecture (pyproject.toml, [tool.importlinter]): imports only go down.
-"$(dirname "$python")/lint-imports" --no-cache
+"$(dirname "$python")/lint-imports" --no-cache --no-logo
 # BPCORE_MINIMUMS=1: also check that the declared minimum versions work (ci/minimums.sh, ~30 s)
 [ "${BPCORE_MINIMUMS:-0}" = "1" ] && bash ci/minimums.sh
 workers="${BPCORE_WORKERS:-auto}"

@@ -57,6 +57,16 @@ def test_an_import_that_runs_back_up_is_caught(tmp_path, module, planted):
     assert "1 broken" in result.stdout, result.stdout
 
 
+def test_the_public_namespace_holds_only_the_api_and_its_subpackages():
+    """No stray names such as ``bp.annotations`` (a ``from __future__`` import in __init__.py leaks one)."""
+    import types
+
+    import bpcore as bp
+    stray = [name for name in dir(bp) if not name.startswith("_") and name not in bp.__all__
+             and not isinstance(getattr(bp, name), types.ModuleType)]
+    assert stray == []
+
+
 def test_no_module_is_over_400_lines():
     long = {}
     for folder in ("bpcore", "backends"):

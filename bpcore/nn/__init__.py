@@ -18,6 +18,7 @@
     summary.py        summary(model, input_shape): one line per layer, output shape and parameters
     dropout.py        Dropout
     embedding.py      Embedding (integer indices -> rows of W)
+    recurrent.py      RNN, LSTM, GRU (backpropagation through time)
     scatter.py        scatter_add_rows: Embedding's backward, portable, or a backend's fast path
     init.py           weight initialisation (He, Xavier/Glorot, LeCun) as torch.nn.init
 
@@ -38,6 +39,7 @@ from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from .summary import ModelSummary, summary
 from .embedding import Embedding
+from .recurrent import GRU, LSTM, RNN
 from .transformer import TokenPositionEmbedding, TransformerBlock, gpt
 
 __all__ = [
@@ -46,5 +48,6 @@ __all__ = [
     "LeakyReLU", "Linear", "Parameter", "ReLU", "Residual", "Sequential", "Sigmoid", "Softmax", "Tanh",
     "dtype_name", "layer_types", "mlp", "register_layer", "stable_sigmoid",
     "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Conv2d", "Flatten", "MaxPool2d", "ModelSummary", "summary",
-    "Embedding", "MultiHeadAttention", "TokenPositionEmbedding", "TransformerBlock", "gpt",
+    "Embedding", "GRU", "LSTM", "RNN",
+    "MultiHeadAttention", "TokenPositionEmbedding", "TransformerBlock", "gpt",
 ]

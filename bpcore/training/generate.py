@@ -114,7 +114,9 @@ def generate(model, prompt_tokens, max_new_tokens: int, temperature: float = 1.0
         model.eval()
         try:
             for _ in range(max_new_tokens):
-                window = tokens if context_length is None else tokens[:, -context_length:]
+                length = tokens.shape[1]
+                window = tokens if context_length is None or length <= context_length else \
+                    tokens[:, length - context_length:]
                 logits = model.forward(window)
                 if logits.ndim != 3 or logits.shape[:2] != window.shape:
                     raise ValueError(f"generate: the model must map tokens (N, T) to logits (N, T, vocab); "

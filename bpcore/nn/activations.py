@@ -169,37 +169,38 @@ class GELU(Layer):
     _C = math.sqrt(2.0 / math.pi)
     _A = 0.044715
 
-    # Both passes work in place on arrays they made (the standard's *=, +=): a transformer's MLP
-    # runs GELU on (N, T, 4E) arrays, where each fresh temporary costs as much as the arithmetic.
+    # Forward works in place on arrays it made (the standard's *=, +=) and keeps only the slope dy/dx
+    # for backward: a transformer's MLP runs GELU on (N, T, 4E) arrays, where each temporary and each
+    # kept array costs as much as the arithmetic.
     def forward(self, x):
         """x: any shape -> the same shape."""
         x = self.check_input(x)
-        u = x * x                            # u = C (x + A x^3) = x (C A x^2 + C)
-        u *= self._C * self._A
-        u += self._C
+        C, A = self._C, self._A
+        square = x * x
+        u = square * (C * A)                 # u = C (x + A x^3) = x (C A x^2 + C)
+        u += C
         u *= x
         t = self.xp.tanh(u)
-        self.save_for_backward(x=x, t=t)
         y = t + 1.0                          # y = 0.5 x (1 + t)
         y *= x
         y *= 0.5
+        # dy/dx = 0.5 (1 + t) + a (1 - t^2), a = 0.5 x C (1 + 3 A x^2)
+        square *= 1.5 * C * A
+        square += 0.5 * C
+        square *= x                          # a
+        u = t * t
+        u -= 1.0
+        square *= u                          # -a (1 - t^2)
+        t *= 0.5
+        t += 0.5                             # 0.5 (1 + t)
+        t -= square
+        self.save_for_backward(slope=t)
         return y
 
     def backward(self, grad_out):
-        x, t = self.saved("x", "t")
-        grad_out = self.check_grad_out(grad_out, x.shape)
-        slope = x * x                        # 0.5 x (1 - t^2) C (1 + 3 A x^2) ...
-        slope *= 3.0 * self._C * self._A
-        slope += self._C
-        slope *= x
-        square = t * t
-        square -= 1.0
-        slope *= square
-        slope *= -0.5
-        slope += 0.5 * t                     # ... + 0.5 (1 + t)
-        slope += 0.5
-        slope *= grad_out
-        return slope
+        slope = self.saved("slope")
+        grad_out = self.check_grad_out(grad_out, slope.shape)
+        return grad_out * slope
 
 
 ACTIVATIONS = {

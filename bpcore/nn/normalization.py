@@ -208,7 +208,7 @@ class LayerNorm(Layer):
         x = self.check_input(x, shape=(..., self.n))
         xp = self.xp
         centered = x - xp.mean(x, axis=-1, keepdims=True)
-        var = xp.mean(centered * centered, axis=-1, keepdims=True)
+        var = xp.expand_dims(xp.vecdot(centered, centered, axis=-1), axis=-1) * (1.0 / self.n)   # no (..., n) temporary
         inv_std = 1.0 / xp.sqrt(var + self.eps)
         centered *= inv_std                  # x_hat, in place: a transformer calls this on every token
         x_hat = centered

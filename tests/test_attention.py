@@ -276,3 +276,40 @@ def test_attention_refuses_bad_input(rng):
         block(rng.standard_normal((2, 5, 4)).astype("float32"))
     with pytest.raises(ValueError, match="multiple of num_heads"):
         bp.TransformerBlock(8, 3)
+
+
+# -- GELU in cache-sized row blocks (bpcore/nn/chunks.py) -------------------------------------------
+@needs_torch
+def test_gelu_in_row_blocks_matches_torch(backend, rng):
+    """An (N, T, 4E)-sized input goes through GELU block by block on a CPU: still torch's GELU."""
+    from bpcore.nn.chunks import BLOCK_NUMBERS, row_block
+
+    x = 3.0 * rng.standard_normal((2, 3 * BLOCK_NUMBERS // 500 + 7, 500))      # rows not a multiple of a block
+    grad_out = rng.standard_normal(x.shape)
+    layer = bp.GELU().astype("float64").to(backend)
+    expected_blocks = backend.kind == "cpu"
+    assert (row_block(backend, backend.asarray(x)) is not None) == expected_blocks
+    out, grad_in, out_t, grad_in_t = run_both(layer, torch.nn.GELU(approximate="tanh"), backend, x, grad_out)
+    assert_matches_torch(out, out_t, "GELU output in row blocks")
+    assert_matches_torch(grad_in, grad_in_t, "GELU dL/dx in row blocks")
+
+
+def test_row_blocks_cover_every_row_once(backend, rng):
+    from bpcore.nn.chunks import BLOCK_NUMBERS, in_row_blocks
+
+    x = backend.asarray(rng.standard_normal((5, BLOCK_NUMBERS // 100 + 3, 100)))
+    seen = []
+
+    def compute(block):
+        seen.append(block.shape[0])
+        return block * 2.0, block + 1.0
+    with backend.activate():               # as inside a layer's forward
+        doubled, shifted = in_row_blocks(backend, x, compute, outputs=2)
+    np.testing.assert_array_equal(host(backend, doubled), 2.0 * host(backend, x))
+    np.testing.assert_array_equal(host(backend, shifted), host(backend, x) + 1.0)
+    assert sum(seen) == 5 * (BLOCK_NUMBERS // 100 + 3) and (len(seen) > 1) == (backend.kind == "cpu")
+    small = backend.asarray(rng.standard_normal((3, 4)))
+    seen.clear()
+    with backend.activate():
+        in_row_blocks(backend, small, compute, outputs=2)
+    assert seen == [3]                                   # small arrays are taken whole

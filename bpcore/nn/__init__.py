@@ -11,7 +11,8 @@
     activations.py    Identity, ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, GELU (+ stable_sigmoid)
     normalization.py  BatchNorm1d, BatchNorm2d, LayerNorm
     attention.py      MultiHeadAttention (self-attention, causal or not; backward written out)
-    transformer.py    TransformerBlock (GPT-2's pre-LN block)
+    transformer.py    TransformerBlock (GPT-2's pre-LN block), TokenPositionEmbedding, gpt
+    chunks.py         row blocks: elementwise chains (GELU) one cache-sized block at a time on a CPU
     conv.py           Conv2d (im2col / col2im from strided slices, explained in its docstring)
     pooling.py        MaxPool2d, AvgPool2d, AdaptiveAvgPool2d
     flatten.py        Flatten

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 from .._checks import check_number
+from .chunks import in_row_blocks
 from .module import Layer
 
 
@@ -169,12 +170,18 @@ class GELU(Layer):
     _C = math.sqrt(2.0 / math.pi)
     _A = 0.044715
 
-    # Forward works in place on arrays it made (the standard's *=, +=) and keeps only the slope dy/dx
-    # for backward: a transformer's MLP runs GELU on (N, T, 4E) arrays, where each temporary and each
-    # kept array costs as much as the arithmetic.
+    # Forward keeps only the slope dy/dx for backward, and works in place (the standard's *=, +=) on
+    # arrays it made, one cache-sized block of rows at a time (bpcore/nn/chunks.py): a transformer's
+    # MLP runs GELU on (N, T, 4E) arrays, where each pass over memory costs more than the arithmetic.
     def forward(self, x):
         """x: any shape -> the same shape."""
         x = self.check_input(x)
+        y, slope = in_row_blocks(self._backend, x, self._value_and_slope, outputs=2)
+        self.save_for_backward(slope=slope)
+        return y
+
+    def _value_and_slope(self, x):
+        """(y, dy/dx) for a block of x."""
         C, A = self._C, self._A
         square = x * x
         u = square * (C * A)                 # u = C (x + A x^3) = x (C A x^2 + C)
@@ -194,8 +201,7 @@ class GELU(Layer):
         t *= 0.5
         t += 0.5                             # 0.5 (1 + t)
         t -= square
-        self.save_for_backward(slope=t)
-        return y
+        return y, t
 
     def backward(self, grad_out):
         slope = self.saved("slope")

@@ -94,11 +94,14 @@ def train(model, X, y, args, epochs, lr, validation_data=None):
     """bp.fit with AdamW (weight decay 0.1) and a cosine learning-rate schedule over the epochs."""
     optimizer = bp.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1)
     scheduler = bp.optim.CosineAnnealingLR(optimizer, T_max=epochs)
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     history = bp.fit(model, bp.SoftmaxCrossEntropyLoss(ignore_index=IGNORE), optimizer, X, y, epochs=epochs,
                      batch_size=args.batch, seed=args.seed, scheduler=scheduler, validation_data=validation_data,
                      callbacks=[PrintLoss(start)], progress=False)
-    return history, time.perf_counter() - start
+    model.device.synchronize()
+    seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    print(f"training: {seconds:.1f} s ({cpu:.1f} s of CPU time in this process)")
+    return history, seconds
 
 
 # -- the adder ----------------------------------------------------------------------------------
@@ -121,8 +124,8 @@ def run_adder(args) -> dict:
     answers = bp.generate(model, X_test[:, :2 * nd], nd + 1, temperature=0)[:, 2 * nd:]
     right = np.all(answers == y_test[:, -(nd + 1):], axis=1)
     accuracy = float(right.mean())
-    print(f"held-out exact match: {accuracy:.4f} ({int(right.sum())} of {len(right)} sums right); "
-          f"training {seconds:.1f} s, answering {time.perf_counter() - start:.1f} s")
+    print(f"held-out exact match: {accuracy:.4f} ({int(right.sum())} of {len(right)} sums right), "
+          f"answered in {time.perf_counter() - start:.1f} s")
     for question, answer, ok in list(zip(X_test[:, :2 * nd], answers, right))[:6]:
         a, b, c = number(question[:nd]), number(question[nd:]), number(answer[::-1])
         print(f"  {a:>2} + {b:>2} = {c:>3}   {'right' if ok else f'wrong (is {a + b})'}")
@@ -163,8 +166,7 @@ def run_text(args) -> dict:
     history, seconds = train(model, windows[:, :-1], windows[:, 1:], args, epochs, args.lr or 3e-3,
                              validation_data=(held_out[:, :-1], held_out[:, 1:]))
     val_loss = history["val_loss"][-1]
-    print(f"validation loss {val_loss:.3f} nats/char ({math.exp(val_loss):.1f} equally likely characters); "
-          f"training {seconds:.1f} s")
+    print(f"validation loss {val_loss:.3f} nats/char ({math.exp(val_loss):.1f} equally likely characters)")
     written = ""
     if args.sample > 0:
         prompt = text[:T // 2]

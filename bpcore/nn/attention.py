@@ -46,7 +46,7 @@ class MultiHeadAttention(Layer):
             parameters are exactly W_qkv and W_out.
         seed: int, None or a NumPy Generator for the initial weights.
 
-    Parameters (in this order): W_qkv (E, 3E) = [q | k | v], b_qkv (3E,), W_out (E, E), b_out (E,).
+    Its parameters, in this order: W_qkv (E, 3E) = [q | k | v], b_qkv (3E,), W_out (E, E), b_out (E,).
     torch's ``in_proj_weight`` is W_qkv.T, ``in_proj_bias`` b_qkv, ``out_proj.weight`` W_out.T,
     ``out_proj.bias`` b_out. Initialised as torch does: W_qkv Xavier-uniform
     (U(-a, a), a = sqrt(6 / (E + 3E))), W_out U(-1/sqrt(E), 1/sqrt(E)) (torch's Linear), biases zero.

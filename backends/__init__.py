@@ -3,7 +3,8 @@
 A :class:`Backend` bundles what a layer needs to run on one device: the
 namespace ``xp`` (from array-api-compat, or array_api_strict itself), the
 device, how to move host NumPy arrays on and off it, how to wait for queued
-work, and seeded random numbers (which the Array API standard lacks).
+work, and seeded random numbers (which the Array API standard lacks: ``_random.py`` makes them
+from a counter, the same on every backend).
 
     >>> import backends
     >>> backends.available()            # usable here, e.g. ['numpy', 'array_api_strict', 'torch', 'onnx']
@@ -22,6 +23,8 @@ from __future__ import annotations
 
 from ._base import Backend, BackendUnavailableError, RandomStream, host_array_from, is_host_array, to_host
 from ._onnx import InferenceOnlyError
+from ._random import GENERATOR as RANDOM_GENERATOR
+from ._random import checked_state as checked_random_state
 from ._registry import (
     accept_array, available, backend_of, fast_path, fast_paths, get, known, register, register_fast_path, status,
     unregister, unregister_fast_path,
@@ -36,6 +39,8 @@ __all__ = [
     "accept_array",
     "BackendUnavailableError",
     "RandomStream",
+    "RANDOM_GENERATOR",
+    "checked_random_state",
     "available",
     "backend_of",
     "fast_path",

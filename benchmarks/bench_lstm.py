@@ -107,7 +107,7 @@ def profile(step, repeats=10, top=12) -> list[str]:
     return lines
 
 
-def matmul_share(layer, X, step, repeats=5) -> list[str]:
+def matmul_share(layer, X, step, repeats=9) -> list[str]:
     """How much of bpcore's step is matrix products: the same products (one before the loop, one per
     step forward, one per step backward, three after the loop: X^T dZ, H_prev^T dZ and their sums'
     partner dZ W_ih^T skipped as fit skips it) timed alone on arrays of the step's shapes."""
@@ -131,11 +131,11 @@ def matmul_share(layer, X, step, repeats=5) -> list[str]:
             dZ_t @ W_hh_T
         x_flat.T @ dZ
         h_prev.T @ dZ
-    whole = min(_seconds(step) for _ in range(repeats))
-    alone = min(_seconds(products) for _ in range(repeats))
+    pairs = [(_seconds(step), _seconds(products)) for _ in range(repeats)]      # taking turns
+    whole, alone = min(p[0] for p in pairs), min(p[1] for p in pairs)
     return [f"matrix products alone (1 + {T} + {T} + 2 of them, the step's shapes): {alone * 1e3:.2f} ms, "
-            f"{100 * alone / whole:.0f}% of bpcore's step ({whole * 1e3:.2f} ms, both the best of {repeats}); "
-            f"the rest is elementwise work and Python"]
+            f"{100 * alone / whole:.0f}% of bpcore's step ({whole * 1e3:.2f} ms; each the best of {repeats}, "
+            f"taking turns); the rest is elementwise work and Python"]
 
 
 def _seconds(function):

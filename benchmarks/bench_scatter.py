@@ -1,7 +1,7 @@
 """What Embedding's backward (a scatter-add of rows) costs: the portable Array API reference against
 each backend's registered fast path, at a large vocabulary.
 
-    python benchmarks/bench_scatter.py [--vocab 50000] [--dim 256] [--tokens 2048,16384] [--repeats 5]
+    python benchmarks/bench_scatter.py [--vocab 50000] [--dim 256] [--tokens 2048,16384] [--repeats 5] [--threads 1]
 
 For K tokens (batch x time) of width D into a table of V rows, prints the median time of
 ``portable_scatter_add_rows`` (sort, segmented scan, searchsorted: bpcore/nn/scatter.py) and of the
@@ -67,6 +67,19 @@ def measure(spec, vocab, dim, tokens, repeats, rng):
     return seconds + memory
 
 
+def _limit_threads(count):
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(count)
+    except ImportError:
+        pass
+    try:
+        import torch
+        torch.set_num_threads(count)
+    except ImportError:
+        pass
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vocab", type=int, default=50_000)
@@ -74,7 +87,12 @@ def main(argv=None):
     parser.add_argument("--tokens", default="2048,16384", help="comma-separated token counts K (batch x time)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--backends", default=",".join(s for s in ("numpy", "torch") if s in backends.available()))
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for NumPy's BLAS and torch alike (default: each library's own; on a busy "
+                             "machine 1 keeps waiting threads from distorting the times)")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        _limit_threads(args.threads)
     rng = np.random.default_rng(0)
     output_mb = args.vocab * args.dim * 4 / 1e6
     lines = [f"scatter-add of K rows of width {args.dim} into V = {args.vocab:,} rows (float32; the V x D "

@@ -6,10 +6,12 @@
 For each of five nets (the lessons' spiral and moons nets, an MNIST-sized MLP, a wide MLP and a
 deep narrow one), with the same starting weights for all three:
 
-1. bpcore on ``--device`` (numpy, or CuPy with ``--device cuda``);
+1. bpcore on ``--device`` (numpy; CuPy with ``--device cuda``; PyTorch with ``--device torch`` or
+   ``--device torch:cuda``);
 2. the same net written by hand as fast as the array library allows: every buffer (activations,
    pre-activations, gradients, weight gradients) allocated once, then filled in place with
    ``out=`` (matmul, tanh, maximum, exp, ...); the loss value computed as a training loop would;
+   in NumPy on a CPU, in CuPy on a GPU (for ``torch:cuda``: CuPy on the same GPU, if installed);
 3. PyTorch eager with autograd and ``torch.optim.SGD`` (``cuda`` on a GPU).
 
 The three are interleaved round by round (round r times ``--steps`` steps of each), so a
@@ -288,23 +290,45 @@ def machine_lines(be, torch):
     return lines
 
 
+def hand_namespace(be):
+    """(namespace, synchronize) of the hand-written step, on bpcore's device: NumPy on a CPU, CuPy on
+    a GPU. For ``torch:cuda`` that is CuPy on the same GPU when CuPy is usable here (PyTorch has no
+    ``out=`` for every line of the step; its own column is PyTorch eager); (None, None) without it."""
+    if be.kind != "cuda":
+        return np, lambda: None
+    if be.name == "cupy":
+        return be.cupy, be.synchronize
+    try:
+        gpu = backends.get(f"cupy:{getattr(be.device, 'index', None) or 0}")
+    except (backends.BackendUnavailableError, ValueError):
+        return None, None
+    return gpu.cupy, gpu.synchronize
+
+
+def torch_device_of(be) -> str:
+    """The PyTorch column's device: bpcore's own for the torch backend, the same GPU for CuPy."""
+    if be.name == "torch":
+        return str(be.device)
+    return f"cuda:{be.device.id}" if be.kind == "cuda" else "cpu"
+
+
 def run(args) -> list[str]:
     be = backends.get(args.device)
-    if be.kind == "cuda" and be.name != "cupy":
-        raise SystemExit("--device: the GPU comparison runs bpcore on CuPy (--device cuda); "
-                         "torch:cuda is the PyTorch column there")
-    hand_xp = be.cupy if be.name == "cupy" else np       # the hand-written step on the same device
-    torch_device = "cuda" if be.kind == "cuda" else "cpu"
+    hand_xp, hand_sync = hand_namespace(be)      # the hand-written step on the same device
+    torch_device = torch_device_of(be)
     try:
         import torch
     except ImportError:
         torch = None
+    if be.kind == "cuda" and torch is not None and not torch.cuda.is_available():
+        torch = None                              # a CPU build of torch beside CuPy: no PyTorch column
     names = [n.strip() for n in args.nets.split(",") if n.strip()]
     unknown = [n for n in names if n not in NETS]
     if unknown or not names:
         raise SystemExit(f"--nets: unknown {unknown or names}; choose from {', '.join(NETS)}")
     out = machine_lines(be, torch)
-    out.append(f"{args.rounds} rounds x {args.steps} steps each, interleaved; per-step min / median")
+    out.append(f"{args.rounds} rounds x {args.steps} steps each, interleaved; per-step min / median"
+               + ("" if hand_xp is not None else "; no hand-written column (it needs CuPy on this GPU)"))
     header = (f"{'net':<8}{'sizes':<26}{'batch':>6}{'hand min':>11}{'bpcore min':>12}{'torch min':>11}"
               f"{'bp/hand':>9}{'bp/torch':>10}{'bp median':>11}")
     out.append(header)
@@ -315,18 +339,23 @@ def run(args) -> list[str]:
         model = bpcore_model(sizes, activation)
         weights = [(layer.W.data.copy(), layer.b.data.copy()) for layer in model.layers
                    if isinstance(layer, bp.Linear)]
-        steps = {"hand": handwritten_step(hand_xp, weights, activation, X, y),
-                 "bpcore": bpcore_step(model, be, X, y)}
+        steps = {} if hand_xp is None else {"hand": handwritten_step(hand_xp, weights, activation, X, y)}
+        steps["bpcore"] = bpcore_step(model, be, X, y)
         if torch is not None:
             steps["torch"] = torch_step(torch, torch_device, weights, activation, X, y)
-        sync = be.synchronize if torch is None or be.kind != "cuda" else (
-            lambda: (be.synchronize(), torch.cuda.synchronize()))
+
+        def sync():                               # every library that queued work on the device
+            be.synchronize()
+            if hand_sync is not None:
+                hand_sync()
+            if torch is not None and be.kind == "cuda":
+                torch.cuda.synchronize()
         times = interleaved(steps, sync, args.rounds, args.steps)
         best = {k: min(v) for k, v in times.items()}
-        torch_min = best.get("torch", math.nan)
+        torch_min, hand_min = best.get("torch", math.nan), best.get("hand", math.nan)
         label = "-".join(map(str, sizes)) if len(sizes) < 8 else f"{sizes[0]}x{len(sizes) - 1} layers"
-        line = (f"{name:<8}{label:<26}{batch:>6}{best['hand'] * 1e6:>9.1f}us{best['bpcore'] * 1e6:>10.1f}us"
-                f"{torch_min * 1e6:>9.1f}us{best['bpcore'] / best['hand']:>9.2f}{best['bpcore'] / torch_min:>10.2f}"
+        line = (f"{name:<8}{label:<26}{batch:>6}{hand_min * 1e6:>9.1f}us{best['bpcore'] * 1e6:>10.1f}us"
+                f"{torch_min * 1e6:>9.1f}us{best['bpcore'] / hand_min:>9.2f}{best['bpcore'] / torch_min:>10.2f}"
                 f"{statistics.median(times['bpcore']) * 1e6:>9.1f}us")
         out.append(line)
         print(line, flush=True)
@@ -389,7 +418,8 @@ def profile(be, name, steps=3000, top=12) -> list[str]:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="cpu", help="cpu (numpy) or cuda (CuPy; PyTorch on CUDA beside it)")
+    p.add_argument("--device", default="cpu", help="cpu (numpy), cuda (CuPy; PyTorch on CUDA beside it), torch, "
+                                                   "torch:cuda, or any backend spec")
     p.add_argument("--nets", default=",".join(NETS), help=f"comma-separated, from {', '.join(NETS)}")
     p.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default 7)")
     p.add_argument("--steps", type=int, default=30, help="steps per implementation per round (default 30)")

@@ -46,6 +46,8 @@ def test_the_floors_hold():
     ("bpcore/nn/linear.py", "\n\ndef _planted():\n    from ..training import fit\n    return fit\n"),
     ("bpcore/checkpoint/api.py", "\nfrom ..training.history import History  # noqa\n"),
     ("backends/_numpy.py", "\nimport bpcore.nn  # noqa\n"),
+    # inside bp.distributed too: the circle communicator -> gradients -> communicator that issue 25 found
+    ("bpcore/distributed/gradients.py", "\n\ndef _planted():\n    from .communicator import init\n    return init\n"),
 ])
 def test_an_import_that_runs_back_up_is_caught(tmp_path, module, planted):
     tree = _copy_tree(tmp_path)

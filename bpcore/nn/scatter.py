@@ -50,8 +50,8 @@ def portable_scatter_add_rows(xp, values, indices, num_rows: int, device):
     shift = 1
     while shift < count:            # after this step, row i holds the sum of rows i-2s+1..i of its run
         same_run = xp.expand_dims(keys[shift:] == keys[:-shift], axis=1)
-        sums = xp.concat([sums[:shift, ...], sums[shift:, ...] + xp.where(same_run, sums[:-shift, ...], zero)],
-                         axis=0)
+        # the right side is computed (from the rows before this step) before it is written back
+        sums[shift:, ...] = sums[shift:, ...] + xp.where(same_run, sums[:-shift, ...], zero)
         shift *= 2
     rows = xp.arange(num_rows, dtype=xp.int64, device=device)
     last = xp.searchsorted(keys, rows, side="right") - 1      # the last sorted row with index <= v

@@ -1,4 +1,6 @@
-"""TransformerBlock: GPT-2's pre-LN block, made of the existing layers, its backward written out.
+"""GPT-2 from the existing layers: TransformerBlock, TokenPositionEmbedding and bp.gpt, backward written out.
+
+TransformerBlock is GPT-2's pre-LN block:
 
     h = x + attn(ln_1(x))          attention, on a normalized copy, added to the residual stream
     y = h + mlp(ln_2(h))           a two-layer MLP (Linear, GELU, Linear), the same way
@@ -8,6 +10,9 @@ through its branch,
 
     dL/dh = g + ln_2.backward(mlp.backward(g))
     dL/dx = dL/dh + ln_1.backward(attn.backward(dL/dh))
+
+TokenPositionEmbedding turns tokens into token + position embeddings; ``gpt`` stacks it, the
+blocks, a final LayerNorm and a Linear head into a Sequential (so ``summary`` shows each layer).
 """
 from __future__ import annotations
 

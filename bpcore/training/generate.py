@@ -103,7 +103,7 @@ def generate(model, prompt_tokens, max_new_tokens: int, temperature: float = 1.0
         raise ValueError(f"generate: seed must be a non-negative int or None, got {seed!r}")
     if context_length is None:
         context_length = _context_length(model)
-    elif context_length is not None:
+    else:
         context_length = check_int("generate", "context_length", context_length)
     backend = model.backend
     xp = backend.xp

@@ -39,7 +39,7 @@ def main(argv=None) -> dict:
     p.add_argument("--heads", type=positive_int, default=4, metavar="H", help="attention heads (default 4)")
     p.add_argument("--layers", type=positive_int, default=2, metavar="L", help="transformer blocks (default 2)")
     p.add_argument("--batch", type=positive_int, default=32, metavar="N", help="batch size (default 32)")
-    p.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default 2e-3 adder, 3e-3 text)")
+    p.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default 2e-3 adder, 1e-2 text)")
     p.add_argument("--sums", type=positive_int, default=None, metavar="N",
                    help="adder: train on the first N of the 9,500 training sums (default: all)")
     p.add_argument("--chars", type=positive_int, default=200_000, metavar="N",
@@ -163,7 +163,7 @@ def run_text(args) -> dict:
     model = bp.gpt(len(vocab), T, args.embed, args.heads, args.layers, seed=args.seed).to(device)
     print(f"text: {len(text):,} characters, {len(vocab)} distinct; {len(windows)} training windows of {T}")
     epochs = args.epochs or 5
-    history, seconds = train(model, windows[:, :-1], windows[:, 1:], args, epochs, args.lr or 3e-3,
+    history, seconds = train(model, windows[:, :-1], windows[:, 1:], args, epochs, args.lr or 1e-2,
                              validation_data=(held_out[:, :-1], held_out[:, 1:]))
     val_loss = history["val_loss"][-1]
     print(f"validation loss {val_loss:.3f} nats/char ({math.exp(val_loss):.1f} equally likely characters)")

@@ -143,7 +143,35 @@ def test_char_rnn_reads_a_text_file(tmp_path, capsys):
     assert stop.value.code == 2 and "missing.txt" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["xor", "spiral", "char_rnn"])
+def test_tiny_gpt_runs_briefly_on_every_backend(backend, tmp_path, capsys):
+    result = load_example("tiny_gpt").main(["--device", backend.spec, "--epochs", "1", "--sums", "256",
+                                            "--embed", "16", "--heads", "2", "--layers", "1", "--out", str(tmp_path)])
+    output = capsys.readouterr().out
+    assert "held-out exact match" in output and " + " in output and 0.0 <= result["accuracy"] <= 1.0
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (tmp_path / "tiny_gpt_attention.png").stat().st_size > 5000
+
+
+def test_tiny_gpt_adds_as_its_docs_claim(tmp_path):
+    """The README's and docs' claim: the default run answers >= 99% of the held-out sums exactly."""
+    result = load_example("tiny_gpt").main(["--out", str(tmp_path)])
+    assert result["accuracy"] >= 0.99
+
+
+def test_tiny_gpt_writes_like_a_text_file(tmp_path, capsys):
+    path = tmp_path / "words.txt"
+    path.write_text("the quick brown fox jumps over the lazy dog. " * 80, encoding="utf-8")
+    result = load_example("tiny_gpt").main(["--text", str(path), "--epochs", "2", "--context", "16", "--embed",
+                                            "16", "--heads", "2", "--layers", "1", "--sample", "20",
+                                            "--out", str(tmp_path)])
+    assert len(result["sample"]) == 20 and set(result["sample"]) <= set("the quick brown fox jumps over the lazy dog.")
+    assert "validation loss" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:
+        load_example("tiny_gpt").main(["--text", str(tmp_path / "missing.txt")])
+    assert stop.value.code == 2 and "missing.txt" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["xor", "spiral", "char_rnn", "tiny_gpt"])
 def test_unusable_device_exits_with_one_line(name):
     reason = backends.status().get("cupy")
     if reason is None:

@@ -10,6 +10,9 @@
     linear.py         Linear
     activations.py    Identity, ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, GELU (+ stable_sigmoid)
     normalization.py  BatchNorm1d, BatchNorm2d, LayerNorm
+    attention.py      MultiHeadAttention (self-attention, causal or not; backward written out)
+    transformer.py    TransformerBlock (GPT-2's pre-LN block), TokenPositionEmbedding, gpt
+    chunks.py         row blocks: elementwise chains (GELU) one cache-sized block at a time on a CPU
     conv.py           Conv2d (im2col / col2im from strided slices, explained in its docstring)
     pooling.py        MaxPool2d, AvgPool2d, AdaptiveAvgPool2d
     flatten.py        Flatten
@@ -25,6 +28,7 @@ Everything here imports only ``backends`` (floor 1) and ``bpcore._checks``.
 from __future__ import annotations
 
 from . import init
+from .attention import MultiHeadAttention
 from .activations import ACTIVATIONS, GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, stable_sigmoid
 from .containers import LayerList, Residual, Sequential, mlp
 from .conv import Conv2d
@@ -37,6 +41,7 @@ from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from .summary import ModelSummary, summary
 from .embedding import Embedding
 from .recurrent import GRU, LSTM, RNN
+from .transformer import TokenPositionEmbedding, TransformerBlock, gpt
 
 __all__ = [
     "ACTIVATIONS", "BatchNorm1d", "Dropout", "FLOAT_DTYPES", "GELU", "Identity", "init", "Layer", "LayerList",
@@ -45,4 +50,5 @@ __all__ = [
     "dtype_name", "layer_types", "mlp", "register_layer", "stable_sigmoid",
     "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Conv2d", "Flatten", "MaxPool2d", "ModelSummary", "summary",
     "Embedding", "GRU", "LSTM", "RNN",
+    "MultiHeadAttention", "TokenPositionEmbedding", "TransformerBlock", "gpt",
 ]

@@ -131,6 +131,11 @@ def shifted(*shape):
     return draw
 
 
+def tokens(vocab_size, *shape):
+    """Integer token ids in [0, vocab_size)."""
+    return lambda rng: rng.integers(0, vocab_size, shape)
+
+
 def with_extreme_row(*shape):
     """2 N(0, 1) values, the first row along the last axis (of 5) being EXTREME_ROW."""
     def draw(rng):
@@ -227,6 +232,15 @@ CASES = [
     LayerCase("RNN-relu", lambda: bp.RNN(3, 4, nonlinearity="relu", seed=0), inputs=normal(2, 5, 3)),
     LayerCase("LSTM", lambda: bp.LSTM(3, 4, seed=0), inputs=normal(2, 5, 3), edge_inputs=normal(2, 5, 3, scale=30.0)),
     LayerCase("GRU", lambda: bp.GRU(3, 4, seed=0), inputs=normal(2, 5, 3), edge_inputs=normal(2, 5, 3, scale=30.0)),
+    # attention and the GPT (tests/test_attention.py and test_gpt.py hold heads 1..4, T = 1, generation)
+    LayerCase("MultiHeadAttention", lambda: nontrivial(bp.MultiHeadAttention(4, 2, seed=2)), inputs=normal(2, 3, 4)),
+    LayerCase("MultiHeadAttention-causal-no-bias", lambda: bp.MultiHeadAttention(4, 2, causal=True, bias=False, seed=2),
+              inputs=normal(2, 3, 4)),
+    LayerCase("TransformerBlock", lambda: nontrivial(bp.TransformerBlock(4, 2, mlp_ratio=2, seed=3)),
+              inputs=normal(2, 3, 4)),
+    LayerCase("TokenPositionEmbedding", lambda: bp.TokenPositionEmbedding(7, 6, 4, seed=4), inputs=tokens(7, 2, 5)),
+    LayerCase("gpt", lambda: nontrivial(bp.gpt(7, 6, 4, num_heads=2, num_layers=1, mlp_ratio=2, seed=5)),
+              inputs=tokens(7, 2, 4)),
 ]
 
 assert len({case.name for case in CASES}) == len(CASES), "case names must be unique"

@@ -166,6 +166,85 @@ def _recurrent(layer):
     return TorchTwin(Sequence(), grads)
 
 
+def _causal_mask(torch, T):
+    return torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)      # True: the future, masked
+
+
+def _attention(layer):
+    """torch.nn.MultiheadAttention (batch first): in_proj_weight = W_qkv.T, out_proj.weight = W_out.T."""
+    import torch
+
+    config, state = layer.config(), layer.state_dict()
+    attention = torch.nn.MultiheadAttention(layer.embed_dim, layer.num_heads, batch_first=True, bias=config["bias"],
+                                            dtype=torch.float64)
+    _load(attention, {"in_proj_weight": state["W_qkv"].T})
+    _load(attention.out_proj, {"weight": state["W_out"].T})
+    grads = {"W_qkv": lambda: attention.in_proj_weight.grad.T, "W_out": lambda: attention.out_proj.weight.grad.T}
+    if config["bias"]:
+        _load(attention, {"in_proj_bias": state["b_qkv"]})
+        _load(attention.out_proj, {"bias": state["b_out"]})
+        grads.update(b_qkv=lambda: attention.in_proj_bias.grad, b_out=lambda: attention.out_proj.bias.grad)
+
+    class SelfAttention(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attention = attention
+
+        def forward(self, x):
+            mask = _causal_mask(torch, x.shape[1]) if config["causal"] else None
+            return self.attention(x, x, x, attn_mask=mask, need_weights=False)[0]
+
+    return TorchTwin(SelfAttention(), grads)
+
+
+def _children(layer, names) -> TorchTwin:
+    """A twin whose module holds the named children's twins (names kept), for a forward written below."""
+    import torch
+
+    twins = {name: torch_twin(getattr(layer, name)).prefixed(name) for name in names}
+    merged = TorchTwin(torch.nn.ModuleDict({name: twin.module for name, twin in twins.items()}))
+    for twin in twins.values():
+        merged.grads.update(twin.grads)
+        merged.buffers.update(twin.buffers)
+    return merged
+
+
+def _transformer_block(layer):
+    """GPT-2's pre-LN block: h = x + attn(ln_1(x)); y = h + mlp(ln_2(h))."""
+    import torch
+
+    parts = _children(layer, ("ln_1", "attn", "ln_2", "mlp"))
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.parts = parts.module
+
+        def forward(self, x):
+            p = self.parts
+            h = x + p["attn"](p["ln_1"](x))
+            return h + p["mlp"](p["ln_2"](h))
+
+    return TorchTwin(Block(), parts.grads, parts.buffers)
+
+
+def _token_position(layer):
+    """token(x) + position(0..T-1)."""
+    import torch
+
+    parts = _children(layer, ("token", "position"))
+
+    class TokenPosition(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.parts = parts.module
+
+        def forward(self, x):
+            return self.parts["token"](x) + self.parts["position"](torch.arange(x.shape[1]))[None]
+
+    return TorchTwin(TokenPosition(), parts.grads, parts.buffers)
+
+
 def _tuples(config: dict) -> dict:
     return {key: tuple(value) if isinstance(value, list) else value for key, value in config.items()}
 
@@ -194,4 +273,7 @@ BUILDERS: dict[type, Callable] = {
     bp.RNN: _recurrent,
     bp.LSTM: _recurrent,
     bp.GRU: _recurrent,
+    bp.MultiHeadAttention: _attention,
+    bp.TransformerBlock: _transformer_block,
+    bp.TokenPositionEmbedding: _token_position,
 }

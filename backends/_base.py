@@ -7,6 +7,7 @@ import secrets
 
 import numpy as np
 
+from ._fast_paths import fast_path as _fast_path
 from ._random import RandomStream, check_seed, random_bits
 
 
@@ -20,19 +21,6 @@ class BackendUnavailableError(RuntimeError):
 def is_host_array(obj) -> bool:
     """True for a host NumPy array (or NumPy scalar), whatever backend is in use."""
     return isinstance(obj, (np.ndarray, np.generic))
-
-
-def to_host(obj) -> np.ndarray:
-    """Any backend's array, or a host NumPy array -> a host NumPy array.
-
-    Raises:
-        TypeError: ``obj`` is not an array of NumPy or of a usable backend.
-    """
-    if is_host_array(obj):
-        return np.asarray(obj)
-    from ._registry import backend_of
-
-    return backend_of(obj).to_numpy(obj)
 
 
 def host_array_from(obj, what: str = "input") -> np.ndarray:
@@ -110,6 +98,11 @@ class Backend(abc.ABC):
         call, as PyTorch does on the CPU; on a GPU they avoid the sync. True for kind "cpu"."""
         return self.kind == "cpu"
 
+    def fast_path(self, operation: str):
+        """The function registered for ``operation`` on this backend (``backends.register_fast_path``),
+        or None: the caller then runs its portable Array API reference."""
+        return _fast_path(self.name, operation)
+
     def activate(self):
         """A context manager making this backend's device the current one while arrays are made
         and kernels launched (CuPy with several GPUs); a no-op elsewhere."""
@@ -180,7 +173,9 @@ class Backend(abc.ABC):
     def __deepcopy__(self, memo):
         return self
 
-    def __reduce__(self):
-        from . import get
+    # Unpickling finds the backend again by its spec through backends.get, which the registry
+    # (built on this module, so not imported here) puts on the class when it is imported.
+    _find_by_spec = None
 
-        return (get, (self.spec,))
+    def __reduce__(self):
+        return (Backend._find_by_spec, (self.spec,))

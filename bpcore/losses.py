@@ -22,6 +22,7 @@ first batch's predictions), and ``loss_fn.check(target)`` does it for a hand-wri
 from __future__ import annotations
 
 import math
+import numbers
 
 import backends
 
@@ -137,7 +138,8 @@ def _require_range(loss: Loss, xp, values, low, high, what):
         both = xp.stack([xp.min(values), xp.max(values)])
     smallest, largest = (to_python(v) for v in backend.to_numpy(both))
     if not (low <= smallest and largest <= high):
-        raise ValueError(f"{type(loss).__name__}: {what} must lie in [{low}, {high}], "
+        allowed = f"be >= {low}" if high == math.inf else f"lie in [{low}, {high}]"
+        raise ValueError(f"{type(loss).__name__}: {what} must {allowed}, "
                          f"got values from {smallest} to {largest}")
 
 
@@ -205,62 +207,113 @@ class BCEWithLogitsLoss(_BinaryTargets, Loss):
 
 
 class SoftmaxCrossEntropyLoss(Loss):
-    """Softmax and cross-entropy fused, on logits z (batch, classes) and integer labels (batch,).
+    """Softmax and cross-entropy fused, on logits z (batch, classes) and integer labels (batch,),
+    or on sequences: logits (batch, time, classes) and labels (batch, time).
 
-    L = -mean_n log softmax(z_n)[label_n];  dL/dz = (softmax(z) - onehot(label)) / batch.
-    Labels of shape (batch, 1) are accepted and flattened. A label outside [0, classes - 1]
-    is refused on every call where checking costs no device sync (``check_targets`` None, the
-    default, on NumPy, array_api_strict and torch on the CPU); on a GPU that batch's loss is NaN.
+    L = -mean over labelled positions p of log softmax(z_p)[label_p];
+    dL/dz_p = (softmax(z_p) - onehot(label_p)) / count, count = the number of positions averaged.
+    Labels of shape (batch, 1) with (batch, classes) logits are accepted and flattened. A label
+    outside [0, classes - 1] (other than ``ignore_index``) is refused on every call where checking
+    costs no device sync (``check_targets`` None, the default, on NumPy, array_api_strict and torch
+    on the CPU); on a GPU that batch's loss is NaN instead.
+
+    Args:
+        ignore_index: a label value that marks a position to leave out (padding), as PyTorch's
+            ``ignore_index``: those positions add nothing to the loss, get a zero gradient and are
+            not counted, so the mean divides by the number of other positions over all of batch
+            x time, exactly as ``torch.nn.functional.cross_entropy``. None (the default) ignores
+            nothing. A batch whose every label is ignored has loss 0 and a zero gradient here
+            (PyTorch returns NaN: 0 / 0); the count is kept >= 1 on the device, with no sync.
+            An ignored label is never "out of range", whatever its value.
     """
 
+    def __init__(self, ignore_index: int | None = None):
+        super().__init__()
+        if ignore_index is not None and (isinstance(ignore_index, bool)
+                                         or not isinstance(ignore_index, numbers.Integral)):
+            raise ValueError(f"SoftmaxCrossEntropyLoss: ignore_index must be an int or None, got {ignore_index!r}")
+        self.ignore_index = None if ignore_index is None else int(ignore_index)
+
     def check(self, target, pred=None) -> None:
-        """Labels >= 0, and below the number of classes (``pred``'s last axis) when pred is given."""
-        _check_labels(self, backends.backend_of(target), target, None if pred is None else pred.shape[-1])
+        """Labels are class indices: every one >= 0 and, when ``pred`` is given, below its number of
+        classes (its last axis); a label equal to ``ignore_index`` is never out of range."""
+        backend = backends.backend_of(target)
+        _check_labels(self, backend, target, None if pred is None else pred.shape[-1])
 
     def _check_entering(self, target, pred) -> None:
         self.check(target, pred)
 
+    def _labels_in_play(self, xp, labels):
+        """``labels`` with the ignored ones replaced by 0, for range checks (an ignored label is
+        never out of range)."""
+        if self.ignore_index is None:
+            return labels
+        return xp.where(labels == self.ignore_index, xp.zeros_like(labels), labels)
+
+    def _what_labels(self, classes=None) -> str:
+        label = "labels" if classes is None else f"labels (for {classes} classes)"
+        return label if self.ignore_index is None else f"{label} other than ignore_index={self.ignore_index}"
+
     def _accept_target(self, backend, pred, target):
         name = type(self).__name__
         xp = backend.xp
-        if pred.ndim != 2:
-            raise ValueError(f"{name}: pred must be logits of shape (batch, classes), got {tuple(pred.shape)}")
+        if pred.ndim not in (2, 3):
+            raise ValueError(f"{name}: pred must be logits of shape (batch, classes) or (batch, time, classes), "
+                             f"got {tuple(pred.shape)}")
         target = self._move_target(backend, pred, target, "int64")
         if not backend.isdtype(target.dtype, "integral"):
             raise TypeError(f"{name}: labels must be integer class indices, got dtype {target.dtype} "
                             f"(for one-hot targets pass their argmax)")
-        batch, classes = pred.shape
-        if target.ndim == 2 and target.shape[1] == 1:
+        batch, classes = pred.shape[0], pred.shape[-1]
+        if pred.ndim == 2 and target.ndim == 2 and target.shape[1] == 1:
             target = xp.reshape(target, (target.shape[0],))
-        if target.ndim != 1:
-            raise ValueError(f"{name}: labels must have shape ({batch},), got {tuple(target.shape)}")
-        if target.shape[0] != batch:
+        expected = tuple(pred.shape[:-1])
+        if target.ndim == 0 or target.shape[0] != batch:
             raise ValueError(f"{name}: batch size mismatch: pred has {batch} rows, "
-                             f"labels have {target.shape[0]}")
+                             f"labels have shape {tuple(target.shape)}")
+        if tuple(target.shape) != expected:
+            raise ValueError(f"{name}: labels must have shape {expected} (pred's {tuple(pred.shape)} without its "
+                             f"classes), got {tuple(target.shape)}")
         if self.check_targets or (self.check_targets is None and backend.sync_free):
             _check_labels(self, backend, target, classes)
         return target
 
     def _forward(self, xp, pred, labels):
-        batch, classes = pred.shape
-        shifted = pred - xp.max(pred, axis=1, keepdims=True)
-        log_probs = shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+        classes = pred.shape[-1]
+        shifted = pred - xp.max(pred, axis=-1, keepdims=True)
+        log_probs = shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
         class_ids = xp.arange(classes, dtype=labels.dtype, device=self._backend.device)
-        onehot = xp.astype(xp.reshape(labels, (batch, 1)) == class_ids, pred.dtype)
-        self._grad = (xp.exp(log_probs) - onehot) / batch
-        loss = -xp.sum(onehot * log_probs) / batch
+        onehot = xp.astype(xp.expand_dims(labels, axis=-1) == class_ids, pred.dtype)
+        probs = xp.exp(log_probs)
+        if self.ignore_index is None:
+            count = math.prod(labels.shape)
+        else:
+            # kept: 1 at a labelled position, 0 at an ignored one; the mean is over the kept ones,
+            # counted on the device (no sync) and kept >= 1 so an all-ignored batch gives 0, not 0/0
+            kept = xp.expand_dims(xp.astype(labels != self.ignore_index, pred.dtype), axis=-1)
+            onehot, probs = onehot * kept, probs * kept
+            count = xp.maximum(xp.sum(kept), self._backend.constant(1.0, pred.dtype))
+        self._grad = (probs - onehot) / count
+        loss = -xp.sum(onehot * log_probs) / count
         if self.check_targets is None and not self._backend.sync_free:
-            # A label outside [0, classes) matches no class, and its row would add 0 to the loss
-            # without a word. Checking here would cost a device sync on a GPU: the batch's loss
+            # A label outside [0, classes) matches no class, and its position would add 0 to the
+            # loss without a word. Checking here would cost a device sync on a GPU: the batch's loss
             # becomes NaN instead, which fit's divergence check stops on. (math.nan is one object,
             # so Backend.constant finds the cached device constant: no host-to-device copy.)
-            in_range = xp.all((labels >= 0) & (labels < classes))
-            loss = xp.where(in_range, loss, self._backend.constant(math.nan, pred.dtype))
+            valid = (labels >= 0) & (labels < classes)
+            if self.ignore_index is not None:
+                valid = valid | (labels == self.ignore_index)
+            loss = xp.where(xp.all(valid), loss, self._backend.constant(math.nan, pred.dtype))
         return loss
+
+    def __repr__(self):
+        extra = "" if self.ignore_index is None else f"ignore_index={self.ignore_index}"
+        return f"{type(self).__name__}({extra})"
 
 
 def _check_labels(loss, backend, labels, classes):
-    """Raise ValueError unless every label lies in [0, classes - 1] (>= 0 when classes is None).
+    """Raise ValueError unless every label lies in [0, classes - 1] (>= 0 when classes is None);
+    a label equal to the loss's ``ignore_index`` is never out of range.
 
     Reads the smallest and largest label (one host read; free on a sync-free backend) and builds
     the message only when one is out of range.
@@ -269,11 +322,15 @@ def _check_labels(loss, backend, labels, classes):
         return
     xp = backend.xp
     with backend.activate():
-        smallest, largest = int(xp.min(labels)), int(xp.max(labels))
+        in_play = loss._labels_in_play(xp, labels)
+        smallest, largest = int(xp.min(in_play)), int(xp.max(in_play))
     high = math.inf if classes is None else classes - 1
     if 0 <= smallest and largest <= high:
         return
-    bad = smallest if smallest < 0 else largest
-    where = f"(for {classes} classes) must lie in [0, {classes - 1}]" if classes is not None else "must be >= 0"
-    raise ValueError(f"{type(loss).__name__}: labels {where}, got values from {smallest} to {largest} "
-                     f"(label {bad} is out of range)")
+    what = f"{type(loss).__name__}: {loss._what_labels(classes)}"
+    if smallest < 0:
+        within = f"; they lie in [0, {classes - 1}]" if classes is not None else ""
+        raise ValueError(f"{what} must be >= 0, got values from {smallest} to {largest} (label {smallest} is "
+                         f"out of range{within})")
+    raise ValueError(f"{what} must lie in [0, {classes - 1}], got values from {smallest} to {largest} "
+                     f"(label {largest} is out of range)")

@@ -113,8 +113,9 @@ class Layer(KitMethods):
         """
         self.backward(grad_out)
 
-    def __call__(self, x):
-        return self.forward(x)
+    def __call__(self, x, *args, **kwargs):
+        """``layer(x)`` is ``layer.forward(x)``; extra arguments go to forward too (an LSTM's state)."""
+        return self.forward(x, *args, **kwargs)
 
     def config(self) -> dict:
         """The constructor's arguments as plain data, so a checkpoint can rebuild the layer."""

@@ -4,13 +4,14 @@ from __future__ import annotations
 from .._checks import check_finite, check_int
 from ..nn.activations import stable_sigmoid
 from ..nn.module import Layer
-from .inputs import _accept_X, _check_common, _FirstBatchChecks, _on_model_device, _prepare
+from .inputs import _check_common, _checked_X, _FirstBatchChecks, _on_model_device, _prepare
 from .metrics import _resolve_metrics
 
 
 @_on_model_device
 def _evaluate_prepared(model, loss_fn, X, y, batch_size, counters):
     xp = model.xp
+    dtype = model.device.dtype(model.dtype)     # not X's: integer indices for an Embedding
     was_training = model.training
     model.eval()
     try:
@@ -25,7 +26,7 @@ def _evaluate_prepared(model, loss_fn, X, y, batch_size, counters):
                     correct, total = count(xp, out, y[start:stop, ...])
                     row.append(correct)
                     items[name] += total
-                values.append(xp.stack([xp.astype(xp.asarray(v), X.dtype) for v in row]))
+                values.append(xp.stack([xp.astype(xp.asarray(v), dtype) for v in row]))
     finally:
         model.train(was_training)
     sums = model.device.to_numpy(xp.sum(xp.stack(values), axis=0)).astype("float64")
@@ -52,7 +53,7 @@ def predict(model, X, batch_size: int = 1024, probabilities: bool = False):
     if not isinstance(model, Layer):
         raise TypeError(f"model must be a bpcore Layer, got {type(model).__name__}")
     check_int("", "batch_size", batch_size)
-    X = _accept_X(model, X, "predict")
+    X = _checked_X(model, X, "predict")
     xp = model.xp
     if xp.isdtype(X.dtype, "real floating"):
         check_finite(xp, X, "predict: X", "the outputs would be NaN; clean the input (or drop those rows) first")

@@ -265,8 +265,9 @@ def test_zero_size_dimensions_pass_through_every_layer_or_are_refused_by_name(na
     assert grad_in.shape == x.shape
 
 
-@pytest.mark.xfail(strict=True, reason="issue 30, layer code: window sizes are bounded, but a Linear or BatchNorm1d "
-                                       "of 2**40 features ends in a MemoryError naming neither the layer nor the argument")
+@pytest.mark.xfail(strict=True, reason="issue 30, layer code: window sizes are bounded, but a Linear or "
+                                       "BatchNorm1d of 2**40 features ends in a MemoryError naming neither the "
+                                       "layer nor the argument")
 @PROPERTY_SETTINGS
 @given(case=st.sampled_from(["Conv2d padding", "Conv2d kernel_size", "Linear n_in", "BatchNorm1d n"]),
        power=st.integers(40, 60))

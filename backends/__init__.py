@@ -15,11 +15,13 @@ Device strings: ``"cpu"`` is NumPy; ``"cuda"`` / ``"cuda:N"`` is CuPy on GPU N;
 a backend name, alone or followed by ``:device`` (``"torch:cuda:0"``), picks
 that backend; ``"onnx"`` (ndonnx) records the forward pass as an ONNX graph
 (inference only, used by ``bp.onnx.export``). ``register()`` adds a backend
-without touching bpcore.
+without touching bpcore; ``register_fast_path()`` gives a backend a faster function for one
+hot spot of the layers (``portable_only()`` turns them off).
 """
 from __future__ import annotations
 
 from ._base import Backend, BackendUnavailableError, RandomStream, host_array_from, is_host_array, to_host
+from ._fast import fast_path_names, portable_only, register_fast_path, unregister_fast_path
 from ._onnx import InferenceOnlyError
 from ._registry import accept_array, available, backend_of, get, known, register, status, unregister
 
@@ -31,6 +33,7 @@ __all__ = [
     "Backend",
     "accept_array",
     "BackendUnavailableError",
+    "fast_path_names",
     "RandomStream",
     "available",
     "backend_of",
@@ -39,10 +42,13 @@ __all__ = [
     "host_array_from",
     "is_host_array",
     "known",
+    "portable_only",
     "register",
+    "register_fast_path",
     "status",
     "to_host",
     "unregister",
+    "unregister_fast_path",
 ]
 
 
@@ -60,6 +66,14 @@ def _register_builtin():
     register("torch", make_torch, candidates=["torch", "torch:cuda"], spec_of=torch_spec_of)
     register("cupy", make_cupy, candidates=["cupy"], spec_of=cupy_spec_of)
     register("onnx", make_onnx, trains=False)     # export: records the forward pass as an ONNX graph
+    # NumPy and CuPy: faster functions for hot spots of the layers (as_strided windows, ...)
+    from . import _strided
+    import numpy
+
+    for op, make in _strided.numpy_paths(numpy).items():
+        register_fast_path("numpy", op, make)
+    for op, make in _strided.cupy_paths().items():
+        register_fast_path("cupy", op, make)
 
 
 _register_builtin()

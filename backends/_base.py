@@ -6,6 +6,8 @@ import contextlib
 
 import numpy as np
 
+from . import _fast
+
 
 class BackendUnavailableError(RuntimeError):
     """A known backend cannot be used here (library missing, no device).
@@ -119,6 +121,8 @@ class Backend(abc.ABC):
         self.switches_device = type(self).activate is not Backend.activate
         self._constants = {}        # (value, dtype) -> 0-d array, see constant()
         self._dtype_kinds = {}      # (dtype, kind) -> bool, see isdtype()
+        self._fast_paths = {}       # operation -> function or None, see fast_path()
+        self._fast_version = -1
 
     # -- moving data ------------------------------------------------------
     @abc.abstractmethod
@@ -154,6 +158,21 @@ class Backend(abc.ABC):
     def random(self, seed: int | None = None) -> RandomStream:
         """A seeded stream of random numbers made on this device."""
         return RandomStream(self, seed)
+
+    # -- fast paths ------------------------------------------------------
+    def fast_path(self, op: str):
+        """This backend's faster function for the layer operation ``op``, or None: then the layer
+        runs its portable Array API lines (backends/_fast.py; none at all inside ``portable_only()``)."""
+        state = _fast._STATE
+        if state["portable_only"]:
+            return None
+        if self._fast_version != state["version"]:       # a fast path was (un)registered since
+            self._fast_paths, self._fast_version = {}, state["version"]
+        try:
+            return self._fast_paths[op]
+        except KeyError:
+            found = self._fast_paths[op] = _fast.make_fast_path(self, op)
+            return found
 
     # -- small conveniences ----------------------------------------------
     def constant(self, value: float, dtype):

@@ -1,0 +1,126 @@
+"""What the benchmarks share: pinned threads, interleaved and rotated rounds, min and median ratios,
+machine lines, and writing one script's section of a results file.
+
+How a comparison is kept honest on a shared, noisy machine:
+
+- every contender runs the same number of threads (``pin_threads``: NumPy's BLAS through
+  threadpoolctl, PyTorch through ``torch.set_num_threads``), printed with the results;
+- the contenders take turns round by round, and the order rotates every round (round r starts
+  with contender r mod k), so neither a slow spell nor a warm cache favours one of them;
+- each round times ``steps`` steps of one contender back to back; the table gives the per-step
+  minimum and median over the rounds, and ratios of both: the minimum is the least disturbed run,
+  the median what a typical round gave; a large gap between them says the machine was busy.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+
+
+def pin_threads(threads: int, torch=None) -> str:
+    """Limit NumPy's BLAS/OpenMP pools and PyTorch to ``threads`` threads; returns how it went.
+
+    The limit holds for the rest of the process (threadpoolctl's limit object is kept alive).
+    """
+    notes = []
+    try:
+        from threadpoolctl import threadpool_limits
+        pin_threads.limits = threadpool_limits(limits=threads)      # kept: the limit lasts while it lives
+        notes.append(f"NumPy's BLAS/OpenMP pools limited to {threads}")
+    except ImportError:
+        notes.append("threadpoolctl missing: NumPy's BLAS threads NOT pinned (pip install threadpoolctl)")
+    if torch is not None:
+        torch.set_num_threads(threads)
+        notes.append(f"torch.set_num_threads({threads})")
+    return "threads: " + "; ".join(notes)
+
+
+def interleaved(steps_by_name: dict, sync, rounds: int, steps: int, warmup: int = 3) -> dict:
+    """{name: [seconds per step, one per round]}: the contenders take turns, in a rotated order.
+
+    Args:
+        steps_by_name: {name: step()}; ``step`` runs one training step.
+        sync: waits for queued device work (a no-op on the CPU); called before each clock read.
+        rounds, steps: rounds of ``steps`` steps per contender.
+        warmup: untimed steps per contender first (allocator, caches, kernels).
+    """
+    names = list(steps_by_name)
+    for name in names:
+        for _ in range(warmup):
+            steps_by_name[name]()
+    sync()
+    times = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            step = steps_by_name[name]
+            start = time.perf_counter()
+            for _ in range(steps):
+                step()
+            sync()
+            times[name].append((time.perf_counter() - start) / steps)
+    return times
+
+
+def summary(times: dict) -> dict:
+    """{name: (min, median)} seconds per step."""
+    return {name: (min(values), statistics.median(values)) for name, values in times.items()}
+
+
+def ratio_text(stats: dict, ours: str, theirs: str, width: int = 12) -> str:
+    """"1.23 / 1.31": ours/theirs of the minima, then of the medians (nan when either is missing)."""
+    if ours not in stats or theirs not in stats:
+        return f"{'nan / nan':>{width}}"
+    (our_min, our_med), (their_min, their_med) = stats[ours], stats[theirs]
+    return f"{our_min / their_min:.2f} / {our_med / their_med:.2f}".rjust(width)
+
+
+def fmt_time(seconds: float) -> str:
+    if seconds != seconds:
+        return "nan"
+    return f"{seconds * 1e3:.2f}ms" if seconds >= 1e-3 else f"{seconds * 1e6:.1f}us"
+
+
+def machine_lines(spec: str, version: str, torch=None) -> list[str]:
+    """The date, versions, CPU, BLAS and threads: what a reader needs to weigh the numbers."""
+    lines = [f"date {datetime.date.today().isoformat()} | bpcore {version} on {spec} | numpy {np.__version__} | "
+             f"python {platform.python_version()} | {platform.machine()}"]
+    try:
+        with open("/proc/cpuinfo") as info:
+            model = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+        lines.append(f"CPU {model}, {os.cpu_count()} logical cores")
+    except (OSError, StopIteration):
+        lines.append(f"CPU {platform.processor() or 'unknown'}, {os.cpu_count()} logical cores")
+    try:
+        lines.append(f"load average {os.getloadavg()[0]:.1f} (1 min) when the run started")
+    except OSError:
+        pass
+    try:
+        from threadpoolctl import threadpool_info
+        for pool in threadpool_info():
+            if pool.get("user_api") == "blas":
+                lines.append(f"BLAS {pool.get('internal_api')} {pool.get('version')} "
+                             f"({pool.get('architecture')} kernel, {pool.get('num_threads')} threads)")
+    except ImportError:
+        lines.append("BLAS: unknown (pip install threadpoolctl to see it)")
+    if torch is not None:
+        lines.append(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    return lines
+
+
+def write_section(path: str, name: str, title: str, lines: list[str]) -> None:
+    """Put ``lines`` into ``path`` between this script's markers, keeping every other section."""
+    start, end = f"<!-- {name}: start -->", f"<!-- {name}: end -->"
+    section = "\n".join([start, f"## {title}", "", "```text", *lines, "```", end])
+    old = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
+    if start in old and end in old:
+        new = old[:old.index(start)] + section + old[old.index(end) + len(end):]
+    else:
+        new = old.rstrip("\n") + "\n\n" + section + "\n"
+    with open(path, "w") as stream:
+        stream.write(new)
+    print(f"wrote {path}")

@@ -3,7 +3,7 @@ machine lines, and writing one script's section of a results file.
 
 How a comparison is kept honest on a shared, noisy machine:
 
-- every contender runs the same number of threads (``pin_threads``: NumPy's BLAS through
+- every contender runs the same number of threads (``pinned_threads``: NumPy's BLAS through
   threadpoolctl, PyTorch through ``torch.set_num_threads``), printed with the results;
 - the contenders take turns round by round, and the order rotates every round (round r starts
   with contender r mod k), so neither a slow spell nor a warm cache favours one of them;
@@ -13,6 +13,7 @@ How a comparison is kept honest on a shared, noisy machine:
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import platform
@@ -22,22 +23,28 @@ import time
 import numpy as np
 
 
-def pin_threads(threads: int, torch=None) -> str:
-    """Limit NumPy's BLAS/OpenMP pools and PyTorch to ``threads`` threads; returns how it went.
-
-    The limit holds for the rest of the process (threadpoolctl's limit object is kept alive).
-    """
-    notes = []
+@contextlib.contextmanager
+def pinned_threads(threads: int, torch=None):
+    """While the block runs, NumPy's BLAS/OpenMP pools and PyTorch use ``threads`` threads; yields
+    a line that says so (printed with the results). Both are put back afterwards."""
+    notes, limits = [], None
     try:
         from threadpoolctl import threadpool_limits
-        pin_threads.limits = threadpool_limits(limits=threads)      # kept: the limit lasts while it lives
+        limits = threadpool_limits(limits=threads)
         notes.append(f"NumPy's BLAS/OpenMP pools limited to {threads}")
     except ImportError:
         notes.append("threadpoolctl missing: NumPy's BLAS threads NOT pinned (pip install threadpoolctl)")
+    before = torch.get_num_threads() if torch is not None else None
     if torch is not None:
         torch.set_num_threads(threads)
         notes.append(f"torch.set_num_threads({threads})")
-    return "threads: " + "; ".join(notes)
+    try:
+        yield "threads: " + "; ".join(notes)
+    finally:
+        if limits is not None:
+            limits.restore_original_limits()
+        if torch is not None:
+            torch.set_num_threads(before)
 
 
 def interleaved(steps_by_name: dict, sync, rounds: int, steps: int, warmup: int = 3) -> dict:

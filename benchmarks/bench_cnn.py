@@ -119,17 +119,22 @@ def host_peak_bytes(step):
 
 
 def run(args) -> list[str]:
-    device = backends.get(args.device)
     try:
         import torch
     except ImportError:
         torch = None
-    out = [_timing.pin_threads(args.threads, torch)]
+    with _timing.pinned_threads(args.threads, torch) as threads:
+        return _run(args, torch, threads)
+
+
+def _run(args, torch, threads) -> list[str]:
+    device = backends.get(args.device)
+    out = [threads]
     out += _timing.machine_lines(device.spec, bp.__version__, torch)
     torch_device = "cuda" if device.kind == "cuda" else "cpu"
     out.append(f"batch {BATCH}; {args.rounds} rounds x {args.steps} steps per contender, interleaved, order rotated "
                f"each round; per-step min / median; ratios min-based / median-based")
-    header = (f"{'case':<36}{'bpcore':>18}{'portable':>18}{'torch':>18}{'bp/torch':>13}{'portable/torch':>16}")
+    header = f"{'case':<34}{'bpcore':>21}{'portable':>21}{'torch':>21}{'bp/torch':>13}{'portable/torch':>16}"
     if args.memory:
         header += f"{'bp peak':>10}{'torch peak':>12}"
     out.append(header)
@@ -147,9 +152,9 @@ def run(args) -> list[str]:
             steps["torch"] = torch_step(torch, torch_device, bpcore_model(case), X, y)
         stats = _timing.summary(_timing.interleaved(steps, sync, args.rounds, args.steps))
         nan = (float("nan"), float("nan"))
-        cells = "".join(f"{_timing.fmt_time(stats.get(k, nan)[0]) + ' / ' + _timing.fmt_time(stats.get(k, nan)[1]):>18}"
+        cells = "".join(f"{_timing.fmt_time(stats.get(k, nan)[0]) + ' / ' + _timing.fmt_time(stats.get(k, nan)[1]):>21}"
                         for k in ("bpcore", "portable", "torch"))
-        line = (f"{case['label']:<36}{cells}{_timing.ratio_text(stats, 'bpcore', 'torch', 13)}"
+        line = (f"{case['label']:<34}{cells}{_timing.ratio_text(stats, 'bpcore', 'torch', 13)}"
                 f"{_timing.ratio_text(stats, 'portable', 'torch', 16)}")
         if args.memory:
             ours = host_peak_bytes(steps["bpcore"]) if device.name == "numpy" else float("nan")

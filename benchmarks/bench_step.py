@@ -1,34 +1,33 @@
 """One training step (forward, loss, backward, SGD update, zero_grad), three ways, in one run.
 
-    python benchmarks/bench_step.py [--device cpu|cuda] [--nets spiral,moons,...] [--rounds 7]
-                                    [--steps 30] [--write]
+    python benchmarks/bench_step.py [--device cpu|cuda] [--nets spiral,moons,...] [--rounds 9]
+                                    [--steps N] [--threads N] [--write] [--profile NET]
 
 For each of five nets (the lessons' spiral and moons nets, an MNIST-sized MLP, a wide MLP and a
 deep narrow one), with the same starting weights for all three:
 
 1. bpcore on ``--device`` (numpy, or CuPy with ``--device cuda``);
 2. the same net written by hand as fast as the array library allows: every buffer (activations,
-   pre-activations, gradients, weight gradients) allocated once, then filled in place with
-   ``out=`` (matmul, tanh, maximum, exp, ...); the loss value computed as a training loop would;
+   pre-activations, gradients, weight and bias gradients) allocated once, then filled in place
+   with ``out=``; reductions as the ufuncs' ``reduce`` (the calls bpcore's NumPy namespace makes);
+   the loss value computed as a training loop would;
 3. PyTorch eager with autograd and ``torch.optim.SGD`` (``cuda`` on a GPU).
 
-The three are interleaved round by round (round r times ``--steps`` steps of each), so a
-noisy machine slows all of them alike; the table gives the per-step minimum and median over
-the rounds and the ratios of the minima. Also: the peak memory of one wide-net step (tracemalloc,
-which sees NumPy's allocations but not PyTorch's, so that column is bpcore against the
-hand-written step only), and the overhead of ``bp.fit`` over the bare step loop on the same
-shuffled batches (MNIST-sized net, per epoch, and fit's once-per-call checks apart). ``--write`` puts the output into
-``benchmarks/cpu-results.md`` (or ``gpu-results.md`` with ``--device cuda``), keeping its other
-sections. Timings vary between machines and runs: compare ratios, not seconds.
+All three run ``--threads`` threads (NumPy's BLAS and PyTorch alike). They take turns round by
+round in an order that rotates every round (benchmarks/_timing.py); the table gives the per-step
+minimum and median over the rounds and the ratios of both. Also: the peak memory of a wide-net
+step (tracemalloc, which sees NumPy's allocations but not PyTorch's, so it compares bpcore with
+the hand-written step), and the overhead of ``bp.fit`` over the bare step loop on the same
+shuffled batches (MNIST-sized net, per epoch, and fit's once-per-call checks apart). ``--write``
+puts the output into ``benchmarks/cpu-results.md`` (or ``gpu-results.md`` with ``--device
+cuda``), keeping its other sections. Timings vary between machines and runs: compare ratios,
+not seconds.
 """
 from __future__ import annotations
 
 import argparse
-import datetime
 import math
 import os
-import platform
-import statistics
 import sys
 import time
 import tracemalloc
@@ -37,6 +36,9 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))     # the repository
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "benchmarks"))
+
+import _timing  # noqa: E402
 
 import backends  # noqa: E402
 import bpcore as bp  # noqa: E402
@@ -48,8 +50,8 @@ NETS = {   # name: sizes, activation, batch; binary cross-entropy for one output
     "wide": ([784, 1024, 1024, 1024, 10], "relu", 512),
     "deep": ([64] * 20 + [10], "relu", 64),
 }
+STEPS = {"spiral": 200, "moons": 200, "mnist": 20, "wide": 2, "deep": 40}    # per round: tens of ms each
 LR = 0.1
-START, END = "<!-- bench_step: start -->", "<!-- bench_step: end -->"
 
 
 def make_data(sizes, batch, seed=0):
@@ -85,13 +87,16 @@ def handwritten_step(xp, weights, activation, X, y):
     """The baseline: the same net written out, in place wherever ``out=`` exists.
 
     weights: [(W (n_in, n_out), b (n_out,))] as host arrays, copied. In place: every matmul
-    (``out=``), the bias add, tanh / maximum, the loss's exp and log, the gradient arithmetic and
-    the SGD update. Allocated per step: only the reductions' small results (bias gradients,
-    the row maxima and sums of softmax, the loss value).
+    (``out=``), the bias add, tanh / maximum, the loss's arithmetic, the gradients, the bias
+    gradients (a reduction with ``out=``) and the SGD update. Reductions call the ufuncs' own
+    ``reduce`` (NumPy's ``x.sum()`` and ``x.max()`` add a wrapper of about 1.5 us each). Allocated
+    per step: only the 0-d loss value.
     """
     Ws = [xp.asarray(W.copy()) for W, _ in weights]
     bs = [xp.asarray(b.copy()) for _, b in weights]
     X = xp.asarray(X)
+    add_reduce = xp.add.reduce if xp is np else xp.sum               # CuPy: its sum takes out= too
+    max_reduce = xp.maximum.reduce if xp is np else xp.max
     n, layers, relu = X.shape[0], len(Ws), activation == "relu"
     multiclass = Ws[-1].shape[1] > 1
     target = xp.asarray(np.eye(Ws[-1].shape[1], dtype=np.float32)[y] if multiclass else y)
@@ -99,8 +104,9 @@ def handwritten_step(xp, weights, activation, X, y):
     a = [X] + [xp.empty_like(zi) for zi in z[:-1]]                          # layer inputs
     g = [xp.empty_like(zi) for zi in z]                                     # dL/dz per layer
     dW = [xp.empty_like(W) for W in Ws]
+    db = [xp.empty_like(b) for b in bs]
     mask = [xp.empty_like(zi) for zi in z[:-1]]
-    work = xp.empty_like(z[-1])
+    work, row = xp.empty_like(z[-1]), xp.empty((n, 1), dtype=xp.float32)
     lr = np.float32(LR)
 
     def step():
@@ -114,24 +120,30 @@ def handwritten_step(xp, weights, activation, X, y):
                     xp.tanh(z[i], out=a[i + 1])
         out, grad = z[-1], g[-1]
         if multiclass:                                  # softmax cross-entropy, stable
-            out -= out.max(axis=1, keepdims=True)
+            out -= max_reduce(out, axis=1, keepdims=True)
             xp.exp(out, out=grad)
-            total = grad.sum(axis=1, keepdims=True)
-            grad /= total
-            loss = -(target * (out - xp.log(total))).sum() / n
+            add_reduce(grad, axis=1, keepdims=True, out=row)
+            grad /= row
+            xp.log(row, out=row)
+            xp.subtract(out, row, out=work)             # log-probabilities
+            xp.multiply(work, target, out=work)
+            loss = -add_reduce(work, axis=None) / n
             grad -= target
         else:                                           # BCE with logits, stable
             xp.abs(out, out=work)
             xp.negative(work, out=work)
             xp.exp(work, out=work)                      # e = exp(-|z|)
-            loss = (xp.maximum(out, 0) - out * target + xp.log1p(work)).sum() / n
-            xp.add(work, 1, out=grad)
+            xp.add(work, 1, out=grad)                   # 1 + e
+            xp.log(grad, out=row)                       # the loss per sample: log(1 + e) + max(z, 0) - z y
+            xp.add(row, xp.maximum(out, 0), out=row)
+            xp.subtract(row, out * target, out=row)
+            loss = add_reduce(row, axis=None) / n
             xp.divide(xp.where(out >= 0, 1, work), grad, out=grad)             # sigmoid(z)
             grad -= target
         grad /= n
         for i in range(layers - 1, -1, -1):
             xp.matmul(a[i].T, g[i], out=dW[i])
-            db = g[i].sum(axis=0)
+            add_reduce(g[i], axis=0, out=db[i])
             if i > 0:
                 xp.matmul(g[i], Ws[i].T, out=g[i - 1])
                 if relu:
@@ -142,7 +154,8 @@ def handwritten_step(xp, weights, activation, X, y):
                 g[i - 1] *= mask[i - 1]
             dW[i] *= lr
             Ws[i] -= dW[i]
-            bs[i] -= lr * db
+            db[i] *= lr
+            bs[i] -= db[i]
         return loss
     step.weights = Ws                  # for the test that this baseline trains the same net
     return step
@@ -172,29 +185,19 @@ def torch_step(torch, device, weights, activation, X, y):
 
 
 # -- measuring ----------------------------------------------------------------------------------
-def interleaved(steps_by_name, sync, rounds, steps):
-    """{name: [seconds per step, one per round]}, the implementations taking turns each round."""
-    for step in steps_by_name.values():               # warm up: allocator, caches, kernels
-        for _ in range(3):
-            step()
-    sync()
-    times = {name: [] for name in steps_by_name}
-    for _ in range(rounds):
-        for name, step in steps_by_name.items():
-            start = time.perf_counter()
-            for _ in range(steps):
-                step()
-            sync()
-            times[name].append((time.perf_counter() - start) / steps)
-    return times
-
-
 def peak_bytes(make_step):
-    """The peak of NumPy allocations (tracemalloc) while a step is built (weights, buffers, data
-    on the device) and run twice: everything a training step holds, and its transients."""
+    """The peak of NumPy allocations (tracemalloc) over two training steps, counting everything the
+    step holds (weights, gradients, buffers, what layers keep for backward) and its transients.
+
+    Tracing starts before the step is built, so what it holds is counted; the peak is reset after
+    the build and a first step, so one-time transients of building (host-side weight draws) and
+    of the first step (gradients made on first use) are not.
+    """
     tracemalloc.start()
     try:
         step = make_step()
+        step()
+        tracemalloc.reset_peak()
         step()
         step()
         return tracemalloc.get_traced_memory()[1]
@@ -267,48 +270,34 @@ def fit_overhead(be, rounds, epochs=3):
     return min(fit_epochs), min(loop_epochs), min(once)
 
 
-def machine_lines(be, torch):
-    lines = [f"date {datetime.date.today().isoformat()} | bpcore {bp.__version__} on {be.spec} | "
-             f"numpy {np.__version__} | python {platform.python_version()} | {platform.machine()}"]
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-        lines.append(f"CPU {model}, {os.cpu_count()} logical cores")
-    except (OSError, StopIteration):
-        lines.append(f"CPU {platform.processor() or 'unknown'}, {os.cpu_count()} logical cores")
-    try:
-        from threadpoolctl import threadpool_info
-        for pool in threadpool_info():
-            if pool.get("user_api") == "blas":
-                lines.append(f"BLAS {pool.get('internal_api')} {pool.get('version')} "
-                             f"({pool.get('architecture')} kernel, {pool.get('num_threads')} threads)")
-    except ImportError:
-        lines.append("BLAS: unknown (pip install threadpoolctl to see it)")
-    if torch is not None:
-        lines.append(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    return lines
-
-
 def run(args) -> list[str]:
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    with _timing.pinned_threads(args.threads, torch) as threads:
+        return _run(args, torch, threads)
+
+
+def _run(args, torch, threads) -> list[str]:
     be = backends.get(args.device)
     if be.kind == "cuda" and be.name != "cupy":
         raise SystemExit("--device: the GPU comparison runs bpcore on CuPy (--device cuda); "
                          "torch:cuda is the PyTorch column there")
     hand_xp = be.cupy if be.name == "cupy" else np       # the hand-written step on the same device
     torch_device = "cuda" if be.kind == "cuda" else "cpu"
-    try:
-        import torch
-    except ImportError:
-        torch = None
     names = [n.strip() for n in args.nets.split(",") if n.strip()]
     unknown = [n for n in names if n not in NETS]
     if unknown or not names:
         raise SystemExit(f"--nets: unknown {unknown or names}; choose from {', '.join(NETS)}")
-    out = machine_lines(be, torch)
-    out.append(f"{args.rounds} rounds x {args.steps} steps each, interleaved; per-step min / median")
-    header = (f"{'net':<8}{'sizes':<26}{'batch':>6}{'hand min':>11}{'bpcore min':>12}{'torch min':>11}"
-              f"{'bp/hand':>9}{'bp/torch':>10}{'bp median':>11}")
+    out = [threads] + _timing.machine_lines(be.spec, bp.__version__, torch)
+    out.append(f"{args.rounds} rounds per net, each contender's steps in a row, interleaved, order rotated each "
+               f"round; per-step min / median; ratios min-based / median-based")
+    header = (f"{'net':<7}{'sizes':<24}{'batch':>5}{'steps':>6}{'hand':>20}{'bpcore':>20}{'torch':>20}"
+              f"{'bp/hand':>13}{'bp/torch':>13}")
     out.append(header)
     print("\n".join(out), flush=True)
+    nan = (math.nan, math.nan)
     for name in names:
         sizes, activation, batch = NETS[name]
         X, y = make_data(sizes, batch)
@@ -321,13 +310,13 @@ def run(args) -> list[str]:
             steps["torch"] = torch_step(torch, torch_device, weights, activation, X, y)
         sync = be.synchronize if torch is None or be.kind != "cuda" else (
             lambda: (be.synchronize(), torch.cuda.synchronize()))
-        times = interleaved(steps, sync, args.rounds, args.steps)
-        best = {k: min(v) for k, v in times.items()}
-        torch_min = best.get("torch", math.nan)
+        count = args.steps or STEPS[name]
+        stats = _timing.summary(_timing.interleaved(steps, sync, args.rounds, count))
         label = "-".join(map(str, sizes)) if len(sizes) < 8 else f"{sizes[0]}x{len(sizes) - 1} layers"
-        line = (f"{name:<8}{label:<26}{batch:>6}{best['hand'] * 1e6:>9.1f}us{best['bpcore'] * 1e6:>10.1f}us"
-                f"{torch_min * 1e6:>9.1f}us{best['bpcore'] / best['hand']:>9.2f}{best['bpcore'] / torch_min:>10.2f}"
-                f"{statistics.median(times['bpcore']) * 1e6:>9.1f}us")
+        cells = "".join(f"{_timing.fmt_time(stats.get(k, nan)[0]) + ' / ' + _timing.fmt_time(stats.get(k, nan)[1]):>20}"
+                        for k in ("hand", "bpcore", "torch"))
+        line = (f"{name:<7}{label:<24}{batch:>5}{count:>6}{cells}{_timing.ratio_text(stats, 'bpcore', 'hand', 13)}"
+                f"{_timing.ratio_text(stats, 'bpcore', 'torch', 13)}")
         out.append(line)
         print(line, flush=True)
     if be.kind == "cpu" and "wide" in names:
@@ -350,23 +339,10 @@ def run(args) -> list[str]:
     return out
 
 
-def write_results(lines, device_kind, command):
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                        "gpu-results.md" if device_kind == "cuda" else "cpu-results.md")
-    section = "\n".join([START, "## Training step: `" + command + "`", "", "```text", *lines, "```", END])
-    old = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
-    if START in old and END in old:
-        new = old[:old.index(START)] + section + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + section + "\n"
-    with open(path, "w") as stream:
-        stream.write(new)
-    print(f"wrote {path}")
-
-
 def profile(be, name, steps=3000, top=12) -> list[str]:
-    """Where bpcore's step on net ``name`` spends its time: cProfile's functions by own time.
-    (The profiler's own cost inflates each Python call, so read the shares, not the microseconds.)"""
+    """Where bpcore's step on net ``name`` spends its time: cProfile's functions by own CPU time
+    (process time, so other programs on a busy machine do not count). The profiler's own cost
+    inflates each Python call, so read the shares, not the microseconds."""
     import cProfile
     import pstats
 
@@ -375,7 +351,7 @@ def profile(be, name, steps=3000, top=12) -> list[str]:
     step = bpcore_step(bpcore_model(sizes, activation), be, X, y)
     for _ in range(100):
         step()
-    profiler = cProfile.Profile()
+    profiler = cProfile.Profile(time.process_time)
     profiler.runcall(lambda: [step() for _ in range(steps)])
     stats = pstats.Stats(profiler)
     total = sum(row[2] for row in stats.stats.values())
@@ -391,23 +367,29 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu", help="cpu (numpy) or cuda (CuPy; PyTorch on CUDA beside it)")
     p.add_argument("--nets", default=",".join(NETS), help=f"comma-separated, from {', '.join(NETS)}")
-    p.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default 7)")
-    p.add_argument("--steps", type=int, default=30, help="steps per implementation per round (default 30)")
+    p.add_argument("--rounds", type=int, default=9, help="interleaved rounds (default 9)")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"steps per contender per round (default per net: {STEPS})")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                   help="threads for NumPy's BLAS and for PyTorch alike (default: the machine's cores)")
     p.add_argument("--no-fit", dest="fit", action="store_false", help="skip fit's overhead measurement")
     p.add_argument("--write", action="store_true", help="write the results file (keeps its other sections)")
     p.add_argument("--profile", metavar="NET", choices=list(NETS),
                    help="instead of timing: where bpcore's step on NET spends its time (cProfile)")
     args = p.parse_args(argv)
-    if args.rounds < 1 or args.steps < 1:
-        p.error("--rounds and --steps must be at least 1")
+    if args.rounds < 1 or (args.steps is not None and args.steps < 1) or args.threads < 1:
+        p.error("--rounds, --steps and --threads must be at least 1")
     if args.profile:
-        lines = profile(backends.get(args.device), args.profile)
+        with _timing.pinned_threads(args.threads):
+            lines = profile(backends.get(args.device), args.profile)
         print("\n".join(lines))
         return lines
     lines = run(args)
     if args.write:
-        write_results(lines, backends.get(args.device).kind, "python benchmarks/bench_step.py " +
-                      " ".join(argv if argv is not None else sys.argv[1:]))
+        kind = backends.get(args.device).kind
+        command = "python benchmarks/bench_step.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        _timing.write_section(os.path.join(HERE, "benchmarks", "gpu-results.md" if kind == "cuda" else "cpu-results.md"),
+                              "bench_step", f"Training step: `{command}`", lines)
     return lines
 
 

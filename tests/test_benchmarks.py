@@ -5,30 +5,68 @@ import importlib.util
 import os
 
 import numpy as np
+import pytest
 
 import bpcore as bp
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_step", os.path.join(HERE, "benchmarks", "bench_step.py"))
+def _bench(name="bench_step"):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(HERE, "benchmarks", f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def test_the_step_benchmark_runs_a_tiny_round():
-    lines = _bench().main(["--nets", "spiral,moons", "--rounds", "1", "--steps", "1", "--no-fit"])
+    lines = _bench().main(["--nets", "spiral,moons", "--rounds", "1", "--steps", "1", "--no-fit", "--threads", "1"])
     rows = [line for line in lines if line.startswith(("spiral", "moons"))]
     assert len(rows) == 2 and all("us" in row for row in rows)
+    assert all(row.count(" / ") == 5 for row in rows)             # min / median of 3 contenders, 2 ratios
     assert any(line.startswith("BLAS") or line.startswith("CPU") for line in lines)
+    assert lines[0].startswith("threads:") and "limited to 1" in lines[0]
+
+
+def test_the_cnn_benchmark_runs_a_tiny_round_with_the_portable_lines_beside_it():
+    lines = _bench("bench_cnn").main(["--cases", "digits", "--rounds", "1", "--steps", "1", "--threads", "1"])
+    rows = [line for line in lines if line.startswith("digits")]
+    assert len(rows) == 1 and rows[0].count(" / ") == 5
+    assert "portable" in lines[-2] and "torch" in lines[-2]
+
+
+def test_rounds_rotate_the_order_and_pinned_threads_are_put_back():
+    timing = _bench("_timing")
+    order = []
+    steps = {name: (lambda name=name: order.append(name)) for name in "abc"}
+    times = timing.interleaved(steps, lambda: None, rounds=3, steps=1, warmup=0)
+    assert order == list("abc" "bca" "cab") and all(len(values) == 3 for values in times.values())
+    stats = timing.summary({"a": [2.0, 1.0, 9.0], "b": [1.0, 1.0, 3.0]})
+    assert stats["a"] == (1.0, 2.0) and timing.ratio_text(stats, "a", "b").strip() == "1.00 / 2.00"
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    before = [pool["num_threads"] for pool in threadpoolctl.threadpool_info()]
+    with timing.pinned_threads(1) as note:
+        assert "limited to 1" in note
+        assert all(pool["num_threads"] == 1 for pool in threadpoolctl.threadpool_info())
+    assert [pool["num_threads"] for pool in threadpoolctl.threadpool_info()] == before
+
+
+def test_write_section_keeps_the_other_sections(tmp_path):
+    timing = _bench("_timing")
+    path = tmp_path / "results.md"
+    path.write_text("# Results\n\nintro\n")
+    timing.write_section(str(path), "one", "First", ["a 1"])
+    timing.write_section(str(path), "two", "Second", ["b 2"])
+    timing.write_section(str(path), "one", "First again", ["a 3"])
+    text = path.read_text()
+    assert "intro" in text and "b 2" in text and "a 3" in text and "a 1" not in text
+    assert text.index("First again") < text.index("Second")
 
 
 def test_the_hand_written_baseline_computes_the_same_step_as_bpcore():
     """The baseline is only a fair one if it trains the same net: three steps, same weights."""
     bench = _bench()
-    for name in ("spiral", "mnist"):
+    for name in ("spiral", "moons", "mnist", "deep"):
         sizes, activation, batch = bench.NETS[name]
         X, y = bench.make_data(sizes, batch)
         model = bench.bpcore_model(sizes, activation)

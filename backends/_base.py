@@ -106,11 +106,14 @@ class Backend(abc.ABC):
             such as "torch:cpu" or "cupy:0".
         trains: False for a backend that only records the forward pass (onnx): layers
             refuse ``backward`` on it.
+        autograd: True where arrays may carry an autograd graph (torch tensors with
+            ``requires_grad``), which layers refuse; lets the everyday check skip asking others.
     """
 
     name: str = ""
     kind: str = "cpu"
     trains: bool = True
+    autograd: bool = False
 
     def __init__(self, xp, device, spec: str):
         self.xp = xp

@@ -44,6 +44,7 @@ class TorchRandom(RandomStream):
 
 class TorchBackend(Backend):
     name = "torch"
+    autograd = True
 
     def __init__(self, torch, device):
         import array_api_compat.torch as torch_xp

@@ -42,6 +42,7 @@ import _timing  # noqa: E402
 
 import backends  # noqa: E402
 import bpcore as bp  # noqa: E402
+from backends._numpy import column_sums_by_matvec, ones_for  # noqa: E402
 
 NETS = {   # name: sizes, activation, batch; binary cross-entropy for one output, else softmax CE
     "spiral": ([2, 16, 8, 1], "tanh", 400),
@@ -88,8 +89,9 @@ def handwritten_step(xp, weights, activation, X, y):
 
     weights: [(W (n_in, n_out), b (n_out,))] as host arrays, copied. In place: every matmul
     (``out=``), the bias add, tanh / maximum, the loss's arithmetic, the gradients, the bias
-    gradients (a reduction with ``out=``) and the SGD update. Reductions call the ufuncs' own
-    ``reduce`` (NumPy's ``x.sum()`` and ``x.max()`` add a wrapper of about 1.5 us each). Allocated
+    gradients (``out=``) and the SGD update. Reductions are the ones bpcore's NumPy namespace
+    makes: the ufuncs' own ``reduce`` (NumPy's ``x.sum()`` and ``x.max()`` add a wrapper of about
+    1.5 us each), and a narrow batch's column sums as ``ones @ g`` (backends/_numpy.py). Allocated
     per step: only the 0-d loss value.
     """
     Ws = [xp.asarray(W.copy()) for W, _ in weights]
@@ -97,6 +99,12 @@ def handwritten_step(xp, weights, activation, X, y):
     X = xp.asarray(X)
     add_reduce = xp.add.reduce if xp is np else xp.sum               # CuPy: its sum takes out= too
     max_reduce = xp.maximum.reduce if xp is np else xp.max
+
+    def column_sums(rows, out):        # the bias gradients, as bpcore's NumPy namespace sums columns
+        if xp is np and column_sums_by_matvec(rows):
+            np.matmul(ones_for(rows.shape[0], rows.dtype), rows, out=out)
+        else:
+            add_reduce(rows, axis=0, out=out)
     n, layers, relu = X.shape[0], len(Ws), activation == "relu"
     multiclass = Ws[-1].shape[1] > 1
     target = xp.asarray(np.eye(Ws[-1].shape[1], dtype=np.float32)[y] if multiclass else y)
@@ -143,7 +151,7 @@ def handwritten_step(xp, weights, activation, X, y):
         grad /= n
         for i in range(layers - 1, -1, -1):
             xp.matmul(a[i].T, g[i], out=dW[i])
-            add_reduce(g[i], axis=0, out=db[i])
+            column_sums(g[i], db[i])
             if i > 0:
                 xp.matmul(g[i], Ws[i].T, out=g[i - 1])
                 if relu:
@@ -339,7 +347,7 @@ def _run(args, torch, threads) -> list[str]:
     return out
 
 
-def profile(be, name, steps=3000, top=12) -> list[str]:
+def profile(be, name, steps=3000, top=16) -> list[str]:
     """Where bpcore's step on net ``name`` spends its time: cProfile's functions by own CPU time
     (process time, so other programs on a busy machine do not count). The profiler's own cost
     inflates each Python call, so read the shares, not the microseconds."""

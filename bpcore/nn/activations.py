@@ -42,7 +42,9 @@ class ReLU(Layer):
     def backward(self, grad_out):
         y = self.saved("y")
         grad_out = self.check_grad_out(grad_out, y.shape)
-        return grad_out * self.xp.astype(y > 0, grad_out.dtype)      # a 0/1 multiply: no branch per entry
+        slope = self.xp.astype(y > 0, grad_out.dtype)       # 0/1: a multiply, no branch per entry (where)
+        slope *= grad_out                                   # in place: slope is ours, just made
+        return slope
 
 
 class LeakyReLU(Layer):
@@ -118,7 +120,10 @@ class Tanh(Layer):
 
     def backward(self, grad_out):
         y = self.saved("y")
-        return self.check_grad_out(grad_out, y.shape) * (1.0 - y * y)
+        grad_out = self.check_grad_out(grad_out, y.shape)
+        slope = self._backend.constant(1.0, y.dtype) - y * y           # 1 - y^2
+        slope *= grad_out                                              # in place: slope is ours, just made
+        return slope
 
 
 class Softmax(Layer):

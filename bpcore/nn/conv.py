@@ -27,7 +27,7 @@ With g = dL/dy as rows (N OH OW, OC), the chain rule through y_rows = cols @ W_m
 exactly as for Linear, single matrix products over the whole batch:
 
     dL/dW_mat = g^T @ cols                  (OC, kH kW C)   -> permuted back to (OC, C, kH, kW)
-    dL/db     = sum of g over its rows      (OC,)           (computed as ones^T @ g)
+    dL/db     = sum of g over its rows      (OC,)
     dL/dcols  = g @ W_mat                   (N OH OW, kH kW C)
 
 and dL/dx is **col2im** of dL/dcols: every entry of cols is a copy of one input entry, so the
@@ -140,10 +140,7 @@ class Conv2d(Layer):
         (kh, kw), c = self.kernel_size, self.in_channels
         self.W.accumulate_grad(xp.permute_dims(xp.reshape(grad_w, (self.out_channels, kh, kw, c)), (0, 3, 1, 2)))
         if self.b is not None:
-            # dL/db = the sum of g's rows, as ones^T @ g: one pass of BLAS (NumPy's row-wise sum
-            # over tens of thousands of short rows is several times slower)
-            ones = xp.ones((grad_rows.shape[0],), dtype=grad_rows.dtype, device=grad_rows.device)
-            self.b.accumulate_grad(ones @ grad_rows)
+            self.b.accumulate_grad(xp.sum(grad_rows, axis=0))                      # dL/db = sum over rows
         return grad_rows
 
     def __repr__(self):

@@ -9,7 +9,9 @@ How a comparison is kept honest on a shared, noisy machine:
   with contender r mod k), so neither a slow spell nor a warm cache favours one of them;
 - each round times ``steps`` steps of one contender back to back; the table gives the per-step
   minimum and median over the rounds, and ratios of both: the minimum is the least disturbed run,
-  the median what a typical round gave; a large gap between them says the machine was busy.
+  the median what a typical round gave; a large gap between them says the machine was busy;
+- each round is also timed in CPU time, which a busy machine's other programs do not inflate
+  (with one thread, the steadier ratio of the work each contender does).
 """
 from __future__ import annotations
 
@@ -48,33 +50,39 @@ def pinned_threads(threads: int, torch=None):
 
 
 def interleaved(steps_by_name: dict, sync, rounds: int, steps: int, warmup: int = 3) -> dict:
-    """{name: [seconds per step, one per round]}: the contenders take turns, in a rotated order.
+    """{"wall": {name: [seconds per step, one per round]}, "cpu": {...}}: the contenders take turns,
+    in a rotated order; each round is timed by the wall clock and by this process's CPU time.
 
     Args:
         steps_by_name: {name: step()}; ``step`` runs one training step.
         sync: waits for queued device work (a no-op on the CPU); called before each clock read.
         rounds, steps: rounds of ``steps`` steps per contender.
         warmup: untimed steps per contender first (allocator, caches, kernels).
+
+    CPU time leaves out the time a busy machine's other programs took the cores, so with one
+    thread it is the steadier measure of the work a step does; with more threads it adds up every
+    thread, spinning ones included, so there it measures work, not waiting.
     """
     names = list(steps_by_name)
     for name in names:
         for _ in range(warmup):
             steps_by_name[name]()
     sync()
-    times = {name: [] for name in names}
+    times = {"wall": {name: [] for name in names}, "cpu": {name: [] for name in names}}
     for r in range(rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
             step = steps_by_name[name]
-            start = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             for _ in range(steps):
                 step()
             sync()
-            times[name].append((time.perf_counter() - start) / steps)
+            times["wall"][name].append((time.perf_counter() - wall) / steps)
+            times["cpu"][name].append((time.process_time() - cpu) / steps)
     return times
 
 
 def summary(times: dict) -> dict:
-    """{name: (min, median)} seconds per step."""
+    """{name: (min, median)} seconds per step, from {name: [seconds, ...]}."""
     return {name: (min(values), statistics.median(values)) for name, values in times.items()}
 
 
@@ -84,6 +92,26 @@ def ratio_text(stats: dict, ours: str, theirs: str, width: int = 12) -> str:
         return f"{'nan / nan':>{width}}"
     (our_min, our_med), (their_min, their_med) = stats[ours], stats[theirs]
     return f"{our_min / their_min:.2f} / {our_med / their_med:.2f}".rjust(width)
+
+
+def profile(step, steps: int, top: int, title: str) -> list[str]:
+    """Where ``step`` spends its time: cProfile's functions by own CPU time (process time, so other
+    programs on a busy machine do not count), as lines "share of the step, calls per step, function".
+    The profiler's own cost inflates each Python call: read the shares, not the microseconds."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile(time.process_time)
+    profiler.runcall(lambda: [step() for _ in range(steps)])
+    stats = pstats.Stats(profiler)
+    total = sum(row[2] for row in stats.stats.values())
+    rows = sorted(stats.stats.items(), key=lambda item: -item[1][2])[:top]
+    repository = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    lines = [f"{title}, {steps} steps: share of the step's CPU time, calls per step, function"]
+    for (path, line, function), (_, calls, own_seconds, _, _) in rows:
+        where = f"{os.path.relpath(path, repository)}:{line}" if path.startswith(repository) else os.path.basename(path)
+        lines.append(f"  {100 * own_seconds / total:5.1f}%  {calls / steps:5.1f}  {function} ({where})")
+    return lines
 
 
 def fmt_time(seconds: float) -> str:

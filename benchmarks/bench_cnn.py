@@ -1,7 +1,7 @@
 """CNN training steps (forward, loss, backward, SGD update): bpcore against PyTorch eager, in one run.
 
     python benchmarks/bench_cnn.py [--device cpu|cuda|torch|...] [--rounds 9] [--steps 10]
-                                   [--threads N] [--memory] [--write]
+                                   [--threads N] [--memory] [--write] [--profile CASE]
 
 Nets, batch 64:
   digits CNN   1x8x8:   Conv2d(1, 16, 3, p1) ReLU MaxPool2 Conv2d(16, 32, 3, p1) ReLU MaxPool2 Flatten Linear(128, 10)
@@ -14,7 +14,8 @@ PyTorch eager (autograd, torch.optim.SGD, its own conv kernels) on the same kind
 with ``--threads`` threads. Prints per-step minimum and median and the ratios of both. With
 ``--memory``, the peak memory one step allocates (tracemalloc for NumPy; the CUDA allocator on
 a GPU; torch on the CPU is not traced). ``--write`` puts the output into
-``benchmarks/cpu-results.md`` (``gpu-results.md`` on a GPU), keeping its other sections.
+``benchmarks/cpu-results.md`` (``gpu-results.md`` on a GPU), in a section per thread count,
+keeping the other sections.
 Compare ratios, not seconds: timings vary from machine to machine and from run to run.
 """
 from __future__ import annotations
@@ -118,6 +119,17 @@ def host_peak_bytes(step):
         tracemalloc.stop()
 
 
+def profile(device, name, steps=20, top=14) -> list[str]:
+    """Where bpcore's step on case ``name`` spends its CPU time (cProfile, benchmarks/_timing.py)."""
+    case = CASES[name]
+    rng = np.random.default_rng(0)
+    step = bpcore_step(bpcore_model(case), device, rng.standard_normal((BATCH,) + case["shape"]).astype(np.float32),
+                       rng.integers(0, 10, BATCH))
+    for _ in range(3):
+        step()
+    return _timing.profile(step, steps, top, f"profile of the bpcore step, {case['label']}")
+
+
 def run(args) -> list[str]:
     try:
         import torch
@@ -133,8 +145,10 @@ def _run(args, torch, threads) -> list[str]:
     out += _timing.machine_lines(device.spec, bp.__version__, torch)
     torch_device = "cuda" if device.kind == "cuda" else "cpu"
     out.append(f"batch {BATCH}; {args.rounds} rounds x {args.steps} steps per contender, interleaved, order rotated "
-               f"each round; per-step min / median; ratios min-based / median-based")
-    header = f"{'case':<34}{'bpcore':>21}{'portable':>21}{'torch':>21}{'bp/torch':>13}{'portable/torch':>16}"
+               f"each round; per-step wall-clock min / median; ratios min-based / median-based, by the wall clock "
+               f"and by CPU time")
+    header = (f"{'case':<34}{'bpcore':>21}{'portable':>21}{'torch':>21}{'bp/torch':>13}{'portable/torch':>16}"
+              f"{'bp/torch cpu':>14}")
     if args.memory:
         header += f"{'bp peak':>10}{'torch peak':>12}"
     out.append(header)
@@ -150,12 +164,13 @@ def _run(args, torch, threads) -> list[str]:
                  "portable": bpcore_step(bpcore_model(case), device, X, y, portable=True)}
         if torch is not None:
             steps["torch"] = torch_step(torch, torch_device, bpcore_model(case), X, y)
-        stats = _timing.summary(_timing.interleaved(steps, sync, args.rounds, args.steps))
+        times = _timing.interleaved(steps, sync, args.rounds, args.steps)
+        stats, cpu = _timing.summary(times["wall"]), _timing.summary(times["cpu"])
         nan = (float("nan"), float("nan"))
         cells = "".join(f"{_timing.fmt_time(stats.get(k, nan)[0]) + ' / ' + _timing.fmt_time(stats.get(k, nan)[1]):>21}"
                         for k in ("bpcore", "portable", "torch"))
         line = (f"{case['label']:<34}{cells}{_timing.ratio_text(stats, 'bpcore', 'torch', 13)}"
-                f"{_timing.ratio_text(stats, 'portable', 'torch', 16)}")
+                f"{_timing.ratio_text(stats, 'portable', 'torch', 16)}{_timing.ratio_text(cpu, 'bpcore', 'torch', 14)}")
         if args.memory:
             ours = host_peak_bytes(steps["bpcore"]) if device.name == "numpy" else float("nan")
             theirs = float("nan")
@@ -180,18 +195,26 @@ def main(argv=None):
                    help="threads for NumPy's BLAS and for PyTorch alike (default: the machine's cores)")
     p.add_argument("--memory", action="store_true", help="also measure the peak memory of one step")
     p.add_argument("--write", action="store_true", help="write the results file (keeps its other sections)")
+    p.add_argument("--profile", metavar="CASE", choices=list(CASES),
+                   help="instead of timing: where bpcore's step on CASE spends its time (cProfile)")
     args = p.parse_args(argv)
     args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     if not args.cases or any(c not in CASES for c in args.cases):
         p.error(f"--cases: choose from {', '.join(CASES)}")
     if args.rounds < 1 or args.steps < 1 or args.threads < 1:
         p.error("--rounds, --steps and --threads must be at least 1")
+    if args.profile:
+        with _timing.pinned_threads(args.threads) as threads:
+            lines = [threads] + profile(backends.get(args.device), args.profile)
+        print("\n".join(lines))
+        return lines
     lines = run(args)
     if args.write:
         kind = backends.get(args.device).kind
         _timing.write_section(os.path.join(HERE, "gpu-results.md" if kind == "cuda" else "cpu-results.md"),
-                              "bench_cnn", "CNN training steps: `python benchmarks/bench_cnn.py "
-                              + " ".join(argv if argv is not None else sys.argv[1:]) + "`", lines)
+                              f"bench_cnn threads={args.threads}", f"CNN training steps, {args.threads} thread(s): "
+                              "`python benchmarks/bench_cnn.py " + " ".join(argv if argv is not None else sys.argv[1:])
+                              + "`", lines)
     return lines
 
 

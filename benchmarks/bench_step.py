@@ -7,21 +7,17 @@ For each of five nets (the lessons' spiral and moons nets, an MNIST-sized MLP, a
 deep narrow one), with the same starting weights for all three:
 
 1. bpcore on ``--device`` (numpy, or CuPy with ``--device cuda``);
-2. the same net written by hand as fast as the array library allows: every buffer (activations,
-   pre-activations, gradients, weight and bias gradients) allocated once, then filled in place
-   with ``out=``; reductions as the ufuncs' ``reduce`` (the calls bpcore's NumPy namespace makes);
-   the loss value computed as a training loop would;
+2. the same net written by hand as fast as the array library allows: every buffer allocated once
+   and filled in place with ``out=``, the reductions bpcore's NumPy namespace makes, the loss
+   value computed as a training loop would;
 3. PyTorch eager with autograd and ``torch.optim.SGD`` (``cuda`` on a GPU).
 
-All three run ``--threads`` threads (NumPy's BLAS and PyTorch alike). They take turns round by
-round in an order that rotates every round (benchmarks/_timing.py); the table gives the per-step
-minimum and median over the rounds and the ratios of both. Also: the peak memory of a wide-net
-step (tracemalloc, which sees NumPy's allocations but not PyTorch's, so it compares bpcore with
-the hand-written step), and the overhead of ``bp.fit`` over the bare step loop on the same
-shuffled batches (MNIST-sized net, per epoch, and fit's once-per-call checks apart). ``--write``
-puts the output into ``benchmarks/cpu-results.md`` (or ``gpu-results.md`` with ``--device
-cuda``), keeping its other sections. Timings vary between machines and runs: compare ratios,
-not seconds.
+All three run ``--threads`` threads and take turns in an order that rotates every round
+(benchmarks/_timing.py); the table gives per-step minimum and median and the ratios of both.
+Also: the peak memory of a wide-net step (tracemalloc sees NumPy's allocations, not PyTorch's),
+and ``bp.fit``'s overhead over the bare step loop (MNIST-sized net). ``--write`` puts the output
+into ``benchmarks/cpu-results.md`` (``gpu-results.md`` with ``--device cuda``), in a section per
+thread count, keeping the other sections. Compare ratios, not seconds.
 """
 from __future__ import annotations
 
@@ -300,9 +296,10 @@ def _run(args, torch, threads) -> list[str]:
         raise SystemExit(f"--nets: unknown {unknown or names}; choose from {', '.join(NETS)}")
     out = [threads] + _timing.machine_lines(be.spec, bp.__version__, torch)
     out.append(f"{args.rounds} rounds per net, each contender's steps in a row, interleaved, order rotated each "
-               f"round; per-step min / median; ratios min-based / median-based")
+               f"round; per-step wall-clock min / median; ratios min-based / median-based, by the wall clock "
+               f"and by CPU time")
     header = (f"{'net':<7}{'sizes':<24}{'batch':>5}{'steps':>6}{'hand':>20}{'bpcore':>20}{'torch':>20}"
-              f"{'bp/hand':>13}{'bp/torch':>13}")
+              f"{'bp/hand':>13}{'bp/torch':>13}{'bp/hand cpu':>13}{'bp/torch cpu':>13}")
     out.append(header)
     print("\n".join(out), flush=True)
     nan = (math.nan, math.nan)
@@ -319,12 +316,14 @@ def _run(args, torch, threads) -> list[str]:
         sync = be.synchronize if torch is None or be.kind != "cuda" else (
             lambda: (be.synchronize(), torch.cuda.synchronize()))
         count = args.steps or STEPS[name]
-        stats = _timing.summary(_timing.interleaved(steps, sync, args.rounds, count))
+        times = _timing.interleaved(steps, sync, args.rounds, count)
+        stats, cpu = _timing.summary(times["wall"]), _timing.summary(times["cpu"])
         label = "-".join(map(str, sizes)) if len(sizes) < 8 else f"{sizes[0]}x{len(sizes) - 1} layers"
         cells = "".join(f"{_timing.fmt_time(stats.get(k, nan)[0]) + ' / ' + _timing.fmt_time(stats.get(k, nan)[1]):>20}"
                         for k in ("hand", "bpcore", "torch"))
         line = (f"{name:<7}{label:<24}{batch:>5}{count:>6}{cells}{_timing.ratio_text(stats, 'bpcore', 'hand', 13)}"
-                f"{_timing.ratio_text(stats, 'bpcore', 'torch', 13)}")
+                f"{_timing.ratio_text(stats, 'bpcore', 'torch', 13)}{_timing.ratio_text(cpu, 'bpcore', 'hand', 13)}"
+                f"{_timing.ratio_text(cpu, 'bpcore', 'torch', 13)}")
         out.append(line)
         print(line, flush=True)
     if be.kind == "cpu" and "wide" in names:
@@ -348,27 +347,13 @@ def _run(args, torch, threads) -> list[str]:
 
 
 def profile(be, name, steps=3000, top=16) -> list[str]:
-    """Where bpcore's step on net ``name`` spends its time: cProfile's functions by own CPU time
-    (process time, so other programs on a busy machine do not count). The profiler's own cost
-    inflates each Python call, so read the shares, not the microseconds."""
-    import cProfile
-    import pstats
-
+    """Where bpcore's step on net ``name`` spends its CPU time (cProfile, benchmarks/_timing.py)."""
     sizes, activation, batch = NETS[name]
     X, y = make_data(sizes, batch)
     step = bpcore_step(bpcore_model(sizes, activation), be, X, y)
     for _ in range(100):
         step()
-    profiler = cProfile.Profile(time.process_time)
-    profiler.runcall(lambda: [step() for _ in range(steps)])
-    stats = pstats.Stats(profiler)
-    total = sum(row[2] for row in stats.stats.values())
-    rows = sorted(stats.stats.items(), key=lambda item: -item[1][2])[:top]
-    lines = [f"profile of the bpcore step, {name} net, {steps} steps: function, calls per step, share of the step"]
-    for (path, line, function), (_, calls, own_seconds, _, _) in rows:
-        where = f"{os.path.relpath(path, HERE)}:{line}" if path.startswith(HERE) else os.path.basename(path)
-        lines.append(f"  {100 * own_seconds / total:5.1f}%  {calls / steps:5.1f}  {function} ({where})")
-    return lines
+    return _timing.profile(step, steps, top, f"profile of the bpcore step, {name} net")
 
 
 def main(argv=None):
@@ -388,8 +373,8 @@ def main(argv=None):
     if args.rounds < 1 or (args.steps is not None and args.steps < 1) or args.threads < 1:
         p.error("--rounds, --steps and --threads must be at least 1")
     if args.profile:
-        with _timing.pinned_threads(args.threads):
-            lines = profile(backends.get(args.device), args.profile)
+        with _timing.pinned_threads(args.threads) as threads:
+            lines = [threads] + profile(backends.get(args.device), args.profile)
         print("\n".join(lines))
         return lines
     lines = run(args)
@@ -397,7 +382,8 @@ def main(argv=None):
         kind = backends.get(args.device).kind
         command = "python benchmarks/bench_step.py " + " ".join(argv if argv is not None else sys.argv[1:])
         _timing.write_section(os.path.join(HERE, "benchmarks", "gpu-results.md" if kind == "cuda" else "cpu-results.md"),
-                              "bench_step", f"Training step: `{command}`", lines)
+                              f"bench_step threads={args.threads}", f"Training step, {args.threads} thread(s): `{command}`",
+                              lines)
     return lines
 
 

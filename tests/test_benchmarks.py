@@ -23,7 +23,7 @@ def test_the_step_benchmark_runs_a_tiny_round():
     lines = _bench().main(["--nets", "spiral,moons", "--rounds", "1", "--steps", "1", "--no-fit", "--threads", "1"])
     rows = [line for line in lines if line.startswith(("spiral", "moons"))]
     assert len(rows) == 2 and all("us" in row for row in rows)
-    assert all(row.count(" / ") == 5 for row in rows)             # min / median of 3 contenders, 2 ratios
+    assert all(row.count(" / ") == 7 for row in rows)     # min / median of 3 contenders, 2 wall and 2 CPU ratios
     assert any(line.startswith("BLAS") or line.startswith("CPU") for line in lines)
     assert lines[0].startswith("threads:") and "limited to 1" in lines[0]
 
@@ -31,7 +31,7 @@ def test_the_step_benchmark_runs_a_tiny_round():
 def test_the_cnn_benchmark_runs_a_tiny_round_with_the_portable_lines_beside_it():
     lines = _bench("bench_cnn").main(["--cases", "digits", "--rounds", "1", "--steps", "1", "--threads", "1"])
     rows = [line for line in lines if line.startswith("digits")]
-    assert len(rows) == 1 and rows[0].count(" / ") == 5
+    assert len(rows) == 1 and rows[0].count(" / ") == 6
     assert "portable" in lines[-2] and "torch" in lines[-2]
 
 
@@ -40,7 +40,8 @@ def test_rounds_rotate_the_order_and_pinned_threads_are_put_back():
     order = []
     steps = {name: (lambda name=name: order.append(name)) for name in "abc"}
     times = timing.interleaved(steps, lambda: None, rounds=3, steps=1, warmup=0)
-    assert order == list("abc" "bca" "cab") and all(len(values) == 3 for values in times.values())
+    assert order == list("abc" "bca" "cab")
+    assert all(len(values) == 3 for clock in ("wall", "cpu") for values in times[clock].values())
     stats = timing.summary({"a": [2.0, 1.0, 9.0], "b": [1.0, 1.0, 3.0]})
     assert stats["a"] == (1.0, 2.0) and timing.ratio_text(stats, "a", "b").strip() == "1.00 / 2.00"
     threadpoolctl = pytest.importorskip("threadpoolctl")
@@ -96,4 +97,7 @@ def test_the_profile_lists_where_the_step_spends_its_time():
     bench = _bench()
     lines = bench.profile(bp.mlp([2, 4, 1]).device, "spiral", steps=20, top=5)
     assert lines[0].startswith("profile of the bpcore step, spiral net") and len(lines) == 6
+    cnn = _bench("bench_cnn").main(["--profile", "digits", "--threads", "1"])
+    assert cnn[0].startswith("threads:") and cnn[1].startswith("profile of the bpcore step, digits CNN")
+    assert any("conv.py" in line for line in cnn[2:])
     assert any("linear.py" in line for line in lines[1:])

@@ -136,9 +136,11 @@ class Conv2d(Layer):
         # a free view when grad_out is channels-last in memory (it is when the layer above is a
         # bpcore layer), else one transposing copy
         grad_rows = xp.reshape(channels_last(xp, grad_out), (-1, self.out_channels))
-        grad_w = xp.matrix_transpose(grad_rows) @ cols                             # (OC, kH kW C)
+        # dL/dW_mat = g^T @ cols, computed as its transpose cols^T @ g (kH kW C, OC): the same
+        # product, which OpenBLAS runs faster for a long, narrow g (measured on the CIFAR-sized net)
+        grad_w_t = xp.matrix_transpose(cols) @ grad_rows
         (kh, kw), c = self.kernel_size, self.in_channels
-        self.W.accumulate_grad(xp.permute_dims(xp.reshape(grad_w, (self.out_channels, kh, kw, c)), (0, 3, 1, 2)))
+        self.W.accumulate_grad(xp.permute_dims(xp.reshape(grad_w_t, (kh, kw, c, self.out_channels)), (3, 2, 0, 1)))
         if self.b is not None:
             self.b.accumulate_grad(xp.sum(grad_rows, axis=0))                      # dL/db = sum over rows
         return grad_rows

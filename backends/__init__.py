@@ -3,7 +3,8 @@
 A :class:`Backend` bundles what a layer needs to run on one device: the
 namespace ``xp`` (from array-api-compat, or array_api_strict itself), the
 device, how to move host NumPy arrays on and off it, how to wait for queued
-work, and seeded random numbers (which the Array API standard lacks).
+work, and seeded random numbers (which the Array API standard lacks: ``_random.py`` makes them
+from a counter, the same on every backend).
 
     >>> import backends
     >>> backends.available()            # usable here, e.g. ['numpy', 'array_api_strict', 'torch', 'onnx']
@@ -23,6 +24,8 @@ from __future__ import annotations
 from ._base import Backend, BackendUnavailableError, RandomStream, host_array_from, is_host_array, to_host
 from ._fast import fast_path_names, portable_only, register_fast_path, unregister_fast_path
 from ._onnx import InferenceOnlyError
+from ._random import GENERATOR as RANDOM_GENERATOR
+from ._random import checked_state as checked_random_state
 from ._registry import accept_array, available, backend_of, get, known, register, status, unregister
 
 # bpcore checks this marker so that an unrelated PyPI project that is also
@@ -35,6 +38,8 @@ __all__ = [
     "BackendUnavailableError",
     "fast_path_names",
     "RandomStream",
+    "RANDOM_GENERATOR",
+    "checked_random_state",
     "available",
     "backend_of",
     "get",

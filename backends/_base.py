@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import secrets
 
 import numpy as np
 
 from . import _fast
+from ._random import RandomStream, check_seed, random_bits
 
 
 class BackendUnavailableError(RuntimeError):
@@ -49,45 +51,6 @@ def host_array_from(obj, what: str = "input") -> np.ndarray:
     if array.dtype.kind not in "fiub":
         raise TypeError(f"{what} must hold numbers, got values of dtype {array.dtype}")
     return array
-
-
-class RandomStream:
-    """Seeded random numbers made on a backend's device.
-
-    Adapters override ``_uniform`` and ``_normal``; the default draws on the
-    host with a NumPy Generator and moves the result (used by backends that
-    have no generator of their own, such as array_api_strict).
-    """
-
-    def __init__(self, backend: "Backend", seed: int | None):
-        self.backend = backend
-        self._host = np.random.default_rng(seed)
-
-    def uniform(self, shape, dtype="float32"):
-        """Uniform numbers in [0, 1) with the given shape, on the device."""
-        return self._uniform(tuple(shape), dtype)
-
-    def normal(self, shape, dtype="float32"):
-        """Standard normal numbers with the given shape, on the device."""
-        return self._normal(tuple(shape), dtype)
-
-    def get_state(self):
-        """The stream's position as JSON-able data (None where the library cannot export it)."""
-        return {"kind": "host", "state": self._host.bit_generator.state}
-
-    def set_state(self, state) -> None:
-        """Continue from a position given by :meth:`get_state`."""
-        if state is None:
-            return
-        if not isinstance(state, dict) or state.get("kind") != "host":
-            raise ValueError(f"not a state of this random stream: {str(state)[:80]}")
-        self._host.bit_generator.state = state["state"]
-
-    def _uniform(self, shape, dtype):
-        return self.backend.asarray(self._host.random(shape).astype(dtype))
-
-    def _normal(self, shape, dtype):
-        return self.backend.asarray(self._host.standard_normal(shape).astype(dtype))
 
 
 # activate() where there is no device to switch: one shared no-op context (it can be re-entered).
@@ -159,8 +122,15 @@ class Backend(abc.ABC):
         """Wait until queued device work is done (a no-op on the CPU)."""
 
     def random(self, seed: int | None = None) -> RandomStream:
-        """A seeded stream of random numbers made on this device."""
-        return RandomStream(self, seed)
+        """A seeded stream of random numbers made on this device (``_random.py``: the same numbers
+        on every backend). ``seed=None`` picks a fresh one (kept in the stream's state)."""
+        return RandomStream(self, secrets.randbits(64) if seed is None else check_seed(seed))
+
+    def random_bits(self, seed: int, call: int, shape):
+        """Uniform 32-bit words (int64 values in [0, 2**32)) of ``shape`` on this device: draw
+        number ``call`` of the counter-based stream ``seed``, the same on every backend."""
+        with self.activate():
+            return random_bits(self.xp, self.device, seed, call, shape)
 
     # -- fast paths ------------------------------------------------------
     def fast_path(self, op: str):

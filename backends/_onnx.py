@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._base import Backend, BackendUnavailableError, RandomStream
+from ._base import Backend, BackendUnavailableError
 
 INSTALL = 'pip install "bpcore[onnx]" (from a source checkout: pip install -e ".[onnx]")'
 
@@ -24,13 +24,6 @@ def inference_only(what: str) -> InferenceOnlyError:
     return InferenceOnlyError(
         f"{what} on the onnx backend: export is inference-only (the graph records the forward pass; "
         f"it has no gradients or random numbers). Train on another backend, then bp.onnx.export(model, ...)")
-
-
-class _NoRandom(RandomStream):
-    def _uniform(self, shape, dtype):
-        raise inference_only("random numbers (a Dropout mask in training mode; call model.eval())")
-
-    _normal = _uniform
 
 
 class OnnxBackend(Backend):
@@ -57,8 +50,8 @@ class OnnxBackend(Backend):
     def owns(self, array):
         return isinstance(array, self._array_type)
 
-    def random(self, seed=None):
-        return _NoRandom(self, seed)
+    def random_bits(self, seed, call, shape):
+        raise inference_only("random numbers (a Dropout mask in training mode; call model.eval())")
 
 
 def make_onnx(device):

@@ -10,10 +10,11 @@ does on a second GPU, so the device mistakes that would only show on ``cuda:1`` 
   ``device=`` outside ``backend.activate()`` make them on the default CPU device;
 - CuPy launches every kernel on the current device; here, any other namespace function given a
   device1 array outside ``backend.activate()`` raises (CuPy raises, or with peer access writes
-  the result on GPU 0).
-
-Operators (``a + b``, ``a @ b``) are array methods and are not watched; the namespace calls are
-where bpcore makes arrays.
+  the result on GPU 0);
+- operators are kernels too on CuPy (``a + b``, ``a @ b``, ``-a``, ``a < b``, ``a += b``,
+  ``a[i] = v``, ``a[index_array]``): here each one given a device1 array outside
+  ``backend.activate()`` raises the same way. Views (``a.T``, ``a[1:3]``) and reads to the host
+  (``float(a)``) launch nothing, on CuPy as here, and are let through.
 """
 from __future__ import annotations
 
@@ -29,6 +30,66 @@ _DEVICES = {None: "CPU_DEVICE", "cpu": "CPU_DEVICE", "device1": "device1", "devi
 # The namespace functions that make a new array, on the current device unless device= is given.
 _MAKERS = frozenset({"arange", "asarray", "astype", "empty", "empty_like", "eye", "from_dlpack", "full",
                      "full_like", "linspace", "ones", "ones_like", "zeros", "zeros_like"})
+
+
+# The array methods that launch a kernel on CuPy: every operator, reflected and in place.
+_OPERATORS = ("__abs__", "__neg__", "__pos__", "__invert__", "__eq__", "__ne__", "__lt__", "__le__", "__gt__",
+              "__ge__", "__setitem__",
+              *(f"__{side}{op}__" for op in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul",
+                                             "and", "or", "xor", "lshift", "rshift") for side in ("", "r", "i")))
+_SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "truediv": "/", "floordiv": "//", "mod": "%", "pow": "**",
+            "matmul": "@", "and": "&", "or": "|", "xor": "^", "lshift": "<<", "rshift": ">>", "eq": "==",
+            "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "abs": "abs()", "neg": "unary -",
+            "pos": "unary +", "invert": "~", "setitem": "a[...] = v", "getitem": "a[index_array]"}
+# The simulated devices whose operators are watched ("device1", "device2"), and, per thread, how
+# deep each is entered: CuPy's current device belongs to the thread, not to one backend object.
+_WATCHED: set = set()
+_CURRENT = threading.local()
+
+
+def _entered(device_name: str) -> bool:
+    return getattr(_CURRENT, device_name, 0) > 0
+
+
+def _refuse_outside(device, what: str):
+    return RuntimeError(f"{what} was given an array on {device} outside backend.activate(): on CuPy this "
+                        f"kernel would run on the current GPU, not the array's (wrap the code in "
+                        f"`with backend.activate():`)")
+
+
+def _check_operands(name: str, operands) -> None:
+    for value in operands:
+        device = getattr(value, "_device", None)
+        device_name = getattr(device, "_device", None)
+        if device_name in _WATCHED and not _entered(device_name):
+            op = name.strip("_")
+            symbol = _SYMBOLS.get(op) or _SYMBOLS.get(op[1:], op) + ("=" if op[0] == "i" else "")
+            raise _refuse_outside(device, f"the operator {symbol} ({name})")
+
+
+def _watch_operators(array_type) -> None:
+    """Wrap array_api_strict's operators once (every array passes one dict look-up per operator;
+    only arrays on a watched device outside activate() are refused)."""
+    if getattr(array_type, "_bpcore_watched", False):
+        return
+    for name in _OPERATORS:
+        method = getattr(array_type, name)
+
+        def watched(self, *args, _name=name, _method=method):
+            _check_operands(_name, (self, *args))
+            return _method(self, *args)
+        watched.__name__ = name
+        setattr(array_type, name, watched)
+    getitem = array_type.__getitem__
+
+    def indexed(self, key):
+        # basic indexing is a view (no kernel); indexing with an array is a gather kernel
+        keys = key if isinstance(key, tuple) else (key,)
+        if any(isinstance(k, array_type) for k in keys):
+            _check_operands("__getitem__", (self, *keys))
+        return getitem(self, key)
+    array_type.__getitem__ = indexed
+    array_type._bpcore_watched = True
 
 
 class StrictBackend(Backend):
@@ -68,19 +129,21 @@ class _CurrentDeviceNamespace:
     def __init__(self, xs, device):
         self._xs, self._device, self._default = xs, device, xs.Device("CPU_DEVICE")
         self._array_type = type(xs.asarray(0.0))
-        self._local = threading.local()       # CuPy's current device is per thread too
+        self._name = device._device
+        _watch_operators(self._array_type)
+        _WATCHED.add(self._name)
 
     def _active(self) -> bool:
-        return getattr(self._local, "depth", 0) > 0
+        return _entered(self._name)
 
     @contextlib.contextmanager
     def current(self, device):
         """Make ``device`` current while the block runs, as ``with cupy.cuda.Device(n):``."""
-        self._local.depth = getattr(self._local, "depth", 0) + 1
+        setattr(_CURRENT, self._name, getattr(_CURRENT, self._name, 0) + 1)
         try:
             yield device
         finally:
-            self._local.depth -= 1
+            setattr(_CURRENT, self._name, getattr(_CURRENT, self._name) - 1)
 
     def __getattr__(self, name):
         value = getattr(self._xs, name)
@@ -104,10 +167,7 @@ class _CurrentDeviceNamespace:
                 for value in (*args, *kwargs.values()):
                     values = value if isinstance(value, (list, tuple)) else (value,)
                     if any(isinstance(v, self._array_type) and v.device == self._device for v in values):
-                        raise RuntimeError(
-                            f"xp.{name} was given an array on {self._device} outside backend.activate(): "
-                            f"on CuPy this kernel would run on the current GPU, not the array's "
-                            f"(wrap the code in `with backend.activate():`)")
+                        raise _refuse_outside(self._device, f"xp.{name}")
             return function(*args, **kwargs)
         launch.__name__ = name
         return launch

@@ -3,43 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._base import Backend, BackendUnavailableError, RandomStream
-
-
-class TorchRandom(RandomStream):
-    """Random numbers drawn by a seeded torch.Generator on the tensor's device."""
-
-    def __init__(self, backend, seed):
-        super().__init__(backend, seed)
-        torch = backend.torch
-        self._generator = torch.Generator(device=backend.device)
-        if seed is None:
-            self._generator.seed()
-        else:
-            self._generator.manual_seed(int(seed))
-
-    def get_state(self):
-        return {"kind": "torch", "device": self.backend.kind, "state": self._generator.get_state().tolist()}
-
-    def set_state(self, state) -> None:
-        if state is None:
-            return
-        if not isinstance(state, dict) or state.get("kind") != "torch" or state.get("device") != self.backend.kind:
-            raise ValueError(f"not a state of a torch {self.backend.kind} random stream: {str(state)[:80]}")
-        try:
-            self._generator.set_state(self.backend.torch.tensor(state["state"], dtype=self.backend.torch.uint8))
-        except RuntimeError as error:           # a state of another generator type or size
-            raise ValueError(f"torch refused the random stream state: {error}") from None
-
-    def _uniform(self, shape, dtype):
-        torch = self.backend.torch
-        return torch.rand(shape, generator=self._generator, device=self.backend.device,
-                          dtype=getattr(torch, dtype))
-
-    def _normal(self, shape, dtype):
-        torch = self.backend.torch
-        return torch.randn(shape, generator=self._generator, device=self.backend.device,
-                           dtype=getattr(torch, dtype))
+from ._base import Backend, BackendUnavailableError
 
 
 class TorchBackend(Backend):
@@ -68,9 +32,6 @@ class TorchBackend(Backend):
     def synchronize(self):
         if self.kind == "cuda":
             self.torch.cuda.synchronize(self.device)
-
-    def random(self, seed=None):
-        return TorchRandom(self, seed)
 
 
 def torch_spec_of(array):

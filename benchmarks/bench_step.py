@@ -6,10 +6,12 @@
 For each of five nets (the lessons' spiral and moons nets, an MNIST-sized MLP, a wide MLP and a
 deep narrow one), with the same starting weights for all three:
 
-1. bpcore on ``--device`` (numpy, or CuPy with ``--device cuda``);
+1. bpcore on ``--device`` (numpy; CuPy with ``--device cuda``; PyTorch with ``--device torch`` or
+   ``--device torch:cuda``);
 2. the same net written by hand as fast as the array library allows: every buffer allocated once
    and filled in place with ``out=``, the reductions bpcore's NumPy namespace makes, the loss
-   value computed as a training loop would;
+   value computed as a training loop would; in NumPy on a CPU, in CuPy on a GPU (for
+   ``torch:cuda``: CuPy on the same GPU, if installed);
 3. PyTorch eager with autograd and ``torch.optim.SGD`` (``cuda`` on a GPU).
 
 All three run ``--threads`` threads and take turns in an order that rotates every round
@@ -274,6 +276,28 @@ def fit_overhead(be, rounds, epochs=3):
     return min(fit_epochs), min(loop_epochs), min(once)
 
 
+def hand_namespace(be):
+    """(namespace, synchronize) of the hand-written step, on bpcore's device: NumPy on a CPU, CuPy on
+    a GPU. For ``torch:cuda`` that is CuPy on the same GPU when CuPy is usable here (PyTorch has no
+    ``out=`` for every line of the step; its own column is PyTorch eager); (None, None) without it."""
+    if be.kind != "cuda":
+        return np, lambda: None
+    if be.name == "cupy":
+        return be.cupy, be.synchronize
+    try:
+        gpu = backends.get(f"cupy:{getattr(be.device, 'index', None) or 0}")
+    except (backends.BackendUnavailableError, ValueError):
+        return None, None
+    return gpu.cupy, gpu.synchronize
+
+
+def torch_device_of(be) -> str:
+    """The PyTorch column's device: bpcore's own for the torch backend, the same GPU for CuPy."""
+    if be.name == "torch":
+        return str(be.device)
+    return f"cuda:{be.device.id}" if be.kind == "cuda" else "cpu"
+
+
 def run(args) -> list[str]:
     try:
         import torch
@@ -285,11 +309,10 @@ def run(args) -> list[str]:
 
 def _run(args, torch, threads) -> list[str]:
     be = backends.get(args.device)
-    if be.kind == "cuda" and be.name != "cupy":
-        raise SystemExit("--device: the GPU comparison runs bpcore on CuPy (--device cuda); "
-                         "torch:cuda is the PyTorch column there")
-    hand_xp = be.cupy if be.name == "cupy" else np       # the hand-written step on the same device
-    torch_device = "cuda" if be.kind == "cuda" else "cpu"
+    hand_xp, hand_sync = hand_namespace(be)      # the hand-written step on the same device
+    torch_device = torch_device_of(be)
+    if be.kind == "cuda" and torch is not None and not torch.cuda.is_available():
+        torch = None                              # a CPU build of torch beside CuPy: no PyTorch column
     names = [n.strip() for n in args.nets.split(",") if n.strip()]
     unknown = [n for n in names if n not in NETS]
     if unknown or not names:
@@ -297,7 +320,8 @@ def _run(args, torch, threads) -> list[str]:
     out = [threads] + _timing.machine_lines(be.spec, bp.__version__, torch)
     out.append(f"{args.rounds} rounds per net, each contender's steps in a row, interleaved, order rotated each "
                f"round; per-step wall-clock min / median; ratios min-based / median-based, by the wall clock "
-               f"and by CPU time")
+               f"and by CPU time" + ("" if hand_xp is not None else "; no hand-written column (it needs CuPy on "
+                                    "this GPU)"))
     header = (f"{'net':<7}{'sizes':<24}{'batch':>5}{'steps':>6}{'hand':>20}{'bpcore':>20}{'torch':>20}"
               f"{'bp/hand':>13}{'bp/torch':>13}{'bp/hand cpu':>13}{'bp/torch cpu':>13}")
     out.append(header)
@@ -309,12 +333,17 @@ def _run(args, torch, threads) -> list[str]:
         model = bpcore_model(sizes, activation)
         weights = [(layer.W.data.copy(), layer.b.data.copy()) for layer in model.layers
                    if isinstance(layer, bp.Linear)]
-        steps = {"hand": handwritten_step(hand_xp, weights, activation, X, y),
-                 "bpcore": bpcore_step(model, be, X, y)}
+        steps = {} if hand_xp is None else {"hand": handwritten_step(hand_xp, weights, activation, X, y)}
+        steps["bpcore"] = bpcore_step(model, be, X, y)
         if torch is not None:
             steps["torch"] = torch_step(torch, torch_device, weights, activation, X, y)
-        sync = be.synchronize if torch is None or be.kind != "cuda" else (
-            lambda: (be.synchronize(), torch.cuda.synchronize()))
+
+        def sync():                               # every library that queued work on the device
+            be.synchronize()
+            if hand_sync is not None:
+                hand_sync()
+            if torch is not None and be.kind == "cuda":
+                torch.cuda.synchronize()
         count = args.steps or STEPS[name]
         times = _timing.interleaved(steps, sync, args.rounds, count)
         stats, cpu = _timing.summary(times["wall"]), _timing.summary(times["cpu"])
@@ -358,7 +387,8 @@ def profile(be, name, steps=3000, top=16) -> list[str]:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="cpu", help="cpu (numpy) or cuda (CuPy; PyTorch on CUDA beside it)")
+    p.add_argument("--device", default="cpu", help="cpu (numpy), cuda (CuPy; PyTorch on CUDA beside it), torch, "
+                                                   "torch:cuda, or any backend spec")
     p.add_argument("--nets", default=",".join(NETS), help=f"comma-separated, from {', '.join(NETS)}")
     p.add_argument("--rounds", type=int, default=9, help="interleaved rounds (default 9)")
     p.add_argument("--steps", type=int, default=None,

@@ -6,8 +6,7 @@
     out = model(X); loss = loss_fn(out, y); model.backward(loss_fn.backward())
     print(bp.gradcheck(model, loss_fn, X, y))
 """
-from __future__ import annotations
-
+# no `from __future__ import annotations` here: it would leave bp.annotations in the public namespace
 import backends as _backends
 
 if getattr(_backends, "IS_BPCORE_BACKENDS", False) is not True:

@@ -15,10 +15,14 @@ def _prefix(owner: str) -> str:
     return f"{owner}: " if owner else ""
 
 
-def check_int(owner: str, name: str, value, minimum: int = 1) -> int:
-    """An int >= ``minimum`` (NumPy integers accepted, as PyTorch does); bools and floats refused."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+def check_int(owner: str, name: str, value, minimum: int = 1, maximum: int | None = None) -> int:
+    """An int >= ``minimum`` (and <= ``maximum`` when given; NumPy integers accepted, as PyTorch does);
+    bools and floats refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum \
+            or (maximum is not None and value > maximum):
         expected = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        if maximum is not None:
+            expected += f" and <= {maximum}"
         raise ValueError(f"{_prefix(owner)}{name} must be {expected}, got {value!r}")
     return int(value)
 

@@ -8,6 +8,7 @@
 # BPCORE_TORCH  the torch requirement installed first (default: torch==2.13.0; "none": no torch, and a
 #               torch already in the environment is hidden from the tests, BPCORE_HIDE_BACKENDS=torch)
 # BPCORE_WORKERS pytest-xdist workers (default: auto, one per core; 0 runs in one process)
+# BPCORE_GPU_API 1: also install CuPy and NCCL to check their API without a GPU (see below; CI sets it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +31,14 @@ fi
 # Without them those tests are skipped with the reason.
 "$python" -m pip install --quiet -e ".[mpi]" || echo "note: mpi4py/mpich not installed; distributed tests skipped"
 
+# BPCORE_GPU_API=1 (what .ci/run sets): also CuPy and NCCL, which install and import without a GPU,
+# so that tests/test_gpu_api.py checks every CuPy name bpcore calls against the real module (a missing
+# CuPy is then a failure, not a skip). backends.available() still leaves CuPy out: no GPU is usable.
+if [ "${BPCORE_GPU_API:-0}" = "1" ]; then
+    "$python" -m pip install --quiet -e ".[gpu-api]"
+    export BPCORE_CHECK_GPU_API=1
+fi
+
 # The Neural Flow page is tested in a real headless Chromium when one can be had: Debian's
 # chromium package plus Playwright for Python (which drives it; no browser download).
 # BPCORE_BROWSER=0 skips this; without Chromium those tests are skipped with the reason.
@@ -43,7 +52,7 @@ fi
 
 "$python" -c 'import backends; print("backends usable here:", ", ".join(backends.available()))'
 # The floors of the architecture (pyproject.toml, [tool.importlinter]): imports only go down.
-"$(dirname "$python")/lint-imports" --no-cache
+"$(dirname "$python")/lint-imports" --no-cache --no-logo
 # BPCORE_MINIMUMS=1: also check that the declared minimum versions work (ci/minimums.sh, ~30 s)
 [ "${BPCORE_MINIMUMS:-0}" = "1" ] && bash ci/minimums.sh
 workers="${BPCORE_WORKERS:-auto}"

@@ -1,4 +1,9 @@
-"""Gaussian blobs: the lesson's full training loop on 200 points, [2, 8, 8, 1], lr 0.1, 300 epochs.
+"""Gaussian blobs
+==============
+
+The lesson's full training loop on 200 points, [2, 8, 8, 1], lr 0.1, 300 epochs.
+
+.. code-block:: bash
 
     python examples/blobs.py [--device cpu|cuda|torch|...] [--epochs 300] [--seed 0] [--out DIR]
 

@@ -1,4 +1,9 @@
-"""The chain rule, step by step: the lesson's scalar examples, backward by hand and checked numerically.
+"""The chain rule, step by step
+============================
+
+The lesson's scalar examples, backward by hand and checked numerically.
+
+.. code-block:: bash
 
     python examples/chain_rule.py [--device cpu|cuda|torch|...]
 

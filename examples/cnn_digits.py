@@ -1,4 +1,9 @@
-"""A small convolutional net on the 8x8 handwritten digits: conv, pool, conv, pool, linear.
+"""A convolutional net on the digits
+=================================
+
+A small convolutional net on the 8x8 handwritten digits: conv, pool, conv, pool, linear.
+
+.. code-block:: bash
 
     python examples/cnn_digits.py [--device cpu|cuda|torch|...] [--epochs 30] [--seed 0] [--out DIR]
 

@@ -1,4 +1,9 @@
-"""A convolutional net on MNIST (or Fashion-MNIST) from the standard IDX files in a folder you have.
+"""A convolutional net on MNIST
+============================
+
+A convolutional net on MNIST (or Fashion-MNIST) from the standard IDX files in a folder you have.
+
+.. code-block:: bash
 
     python examples/cnn_mnist.py --data DIR [--fashion] [--download] [--limit N]
                                  [--device cpu|cuda|torch|...] [--epochs 3] [--seed 0] [--out DIR]

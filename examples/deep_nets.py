@@ -1,4 +1,9 @@
-"""Deep networks: the same 20-layer, 64-wide net on digits, trained four ways.
+"""Deep networks
+=============
+
+The same 20-layer, 64-wide net on digits, trained four ways.
+
+.. code-block:: bash
 
     python examples/deep_nets.py [--device cpu|cuda|torch|...] [--epochs 30] [--seed 0] [--out DIR]
 
@@ -7,6 +12,7 @@
 2. ReLU with He init (N(0, 2/n_in)): the slope is 1 where active, the variance is kept;
 3. ReLU + He + BatchNorm1d: every layer's input is renormalized;
 4. residual: y = x + block(x) gives the gradient an identity path around every block.
+
 Prints each net's bp.diagnose report at initialization (the table for the sigmoid net, the
 warnings for all), each weight's gradient norm after the first epoch (first and last layer side by side)
 and the final test accuracy, and draws the four gradient profiles side by side (deep_nets_gradients.png,

@@ -1,4 +1,9 @@
-"""Handwritten digits: a real data set, ten classes, softmax cross-entropy.
+"""Handwritten digits
+==================
+
+A real data set, ten classes, softmax cross-entropy.
+
+.. code-block:: bash
 
     python examples/digits.py [--device cpu|cuda|torch|...] [--epochs 30] [--seed 0] [--out DIR]
 

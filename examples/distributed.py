@@ -1,4 +1,9 @@
-"""Data-parallel training: the two moons on every process of an MPI run, the same result as one.
+"""Data-parallel training
+======================
+
+The two moons on every process of an MPI run, the same result as one.
+
+.. code-block:: bash
 
     mpiexec -n 2 python examples/distributed.py [--device cpu|cuda|torch|...] [--epochs 300] [--seed 0] [--out DIR]
     python examples/distributed.py                  # alone: a size-1 communicator, the same numbers

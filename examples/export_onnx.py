@@ -1,4 +1,9 @@
-"""Train the two-spirals net, export it to ONNX, and run the file with onnxruntime alone.
+"""Export to ONNX
+==============
+
+Train the two-spirals net, export it to ONNX, and run the file with onnxruntime alone.
+
+.. code-block:: bash
 
     python examples/export_onnx.py [--device cpu|cuda|torch|...] [--epochs 1000] [--seed 0] [--out DIR]
 

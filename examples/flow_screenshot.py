@@ -1,4 +1,9 @@
-"""A screenshot of a Neural Flow page in headless Chromium, half-way through the backward pass.
+"""A screenshot of the Neural Flow page
+====================================
+
+A screenshot of a Neural Flow page in headless Chromium, half-way through the backward pass.
+
+.. code-block:: bash
 
     python examples/flow_screenshot.py out/flow.html --png examples/figures/neural_flow.png [--size 1000x700]
 
@@ -6,6 +11,7 @@ Needs Chromium (Debian: apt-get install chromium) and Playwright for Python (pip
 playwright; no `playwright install`: the system browser is used). This is how the README's
 picture of the page is made.
 """
+# sphinx_gallery_thumbnail_path = '../examples/figures/neural_flow.png'
 from __future__ import annotations
 
 import argparse

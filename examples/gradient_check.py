@@ -1,4 +1,9 @@
-"""Gradient check: hand-written backprop against central differences, and a planted bug caught.
+"""Gradient check
+==============
+
+Hand-written backprop against central differences, and a planted bug caught.
+
+.. code-block:: bash
 
     python examples/gradient_check.py [--device cpu|cuda|torch|...] [--seed 7]
 

@@ -1,4 +1,9 @@
-"""Two moons: a [2, 8, 8, 1] ReLU network with He init, checked on held-out points.
+"""Two moons
+=========
+
+A [2, 8, 8, 1] ReLU network with He init, checked on held-out points.
+
+.. code-block:: bash
 
     python examples/moons.py [--device cpu|cuda|torch|...] [--epochs 2000] [--seed 0] [--out DIR]
 

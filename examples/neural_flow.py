@@ -1,4 +1,9 @@
-"""Neural Flow: watch the forward values and backward gradients of real training, in a browser.
+"""Neural Flow
+===========
+
+Watch the forward values and backward gradients of real training, in a browser.
+
+.. code-block:: bash
 
     python examples/neural_flow.py [--dataset xor|spiral|moons] [--epochs N] [--out DIR]
                                    [--device cpu|cuda|torch|...] [--seed 0]
@@ -11,6 +16,7 @@ DIR/flow.html: one self-contained page (no network) that draws the network, runs
 forward pass as green pulses and the backward pass as red ones, and moves through the
 recorded epochs with a slider. Open it from disk in any browser.
 """
+# sphinx_gallery_thumbnail_path = '../examples/figures/neural_flow.png'
 from __future__ import annotations
 
 import os

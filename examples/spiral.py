@@ -1,4 +1,9 @@
-"""Two spirals: a 2-16-8-1 tanh network reaches 100% training accuracy.
+"""Two spirals
+===========
+
+A 2-16-8-1 tanh network reaches 100% training accuracy.
+
+.. code-block:: bash
 
     python examples/spiral.py [--device cpu|cuda|torch|...] [--epochs 1000] [--seed 0] [--out DIR]
 

@@ -1,4 +1,9 @@
-"""XOR: a 2-4-1 sigmoid network learns the one function a single neuron cannot.
+"""XOR
+===
+
+A 2-4-1 sigmoid network learns the one function a single neuron cannot.
+
+.. code-block:: bash
 
     python examples/xor.py [--device cpu|cuda|torch|...] [--epochs 5000] [--seed 0]
 

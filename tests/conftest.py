@@ -1,8 +1,10 @@
 """Shared fixtures: the `backend` fixture runs a test once per registered backend.
 
 A backend that cannot run here (no torch, no CuPy, no GPU) is SKIPPED with its
-reason, never dropped. Backends on a GPU carry the `gpu` marker; with
-BPCORE_REQUIRE_GPU=1 the run fails when no GPU case passed (ci/gpu.sh sets it).
+reason, never dropped. Backends on a GPU carry the `gpu` marker. BPCORE_REQUIRE_GPU=1 fails the
+run unless every GPU backend (cupy, torch:cuda) passed at least one case and failed none;
+BPCORE_REQUIRE_GPU=cupy (a comma list of specs) asks it of those backends only (ci/gpu.sh sets it
+to the backends under test). One "GPU gate:" line per backend ends the run.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import sys
 
 import numpy as np
 import pytest
+from gpu_gate import gate_lines, is_gpu_spec, required_backends
 
 import backends
 
@@ -23,13 +26,9 @@ if "torch" in backends._registry._hidden():
 BACKEND_STATUS = backends.status(trains=True)
 
 
-def is_gpu_spec(spec: str) -> bool:
-    return "cuda" in spec or spec.startswith("cupy")
-
-
 def _backend_params():
     for spec, reason in BACKEND_STATUS.items():
-        marks = [pytest.mark.gpu] if is_gpu_spec(spec) else []
+        marks = [pytest.mark.runs_on(spec)] + ([pytest.mark.gpu] if is_gpu_spec(spec) else [])
         if reason is not None:
             marks.append(pytest.mark.skip(reason=reason))
         yield pytest.param(spec, marks=marks, id=spec)
@@ -50,38 +49,56 @@ def rng():
     return np.random.default_rng(1234)
 
 
-_gpu_cases_passed = 0
+# -- the GPU gate: BPCORE_REQUIRE_GPU=1 (every GPU backend) or "cupy,torch:cuda" (a list of specs) --------
+def pytest_collection_modifyitems(items):
+    """The specs of a case's ``runs_on`` marks (the ``backend`` fixture's, test_io's pairs) ride on its
+    report as a user property, so that pytest-xdist's controller can count them too."""
+    for item in items:
+        specs = sorted({spec for mark in item.iter_markers("runs_on") for spec in mark.args})
+        if specs:
+            item.user_properties.append(("backends", ",".join(specs)))
+
+
+_outcomes: dict[str, dict[str, int]] = {}      # spec -> {"passed": n, "failed": n, "skipped": n}
 
 
 def pytest_runtest_logreport(report):
-    global _gpu_cases_passed
-    if report.when == "call" and report.passed and "gpu" in report.keywords:
-        _gpu_cases_passed += 1
+    specs = dict(report.user_properties).get("backends")
+    if not specs:
+        return
+    if report.when == "call" or (report.when == "setup" and not report.passed) or \
+            (report.when == "teardown" and report.failed):
+        for spec in specs.split(","):
+            counts = _outcomes.setdefault(spec, {"passed": 0, "failed": 0, "skipped": 0})
+            counts[report.outcome] += 1
 
 
 def pytest_sessionfinish(session, exitstatus):
     if hasattr(session.config, "workerinput"):        # a pytest-xdist worker: the controller counts
         return
-    if os.environ.get("BPCORE_REQUIRE_GPU") == "1" and _gpu_cases_passed == 0:
-        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        message = ("BPCORE_REQUIRE_GPU=1 but no GPU test case passed: every GPU backend was skipped "
-                   f"({ {s: r for s, r in BACKEND_STATUS.items() if is_gpu_spec(s)} })")
-        if reporter is not None:
-            reporter.write_line(message, red=True)
+    _, ok = gate_lines(required_backends(os.environ.get("BPCORE_REQUIRE_GPU"), BACKEND_STATUS), _outcomes,
+                       BACKEND_STATUS)
+    if not ok:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    """One line per skip reason with its count, so the result is not buried (``-rs`` lists each case)."""
+    """One line per skip reason with its count, so the result is not buried (``-rs`` lists each case);
+    then, under BPCORE_REQUIRE_GPU, one line per required backend (ci/gpu.sh collects them)."""
     skipped = terminalreporter.stats.get("skipped", [])
-    if not skipped or "s" in (config.option.reportchars or ""):
-        return
-    counts: dict[str, int] = {}
-    for report in skipped:
-        longrepr = report.longrepr
-        reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
-        reason = reason.removeprefix("Skipped: ")
-        counts[reason] = counts.get(reason, 0) + 1
-    terminalreporter.section("skipped, by reason (pytest -rs lists every case)", sep="-")
-    for reason, count in sorted(counts.items(), key=lambda item: -item[1]):
-        terminalreporter.write_line(f"{count:>5}  {reason}")
+    if skipped and "s" not in (config.option.reportchars or ""):
+        counts: dict[str, int] = {}
+        for report in skipped:
+            longrepr = report.longrepr
+            reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+            reason = reason.removeprefix("Skipped: ")
+            counts[reason] = counts.get(reason, 0) + 1
+        terminalreporter.section("skipped, by reason (pytest -rs lists every case)", sep="-")
+        for reason, count in sorted(counts.items(), key=lambda item: -item[1]):
+            terminalreporter.write_line(f"{count:>5}  {reason}")
+    lines, _ = gate_lines(required_backends(os.environ.get("BPCORE_REQUIRE_GPU"), BACKEND_STATUS), _outcomes,
+                          BACKEND_STATUS)
+    if lines:
+        terminalreporter.section("GPU gate (BPCORE_REQUIRE_GPU)", sep="-")
+        for line in lines:
+            terminalreporter.write_line(line, red="FAIL" in line, green="PASS" in line)

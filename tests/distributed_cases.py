@@ -15,6 +15,7 @@ import sys
 
 import numpy as np
 
+import backends
 import bpcore as bp
 
 N_SAMPLES, BATCH, EPOCHS = 49, 16, 3          # 3 full batches and a last one of 1: empty shards on ranks 1, 2
@@ -131,8 +132,28 @@ def main(out_dir, specs):
         results[f"mismatch/{name}"] = expect_error(
             bp.fit, model, bp.BCEWithLogitsLoss(), opt, Xr, y, epochs=2, batch_size=change.get("batch_size", BATCH),
             seed=change.get("seed", 0), progress=False, distributed=comm)
+    if comm.size == 2:
+        results["nccl"] = nccl_dry_run(comm)
     with open(os.path.join(out_dir, f"rank{comm.rank}.pkl"), "wb") as stream:
         pickle.dump(results, stream)
+
+
+def nccl_dry_run(comm):
+    """fit's NCCL path (bpcore/distributed/nccl.py) with rank r on the simulated GPU device{r+1} and a
+    stand-in for cupy.cuda.nccl that sums over MPI and checks each call (tests/nccl_standin.py)."""
+    import nccl_standin
+    from bpcore.distributed.nccl import NcclReducer
+
+    backend = backends.get(nccl_standin.rank_device(comm.local_rank))
+    stand_in = nccl_standin.install(backend, comm.mpi)
+    try:
+        comm._reducers[backend.spec] = NcclReducer(comm, backend)   # what the cupy backend gets
+        calls = comm.reduce_calls
+        params, losses, accuracy = reference_fit(backend.spec, "adam", distributed=comm, seed=comm.rank)
+        return {"params": params, "losses": losses, "accuracy": accuracy, "calls": stand_in.calls,
+                "problems": stand_in.problems, "reduce_calls": comm.reduce_calls - calls, "device": backend.spec}
+    finally:
+        del sys.modules["cupy"], sys.modules["cupy.cuda"]
 
 
 def _diverging():

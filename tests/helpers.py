@@ -45,7 +45,8 @@ def from_torch(tensor):
 # -- counting host syncs ----------------------------------------------------------------------------
 # What makes a GPU wait for its queue and copy to the host: reading a value (bool/float/int), an
 # explicit to_numpy/synchronize, or NumPy converting the array (__array__, refused on the
-# simulated device as CuPy refuses it). Training code must do none of them per batch.
+# simulated device as CuPy refuses it). Training code must do none of them per batch. Copies the
+# other way (host -> device, "asarray") are counted too: data moved every step instead of once.
 SYNC_SPEC = "array_api_strict:device1"
 _SYNC_METHODS = ("__bool__", "__float__", "__int__", "__index__", "__array__")
 
@@ -73,8 +74,10 @@ def count_syncs(backend=None):
     while the block runs: ``with count_syncs() as syncs: ...; assert syncs.total == 0``.
 
     Counts ``to_numpy`` and ``synchronize`` of the backend and ``__bool__``, ``__float__``,
-    ``__int__``, ``__index__``, ``__array__`` of its arrays. On device1, ``np.asarray(array)``
-    raises, as it does for a CuPy array. Reusable by any test (issue 15's speed work relies on it).
+    ``__int__``, ``__index__``, ``__array__`` of its arrays, and its host -> device copies
+    (``asarray``, where every host array moved onto the backend goes, layers' inputs included).
+    On device1, ``np.asarray(array)`` raises, as it does for a CuPy array. Reusable by any test
+    (issue 15's speed work relies on it).
     """
     import backends
 
@@ -82,7 +85,7 @@ def count_syncs(backend=None):
     counter = SyncCounter()
     array_type = type(backend.asarray(np.zeros(1)))
     saved_type = {name: array_type.__dict__[name] for name in _SYNC_METHODS if name in array_type.__dict__}
-    saved_backend = {name: vars(backend).get(name) for name in ("to_numpy", "synchronize")}
+    saved_backend = {name: vars(backend).get(name) for name in ("to_numpy", "synchronize", "asarray")}
 
     def counting(name, method):
         def run(self, *args, **kwargs):

@@ -4,9 +4,12 @@ from __future__ import annotations
 import importlib.util
 import os
 
+import types
+
 import numpy as np
 import pytest
 
+import backends
 import bpcore as bp
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -101,3 +104,27 @@ def test_the_profile_lists_where_the_step_spends_its_time():
     assert cnn[0].startswith("threads:") and cnn[1].startswith("profile of the bpcore step, digits CNN")
     assert any("conv.py" in line for line in cnn[2:])
     assert any("linear.py" in line for line in lines[1:])
+
+
+@pytest.mark.skipif("torch" not in backends.available(), reason="torch is not installed")
+def test_the_step_benchmark_runs_bpcore_on_torch():
+    lines = _bench().main(["--device", "torch", "--nets", "spiral", "--rounds", "1", "--steps", "1", "--no-fit",
+                           "--threads", "1"])
+    assert any(line.startswith("spiral") for line in lines)
+    assert lines[0].startswith("threads:") and "on torch:cpu" in lines[1]
+
+
+def test_on_torch_cuda_the_hand_written_step_runs_on_cupy_or_is_left_out():
+    """No GPU here: a torch:cuda backend as bench_step sees it (kind, name, device index)."""
+    bench = _bench()
+    torch_cuda = types.SimpleNamespace(kind="cuda", name="torch", device=types.SimpleNamespace(index=0, type="cuda"))
+    xp, sync = bench.hand_namespace(torch_cuda)
+    try:
+        gpu = backends.get("cupy:0")
+    except backends.BackendUnavailableError:
+        assert (xp, sync) == (None, None)               # no CuPy GPU here: no hand-written column
+    else:
+        assert xp is gpu.cupy
+    assert bench.hand_namespace(backends.get("numpy"))[0] is np
+    cupy_1 = types.SimpleNamespace(kind="cuda", name="cupy", device=types.SimpleNamespace(id=1))
+    assert bench.torch_device_of(cupy_1) == "cuda:1"

@@ -140,7 +140,12 @@ PARSE_FAULTS = [
     ("config-a-list", lambda good: edited(good, lambda h, p: h["architecture"]["layers"][0].update(config=[3]))),
     ("random-streams-a-list", lambda good: edited(good, lambda h, p: h.update(random_streams=[1]))),
     ("random-stream-state-garbage", lambda good: edited(good, lambda h, p: h["random_streams"].__setitem__(
-        "3", {"kind": "host", "state": {"bit_generator": "PCG64", "state": {"state": 2 ** 300, "inc": 1}}}))),
+        "3", {"generator": "threefry2x32-20", "seed": 2 ** 300, "calls": 1}))),
+    ("random-stream-calls-negative", lambda good: edited(good, lambda h, p: h["random_streams"]["3"].update(
+        calls=-1))),
+    ("random-stream-other-generator", lambda good: edited(good, lambda h, p: h["random_streams"]["3"].update(
+        generator="mt19937"))),
+    ("random-stream-a-number", lambda good: edited(good, lambda h, p: h["random_streams"].__setitem__("3", 7))),
     ("history-not-a-mapping", lambda good: edited(good, lambda h, p: h.update(history=[1, 2]))),
     ("dtype-of-the-model-a-dict", lambda good: edited(good, lambda h, p: h.update(dtype={"a": 1}))),
 ]

@@ -256,6 +256,10 @@ def test_summary_lists_each_layer_with_shape_and_parameters(capsys):
     assert "Total params: 1,386" in printed and "(batch, 8, 4, 4)" in printed and "Conv2d(1, 8" in printed
     assert model.training                                     # summary leaves the mode as it was
     assert bp.summary(bp.mlp([3, 4, 2]), print_fn=None).rows[-1][2] == (None, 2)
+    print(model.summary((1, 8, 8)))                           # the torchinfo habit: the table once, not twice
+    assert capsys.readouterr().out.count("Total params: 1,386") == 1
+    quiet = model.summary((1, 8, 8), print_fn=None)
+    assert capsys.readouterr().out == "" and str(quiet) == quiet.text and "Total params: 1,386" in quiet.text
     with pytest.raises(ValueError, match="input_shape"):
         model.summary()
     with pytest.raises(ValueError, match=r"summary: layer 0 refused.*one sample's shape"):

@@ -18,7 +18,10 @@ def test_filters_draw_every_kernel_of_the_first_conv(tmp_path, backend):
     model = cnn().to(backend)
     fig = bp.viz.filters(model, path=tmp_path / "filters.png")
     np.testing.assert_array_equal(fig.weights, backend.to_numpy(model[0].W.data))
-    assert len(fig.axes) == 5 and (tmp_path / "filters.png").stat().st_size > 1000
+    assert len(fig.axes) == 5 + 1 and (tmp_path / "filters.png").stat().st_size > 1000     # 5 tiles, a colour bar
+    assert fig.axes[-1].get_ylabel() == "weight (red > 0, blue < 0)"
+    limit = np.abs(fig.weights).max()                            # one scale, symmetric about 0, for every tile
+    assert all(ax.images[0].get_clim() == (-limit, limit) for ax in fig.axes[:5])
     rgb = bp.viz.filters(cnn(3), max_filters=2)
     assert rgb.weights.shape == (2, 3, 3, 3) and len(rgb.axes) == 2
 
@@ -29,7 +32,9 @@ def test_feature_maps_show_one_image_after_a_layer(rng, backend):
     fig = bp.viz.feature_maps(model, image, layer=1)
     expected = np.maximum(backend.to_numpy(model.layers[0](image[None])), 0)[0]
     np.testing.assert_allclose(fig.maps, expected, rtol=1e-6)
-    assert len(fig.axes) == 6                                   # the input and 5 channels
+    assert len(fig.axes) == 6 + 1                               # the input, 5 channels, a colour bar
+    assert fig.axes[-1].get_ylabel() == "activation"           # after a ReLU: from 0, one scale for all
+    assert all(ax.images[0].get_clim() == (0.0, fig.maps.max()) for ax in fig.axes[1:6])
     assert bp.viz.feature_maps(model, image[None]).maps.shape == (5, 6, 6)   # default: the first Conv2d
 
 

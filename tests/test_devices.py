@@ -4,7 +4,7 @@ CuPy makes arrays and launches kernels on the *current* GPU, so every piece of b
 computes outside ``Backend.activate()`` would put its arrays on GPU 0 of a model on "cuda:1". The
 simulated device makes each of those a failure here: arrays made without ``device=`` outside
 ``activate()`` land on the default device (and cannot be combined with the model's), and a
-namespace function given a device1 array outside ``activate()`` raises.
+namespace function or operator given a device1 array outside ``activate()`` raises.
 """
 from __future__ import annotations
 
@@ -49,6 +49,31 @@ def test_the_simulated_device_refuses_what_cupy_refuses(device1):
         assert on_device1(device1, xp.zeros_like(a)) and on_device1(device1, xp.zeros(2))
         assert on_device1(device1, xp.sum(a))
     assert np.array_equal(device1.to_numpy(a), np.ones(3))
+
+
+OPERATORS = {
+    "a + b": lambda a, b: a + b, "2 + a": lambda a, b: 2.0 + a, "a @ b": lambda a, b: a @ b, "-a": lambda a, b: -a,
+    "a < b": lambda a, b: a < b, "a ** 2": lambda a, b: a ** 2, "abs(a)": lambda a, b: abs(a),
+    "a += b": lambda a, b: a.__iadd__(b), "a[0] = 1": lambda a, b: a.__setitem__(0, 1.0),
+    "a[index array]": lambda a, b: a[b > 0.0],
+}
+
+
+@pytest.mark.parametrize("name", list(OPERATORS))
+def test_operators_outside_activate_are_refused_as_on_cupy(device1, name):
+    a, b = (device1.asarray(np.ones(3, dtype="float32")) for _ in range(2))
+    with pytest.raises(RuntimeError, match=r"the operator .* on .*device1.* outside backend.activate"):
+        OPERATORS[name](a, b)
+    with device1.activate():
+        result = OPERATORS[name](a, b)
+    assert result is None or on_device1(device1, result)
+
+
+def test_views_and_host_reads_launch_nothing_and_pass(device1):
+    a = device1.asarray(np.arange(6, dtype="float32").reshape(2, 3))
+    assert a.T.shape == (3, 2) and a[1:, :2].shape == (1, 2) and float(a[1, 2]) == 5.0
+    plain = backends.get("array_api_strict").asarray(np.ones(3))
+    assert float((plain + 1.0)[0]) == 2.0                         # the default device is not watched
 
 
 def test_backend_of_finds_a_device_that_available_does_not_probe():

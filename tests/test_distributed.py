@@ -22,6 +22,7 @@ import bpcore as bp
 
 sys.path.insert(0, os.path.dirname(__file__))
 import distributed_cases as cases  # noqa: E402
+import nccl_standin  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MPIEXEC = shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or shutil.which("mpiexec")
@@ -32,7 +33,9 @@ except ImportError:
     HAVE_MPI4PY = False
 needs_mpi = pytest.mark.skipif(not (HAVE_MPI4PY and MPIEXEC),
                                reason="mpi4py or mpiexec not installed (pip install 'bpcore[mpi]')")
-SPECS = [spec for spec in ("numpy", "array_api_strict", "torch") if spec in backends.available()]
+# array_api_strict:device1, the simulated second device: every collective and check must run there
+SPECS = [spec for spec in ("numpy", "array_api_strict", "array_api_strict:device1", "torch")
+         if spec in backends.available()]
 SIZES = (2, 3)
 TOL = 1e-10
 LAUNCH_TIMEOUT_S = 240
@@ -191,11 +194,12 @@ def test_alone_the_communicator_has_size_one_and_fit_is_unchanged():
     comm = bp.distributed.init()
     assert (comm.rank, comm.size, comm.is_root, comm.local_rank) == (0, 1, True, 0)
     assert comm.device("cuda") == "cuda:0" and comm.device("cpu") == "cpu"
-    plain = cases.reference_fit("numpy", "adam")
-    alone = cases.reference_fit("numpy", "adam", distributed=comm)
-    for a, b in zip(plain[0], alone[0], strict=True):
-        assert np.array_equal(a, b)
-    assert plain[1:] == alone[1:]
+    for spec in SPECS:                         # device1 too: the checks and sums run on the data's device
+        plain = cases.reference_fit(spec, "adam")
+        alone = cases.reference_fit(spec, "adam", distributed=comm)
+        for a, b in zip(plain[0], alone[0], strict=True):
+            assert np.array_equal(a, b), spec
+        assert plain[1:] == alone[1:]
 
 
 def test_several_processes_asked_without_mpi4py_is_a_clear_error(monkeypatch):
@@ -302,38 +306,67 @@ def test_an_error_on_one_rank_mid_training_ends_every_rank():
     assert "planted failure on rank 1" in done.stderr and "MPI_Abort" in done.stderr, done.stderr
 
 
-def test_the_nccl_reducer_makes_the_calls_chainermn_makes(monkeypatch):
-    """No GPU here: a stand-in for cupy.cuda.nccl records what NcclReducer asks of it."""
-    import contextlib
-    import types
-
+def nccl_on_a_stand_in(monkeypatch, spec):
+    """A stand-in for cupy.cuda.nccl (tests/nccl_standin.py), a size-1 communicator whose all-reduce
+    goes through NcclReducer on ``spec``, and the stand-in (its calls and the problems it saw)."""
     from bpcore.distributed.nccl import NcclReducer
 
-    calls = []
+    backend = backends.get(spec)
+    modules = {}
+    stand_in = nccl_standin.install(backend, modules=modules)
+    for name, module in modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    comm = bp.distributed.init()
+    comm._reducers[backend.spec] = NcclReducer(comm, backend)
+    return comm, stand_in
 
-    class Communicator:
-        def __init__(self, size, unique_id, rank):
-            calls.append(("NcclCommunicator", size, unique_id, rank))
 
-        def allReduce(self, send, receive, count, dtype, op, stream):     # noqa: N802 (NCCL's name)
-            calls.append(("allReduce", send, receive, count, dtype, op, stream))
+@pytest.mark.skipif("array_api_strict:device1" not in backends.available(), reason="array_api_strict not installed")
+def test_the_nccl_reducer_on_a_stand_in_keeps_each_buffer_on_its_device(monkeypatch):
+    """No GPU here: fit's NCCL path on the simulated second device, every call checked by the stand-in."""
+    spec = nccl_standin.rank_device(0)
+    comm, stand_in = nccl_on_a_stand_in(monkeypatch, spec)
+    alone = cases.reference_fit(spec, "adam")
+    found = cases.reference_fit(spec, "adam", distributed=comm)
+    for a, b in zip(alone[0], found[0], strict=True):
+        assert np.array_equal(a, b)                   # one rank: NCCL's sum is the identity
+    assert stand_in.problems == []
+    steps = cases.EPOCHS * -(-cases.N_SAMPLES // cases.BATCH)
+    assert stand_in.calls[:2] == [("get_unique_id",), ("NcclCommunicator", 1, bytes(range(7, 135)), 0)]
+    assert stand_in.calls[2:] == [("allReduce", 6 * 2 + 6 + 6 + 1 + 1, "f64", "sum")] * steps   # grads + stop flag
 
-    nccl = types.SimpleNamespace(get_unique_id=lambda: (7, 7, 7), NcclCommunicator=Communicator, NCCL_SUM="sum",
-                                 NCCL_FLOAT16="f16", NCCL_FLOAT32="f32", NCCL_FLOAT64="f64")
-    cuda = types.ModuleType("cupy.cuda")
-    cuda.nccl, cuda.get_current_stream = nccl, lambda: types.SimpleNamespace(ptr=99)
-    cupy = types.ModuleType("cupy")
-    cupy.cuda, cupy.ascontiguousarray = cuda, lambda array: array
-    monkeypatch.setitem(sys.modules, "cupy", cupy)
-    monkeypatch.setitem(sys.modules, "cupy.cuda", cuda)
-    backend = types.SimpleNamespace(activate=contextlib.nullcontext)
-    reducer = NcclReducer(bp.distributed.init(), backend)
 
-    def flat(dtype):
-        return types.SimpleNamespace(dtype=dtype, size=10, data=types.SimpleNamespace(ptr=1234))
-
-    assert reducer.sum(flat("float64"), backend).size == 10
-    # rank 0 made the unique id (sent over MPI), one communicator of size 1, then an in-place sum
-    assert calls == [("NcclCommunicator", 1, (7, 7, 7), 0), ("allReduce", 1234, 1234, 10, "f64", "sum", 99)]
+@pytest.mark.skipif("array_api_strict:device1" not in backends.available(), reason="array_api_strict not installed")
+def test_the_nccl_stand_in_catches_a_buffer_off_its_device(monkeypatch):
+    """The premise of the test above: the stand-in notices the mistakes it is there to catch."""
+    spec = nccl_standin.rank_device(0)
+    comm, stand_in = nccl_on_a_stand_in(monkeypatch, spec)
+    reducer, backend = comm._reducers[spec], backends.get(spec)
+    flat = backend.asarray(np.ones(4))
+    reducer.sum(flat, backend)                          # outside activate(): another device is current
+    assert any("allReduce with None current" in p for p in stand_in.problems), stand_in.problems
+    stand_in.problems.clear()
+    other = backends.get(nccl_standin.rank_device(1)).asarray(np.ones(4))
+    with backend.activate():
+        reducer.sum(other, backend)                     # a buffer on rank 1's device, given to rank 0
+    assert any("the buffer is on device2, not device1" in p for p in stand_in.problems), stand_in.problems
     with pytest.raises(TypeError, match="cannot all-reduce int32 gradients"):
-        reducer.sum(flat("int32"), backend)
+        reducer.sum(backend.asarray(np.ones(4, dtype=np.int32)), backend)
+
+
+@needs_mpi
+def test_the_nccl_path_on_two_ranks_gives_the_parameters_of_one_process(launched):
+    """mpiexec -n 2: rank r on the simulated device{r+1}, NCCL played by the stand-in over MPI."""
+    _, ranks = launched[2]
+    params, losses, _ = cases.reference_fit("numpy", "adam")
+    for rank, result in enumerate(ranks):
+        found = result["nccl"]
+        assert found["device"] == nccl_standin.rank_device(rank)
+        assert found["problems"] == [], f"rank {rank}: {found['problems']}"
+        assert_close(found["params"], params, f"NCCL dry run, rank {rank}")
+        np.testing.assert_allclose(found["losses"], losses, rtol=TOL, atol=TOL)
+        assert [c[0] for c in found["calls"]].count("get_unique_id") == (1 if rank == 0 else 0)
+        joined = [c for c in found["calls"] if c[0] == "NcclCommunicator"]
+        assert joined == [("NcclCommunicator", 2, bytes(range(7, 135)), rank)]
+        assert [c[0] for c in found["calls"]].count("allReduce") == found["reduce_calls"] > 0
+    assert_ranks_identical([r["nccl"] for r in ranks], "params")

@@ -96,6 +96,12 @@ def test_vanishing_gradients_decay_in_the_sigmoid_net(tmp_path):
     assert sigmoid[0] < sigmoid[-1] / 50                   # orders of magnitude across 6 layers
     relu = result["norms"]["relu_he"]
     assert relu[0] / relu[-1] > 10 * sigmoid[0] / sigmoid[-1]
+    # the lesson and the diagnostics agree: the sigmoid net vanishes (for both), the cures do not
+    assert result["vanishing"]["sigmoid"][0] == "0.W"
+    assert result["diagnoses"]["sigmoid"].vanishing == result["vanishing"]["sigmoid"]
+    assert any("vanishing" in w for w in result["diagnoses"]["sigmoid"].warnings)
+    for cure in ("relu_he", "batchnorm", "residual"):
+        assert result["vanishing"][cure] == [] == result["diagnoses"][cure].vanishing
 
 
 def test_xor_learns_xor():

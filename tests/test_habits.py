@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -69,6 +70,23 @@ def test_early_stopping_says_when_and_why(capsys):
     assert "early stopping" not in capsys.readouterr().out
 
 
+def test_the_early_stopping_notice_gets_its_own_line_without_a_terminal():
+    """A log file or CI: the bar's line has no end until it closes; the notice must not be glued to it."""
+    script = ("import bpcore as bp\n"
+              "X, y = bp.data.moons(64, seed=0)\n"
+              "model = bp.mlp([2, 4, 1], seed=0)\n"
+              "bp.fit(model, bp.BCEWithLogitsLoss(), bp.optim.SGD(model.parameters(), lr=1e-4), X, y, epochs=30,\n"
+              "       validation_data=(X, y), metrics=['accuracy'],\n"
+              "       callbacks=[bp.EarlyStopping(monitor='val_accuracy', patience=2, min_delta=0.5)])\n")
+    result = subprocess.run([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout
+    lines = result.stdout.splitlines()
+    notice = [line for line in lines if "early stopping" in line]
+    assert len(notice) == 1 and notice[0].startswith("epoch 3: early stopping"), result.stdout
+    assert "epoch/s" in result.stdout and lines.index(notice[0]) == len(lines) - 1   # after the bar's last line
+
+
 def test_csv_logger_writes_one_flushed_row_per_epoch(tmp_path):
     path = tmp_path / "log.csv"
 
@@ -98,9 +116,9 @@ def test_csv_logger_checks_its_arguments(tmp_path):
         bp.CSVLogger(tmp_path / "log.csv", separator=";;")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed here")
 @pytest.mark.parametrize("spec", ["cuda", "cuda:1", "cupy:1"])
-def test_the_cupy_message_names_the_spec_needs_install_and_meanwhile(spec):
+def test_the_cupy_message_names_the_spec_needs_install_and_meanwhile(spec, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)      # CuPy not installed (CI installs it for test_gpu_api)
     with pytest.raises(backends.BackendUnavailableError) as info:
         backends.get(spec)
     message = str(info.value)

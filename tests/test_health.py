@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 import numpy as np
@@ -29,6 +30,24 @@ def test_twenty_sigmoid_layers_warn_of_vanishing_gradients(rng):
     assert vanishing[0].startswith("layer 0.W: gradient ") and "19 sigmoids" in vanishing[0]
     assert "ReLU with He init, BatchNorm, or residual connections" in vanishing[0]
     assert "gradients vanish through 19 sigmoids" in str(report)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_the_vanishing_gradient_lessons_net_is_flagged_and_its_cures_are_not(seed, recwarn):
+    """One definition of vanishing (below VANISHING_RATIO of the last layer's): the lesson's five-sigmoid
+    net is flagged by diagnose and by GradientHealth in fit; ReLU + He, BatchNorm and residual are not."""
+    import vanishing_gradients
+
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((256, 10)).astype(np.float32)
+    y = (X @ rng.standard_normal(10) > 0).astype(np.float32)[:, None]
+    report = bp.diagnose(vanishing_gradients.build("sigmoid", seed), bp.BCEWithLogitsLoss(), X, y)
+    assert report["0"].ratio < health.VANISHING_RATIO and report.vanishing[0] == "0.W"
+    assert any("(vanishing: below 0.01)" in w and "sigmoids (each passes at most 0.25)" in w for w in report.warnings)
+    for kind in ("relu_he", "batchnorm", "residual"):
+        assert bp.diagnose(vanishing_gradients.build(kind, seed), bp.BCEWithLogitsLoss(), X, y).vanishing == []
+    hist = _fit(vanishing_gradients.build("sigmoid", seed), X, y, 1, [bp.GradientHealth()], lr=1e-4)
+    assert [epoch for epoch, w in hist.health["warnings"] if "vanish" in w] == [1]
 
 
 @pytest.mark.parametrize("kind", ["relu_he", "relu_he_batchnorm", "residual"])
@@ -172,14 +191,14 @@ def _fit(model, X, y, epochs, callbacks, lr=0.01, loss_fn=None, **kwargs):
 def test_gradient_health_records_every_epoch_and_stays_quiet_on_a_healthy_net(seed, recwarn):
     X, y = bp.data.moons(300, seed=seed)
     hist = _fit(bp.mlp([2, 16, 16, 1], seed=seed), X, y, 20, [bp.GradientHealth()])
-    assert hist.health["epochs"] == list(range(20))
+    assert hist.health["epochs"] == list(range(1, 21))        # numbered as the bar and the warnings: from 1
     assert hist.health["warnings"] == []
     assert not [w for w in recwarn if issubclass(w.category, bp.GradientHealthWarning)]
     assert hist.health["layers"]["1"]["kind"] == "ReLU" and len(hist.health["layers"]["1"]["dead"]) == 20
     assert len(hist.health["layers"]["0"]["ratio"]) == 20 and len(hist.health["total_grad_norm"]) == 20
     # the first probe is diagnose's pass on the model as it was after epoch 1, on the first 256 samples
     hist_every = _fit(bp.mlp([2, 16, 16, 1], seed=seed), X, y, 4, [bp.GradientHealth(every=2)])
-    assert hist_every.health["epochs"] == [0, 2]
+    assert hist_every.health["epochs"] == [1, 3]
 
 
 def test_a_problem_is_warned_once_through_warnings_and_the_progress_bar(monkeypatch):
@@ -203,7 +222,7 @@ def test_a_problem_is_warned_once_through_warnings_and_the_progress_bar(monkeypa
     assert dead[0].startswith("epoch 1: layer 1 (ReLU): 100% of units are dead")
     # five epochs, two problems (layer 3 gets only zeros from layer 1, so it is dead too): two warnings
     assert [sentence.split(":")[1] for sentence in dead] == [" layer 1 (ReLU)", " layer 3 (ReLU)"]
-    assert [epoch for epoch, _ in hist.health["warnings"]] == [0, 0]
+    assert [epoch for epoch, _ in hist.health["warnings"]] == [1, 1]      # the epoch the message says
     assert descriptions == ["health: layer 3 (ReLU): 100% of units are dead on this batch"]   # once, the latest
 
 
@@ -211,9 +230,10 @@ def test_the_initialization_is_judged_before_the_first_step():
     X, y = bp.data.moons(200, seed=0)
     model = bp.mlp([2, 64, 64, 1], seed=0)
     model[2].W.data = model[2].W.data * 10.0
-    with pytest.warns(bp.GradientHealthWarning, match="layer 2.W: weight std .* the He value for fan_in 64"):
+    with pytest.warns(bp.GradientHealthWarning, match=r"^at initialization \(epoch 0\): layer 2.W: weight std .* "
+                                                      r"the He value for fan_in 64"):
         hist = _fit(model, X, y, 1, [bp.GradientHealth()], lr=1e-4)
-    assert any("weight std" in sentence for _, sentence in hist.health["warnings"])
+    assert [epoch for epoch, sentence in hist.health["warnings"] if "weight std" in sentence] == [0]
 
 
 class _GrowFirstLayer(bp.Callback):
@@ -226,8 +246,9 @@ class _GrowFirstLayer(bp.Callback):
 def test_a_total_gradient_norm_up_100x_in_a_few_epochs_warns_of_exploding_gradients():
     X, y = bp.data.moons(200, seed=0)
     model = bp.mlp([2, 8, 8, 1], activation="identity", seed=0)
-    with pytest.warns(bp.GradientHealthWarning, match=r"total gradient norm grew \d+x in \d epochs?"):
+    with pytest.warns(bp.GradientHealthWarning) as seen:     # the first layer's share also falls below 1e-2
         hist = _fit(model, X, y, 4, [bp.GradientHealth(), _GrowFirstLayer()], lr=1e-6, loss_fn=bp.MSELoss())
+    assert any(re.search(r"total gradient norm grew \d+x in \d epochs?", str(w.message)) for w in seen)
     exploding = [s for _, s in hist.health["warnings"] if "explode" in s]
     assert len(exploding) == 1 and "clip gradients" in exploding[0]
 

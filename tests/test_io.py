@@ -39,7 +39,8 @@ def _is_gpu(spec):
 def _backend_pairs():
     """(source, target) for every ordered pair of registered backends; unusable ones are skipped."""
     for source, target in itertools.product(STATUS, repeat=2):
-        marks = [pytest.mark.gpu] if _is_gpu(source) or _is_gpu(target) else []
+        marks = [pytest.mark.runs_on(source, target)] + ([pytest.mark.gpu] if _is_gpu(source) or _is_gpu(target)
+                                                           else [])
         for spec in (source, target):
             if STATUS[spec] is not None:
                 marks.append(pytest.mark.skip(reason=STATUS[spec]))

@@ -46,6 +46,8 @@ def test_the_floors_hold():
     ("bpcore/nn/linear.py", "\n\ndef _planted():\n    from ..training import fit\n    return fit\n"),
     ("bpcore/checkpoint/api.py", "\nfrom ..training.history import History  # noqa\n"),
     ("backends/_numpy.py", "\nimport bpcore.nn  # noqa\n"),
+    # inside bp.distributed too: the circle communicator -> gradients -> communicator that issue 25 found
+    ("bpcore/distributed/gradients.py", "\n\ndef _planted():\n    from .communicator import init\n    return init\n"),
 ])
 def test_an_import_that_runs_back_up_is_caught(tmp_path, module, planted):
     tree = _copy_tree(tmp_path)
@@ -55,6 +57,16 @@ def test_an_import_that_runs_back_up_is_caught(tmp_path, module, planted):
     assert result.returncode != 0
     assert "BROKEN" in result.stdout or "broken" in result.stdout
     assert "1 broken" in result.stdout, result.stdout
+
+
+def test_the_public_namespace_holds_only_the_api_and_its_subpackages():
+    """No stray names such as ``bp.annotations`` (a ``from __future__`` import in __init__.py leaks one)."""
+    import types
+
+    import bpcore as bp
+    stray = [name for name in dir(bp) if not name.startswith("_") and name not in bp.__all__
+             and not isinstance(getattr(bp, name), types.ModuleType)]
+    assert stray == []
 
 
 def test_no_module_is_over_400_lines():

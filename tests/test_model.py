@@ -153,6 +153,28 @@ def test_bad_state_dict_is_refused_and_changes_nothing(change, error, match):
         np.testing.assert_array_equal(value, before[name])
 
 
+def test_load_state_dict_strict_false_loads_what_matches_and_names_the_rest(backend):
+    """PyTorch's habit: strict=False loads the common names and returns (missing_keys, unexpected_keys)."""
+    model = bp.mlp([3, 4, 1], seed=0).to(backend)
+    before = model.state_dict()
+    state = bp.mlp([3, 4, 1], seed=1).state_dict()
+    assert model.load_state_dict(dict(state)) == ([], [])                  # strict: nothing left over
+    model.load_state_dict(before)
+    partial = {"0.W": state["0.W"], "0.b": state["0.b"], "head.W": np.zeros((4, 1), np.float32)}
+    result = model.load_state_dict(partial, strict=False)
+    assert result.missing_keys == ["2.W", "2.b"] and result.unexpected_keys == ["head.W"]
+    after = model.state_dict()
+    np.testing.assert_array_equal(after["0.W"], state["0.W"])
+    np.testing.assert_array_equal(after["2.W"], before["2.W"])               # left as it was
+    with pytest.raises(KeyError, match="strict=False loads the names that match"):
+        model.load_state_dict(partial)
+    with pytest.raises(ValueError, match="shape"):                           # shapes are checked either way
+        model.load_state_dict({"0.W": np.zeros((5, 5), np.float32)}, strict=False)
+    np.testing.assert_array_equal(model.state_dict()["0.W"], state["0.W"])
+    with pytest.raises(TypeError, match="strict must be True or False"):
+        model.load_state_dict(state, strict="no")
+
+
 def test_sgd_step_is_plain_gradient_descent(backend, rng):
     model = bp.mlp([3, 2], seed=0).to(backend).astype("float64")
     before = [host(backend, p.data).copy() for p in model.parameters()]

@@ -5,6 +5,8 @@ what the user asks to see. ``fit`` may read the loss once per epoch, never once 
 """
 from __future__ import annotations
 
+import pathlib
+
 import numpy as np
 import pytest
 from helpers import SYNC_SPEC, count_syncs
@@ -12,6 +14,7 @@ from helpers import SYNC_SPEC, count_syncs
 import backends
 import bpcore as bp
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(SYNC_SPEC not in backends.available(), reason="array_api_strict is not installed")
 
 
@@ -82,6 +85,43 @@ def test_the_readme_loop_makes_no_sync_per_step():
     enter (fit, evaluate, or loss_fn.check(target) once before a hand-written loop)."""
     syncs = readme_step_syncs(bp.BCEWithLogitsLoss())
     assert syncs.total == 0, syncs
+
+
+def readme_tour_syncs(steps: int):
+    """The README's tour block as printed, up to the end of its loop (what follows, gradcheck and
+    the figures, is checked elsewhere), on the simulated device, for ``steps`` steps."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = text[text.index("## A tour"):].split("```python\n", 1)[1].split("```", 1)[0]
+    assert "for epoch in range(1000):" in block and '.to("cpu")' in block, block
+    lines = block.splitlines()
+    end = next(i for i, line in enumerate(lines) if i > 0 and line.startswith(("print(", "bp.viz")))
+    block = "\n".join(lines[:end]).replace("range(1000)", f"range({steps})")
+    block = block.replace('.to("cpu")', f'.to("{SYNC_SPEC}")')
+    with count_syncs() as syncs:
+        exec(compile(block, "README.md (tour)", "exec"), {})              # noqa: S102 (our own README)
+    return syncs
+
+
+def test_the_readme_tour_moves_the_data_once_and_never_syncs_in_its_loop():
+    """Host -> device copies are counted too: passing host X and y to every step would copy them
+    each step (on a GPU, a synchronous copy per step)."""
+    few, many = readme_tour_syncs(2), readme_tour_syncs(5)
+    assert many.counts == few.counts, f"per-step syncs or copies: 2 steps {few}, 5 steps {many}"
+    assert few.counts.get("asarray", 0) >= 2                 # X and y, once, before the loop
+
+
+def test_the_copy_counter_sees_data_moved_every_step():
+    """The premise: a loop that passes host arrays to the model copies them once per step."""
+    X, y = problem()
+    net, loss_fn = model(), bp.BCEWithLogitsLoss()
+    counts = []
+    for steps in (2, 5):
+        with count_syncs() as syncs:
+            for _ in range(steps):
+                loss_fn.forward(net(X), y)
+                net.backward(loss_fn.backward())
+        counts.append(syncs.counts.get("asarray", 0))
+    assert counts[1] - counts[0] == 2 * 3                    # X and y, each step
 
 
 def test_per_call_value_checks_are_an_explicit_choice_and_cost_one_sync_each():

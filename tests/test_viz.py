@@ -9,6 +9,7 @@ import pytest
 
 pytest.importorskip("matplotlib", reason="bpcore.viz needs the viz extra (matplotlib)")
 
+import backends
 import bpcore as bp
 from bpcore import viz
 
@@ -53,6 +54,22 @@ def test_decision_boundary_binary(backend, tmp_path):
     assert fig.axes[0].get_title() == "moons"
     # labels shaped (n,) work as well as (n, 1)
     assert viz.decision_boundary(model, X, y[:, 0], resolution=20).axes
+
+
+def test_decision_boundary_names_the_line_and_rings_the_misclassified():
+    model, X, y, _ = binary_problem(backends.get("cpu"))
+    fig = viz.decision_boundary(model, X, y, resolution=30)
+    labels = [text.get_text() for text in fig.legends[0].get_texts()]
+    wrong = int(((bp.predict(model, X, probabilities=True)[:, 0] > 0.5) != (y[:, 0] > 0.5)).sum())
+    assert fig.misclassified == wrong
+    assert labels[:2] == ["class 0", "class 1"] and "p = 0.5 (decision boundary)" in labels
+    assert (f"misclassified ({wrong})" in labels) == (wrong > 0)
+
+
+def test_a_figure_shows_itself_in_a_notebook():
+    """bpcore draws without pyplot, so no backend shows its figures: they carry their own PNG."""
+    png = viz.curves({"loss": [1.0, 0.5, 0.25]})._repr_png_()
+    assert png.startswith(b"\x89PNG") and len(png) > 5000
 
 
 def test_decision_boundary_multiclass(backend, tmp_path):
@@ -212,10 +229,11 @@ def test_imports_and_explains_without_matplotlib(monkeypatch):
         fresh.curves({"loss": [1.0]})
 
 
-def test_gradient_flow_title_counts_epochs_from_one_as_fit_does():
+def test_gradient_flow_title_counts_epochs_from_one_as_fit_does_and_defaults_to_the_last_as_health():
     X, y = bp.data.moons(32, seed=0)
     model = bp.mlp([2, 4, 1], seed=0)
     hist = bp.fit(model, bp.BCEWithLogitsLoss(), bp.optim.SGD(model.parameters(), lr=0.1), X, y, epochs=3,
                   progress=False)
-    assert viz.gradient_flow(hist).axes[0].get_title().endswith("(epoch 1 of 3)")
+    assert viz.gradient_flow(hist, epoch=0).axes[0].get_title().endswith("(epoch 1 of 3)")
+    assert viz.gradient_flow(hist).axes[0].get_title().endswith("(epoch 3 of 3)")
     assert viz.gradient_flow(hist, epoch=-1).axes[0].get_title().endswith("(epoch 3 of 3)")

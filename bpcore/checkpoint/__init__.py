@@ -10,9 +10,9 @@ turns them back into a ``History``.
 from __future__ import annotations
 
 from ..nn.module import register_layer
-from .api import load, read_checkpoint, save, save_checkpoint
+from .api import CheckpointWarning, load, read_checkpoint, save, save_checkpoint
 from .architecture import architecture, build
 from .format import MAGIC, CheckpointError, read_file, write_file
 
-__all__ = ["CheckpointError", "MAGIC", "architecture", "build", "load", "read_checkpoint", "read_file",
-           "register_layer", "save", "save_checkpoint", "write_file"]
+__all__ = ["CheckpointError", "CheckpointWarning", "MAGIC", "architecture", "build", "load", "read_checkpoint",
+           "read_file", "register_layer", "save", "save_checkpoint", "write_file"]

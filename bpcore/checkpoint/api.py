@@ -10,7 +10,11 @@ shuffling RNG, the scheduler) between the two, so a refused file changes nothing
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+
+import backends
 
 from ..nn.module import _MODEL_WRITER, Layer
 from ..nn.state import check_state, write_state
@@ -18,6 +22,11 @@ from .architecture import _comparable, architecture, build, check_rebuilds, chec
 from .format import CheckpointError, cap, file_faults, quote, read_file, write_file
 
 _HISTORY_SECTIONS = ("history", "grad_norms", "weight_norms")
+_OLD_STREAM_KINDS = ("host", "torch", "cupy")   # the per-library mask streams, before the counter-based one
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint loaded, but not all of it could be used (an older file's random stream)."""
 
 
 def save(model: Layer, path) -> None:
@@ -186,9 +195,10 @@ def _difference(file_spec, model_spec, where="architecture"):
 def _random_streams(path, model, streams):
     """{layer path: state to set} for Dropout (and any layer with set_random_state), checked.
 
-    Streams are per library: a state saved on another kind of backend is refused by the
-    stream (ValueError), and that layer's stream restarts from its seed (None); only exact
-    resumes need the position. Any other fault in a state is the file's.
+    A state is a position of the counter-based generator (``backends/_random.py``), the same on
+    every backend, so it resumes anywhere. Files from before that generator hold per-library
+    states ({"kind": "host" | "torch" | "cupy", ...}) that cannot be continued: the file loads, the
+    layer's masks restart from its seed, and a warning says so. Any other fault is the file's.
     """
     if not isinstance(streams, dict):
         raise CheckpointError(f"{path}: random_streams must be a mapping, got {quote(streams)}")
@@ -197,12 +207,17 @@ def _random_streams(path, model, streams):
         layer = layers.get(layer_path)
         if layer is None or not hasattr(layer, "set_random_state"):
             continue
-        probe = layer.device.random(0)              # a throwaway stream: the layer's stays as it is
+        if isinstance(state, dict) and state.get("kind") in _OLD_STREAM_KINDS and "generator" not in state:
+            warnings.warn(f"{path}: layer {quote(layer_path)} saved its random masks' position in the "
+                          f"per-library format of an older bpcore ({quote(state.get('kind'))}), which the "
+                          f"counter-based generator cannot continue: its masks restart from its seed, so a "
+                          f"run resumed from this file draws other masks than the original run",
+                          CheckpointWarning, stacklevel=2)
+            continue
         try:
-            probe.set_state(state)
-        except ValueError:
-            state = None
-        checked[layer_path] = state
+            checked[layer_path] = backends.checked_random_state(state)
+        except ValueError as error:
+            raise CheckpointError(f"{path}: layer {quote(layer_path)}: {cap(str(error), 200)}") from None
     return checked
 
 

@@ -1,10 +1,10 @@
-"""The communicator: which process this is (``rank``) among how many (``size``), and the MPI calls.
+"""The communicator: ``init()``, and the Communicator it returns.
 
 ``init()`` wraps MPI's world communicator (mpi4py) when one exists. Without mpi4py, or run as a
 plain ``python script.py``, it returns a size-1 communicator whose collectives are the identity,
-so the same script runs alone. Every collective here is one MPI call that all ranks make in the
-same order; a rank that skips one leaves the others waiting, which is why fit never branches on
-the rank around a collective.
+so the same script runs alone. A Communicator is the MPI calls of ``collectives.py`` plus the
+gradient all-reduce (``gradients.py``) and the plan ``bp.fit(..., distributed=comm)`` follows
+(``fit_plan.py``): the top of the package, importing the other three.
 """
 from __future__ import annotations
 
@@ -13,6 +13,11 @@ import sys
 import time
 
 from .._checks import check_int
+from .collectives import DEFAULT_BUCKET_BYTES, Collectives, DistributedError
+from .fit_plan import FitPlan
+from .gradients import allreduce_gradients
+
+__all__ = ["DEFAULT_BUCKET_BYTES", "Communicator", "DistributedError", "init"]
 
 # What launchers put in each process's environment: (size variable, rank on this node variable).
 _LAUNCHERS = (
@@ -21,12 +26,6 @@ _LAUNCHERS = (
     ("PMIX_SIZE", "PMIX_LOCAL_RANK"),
     ("SLURM_NTASKS", "SLURM_LOCALID"),                        # srun
 )
-
-DEFAULT_BUCKET_BYTES = 25 * 2**20   # PyTorch DDP's bucket_cap_mb=25
-
-
-class DistributedError(RuntimeError):
-    """Ranks disagree (model, data, settings) or MPI is needed but missing; raised on every rank."""
 
 
 def _launcher_size() -> int | None:
@@ -80,78 +79,10 @@ def _aborting_hook(previous, mpi_comm):
     return hook
 
 
-class Communicator:
-    """``rank``, ``size``, ``is_root`` and the collectives bpcore needs, over an mpi4py communicator.
-
-    ``mpi_comm=None`` is the size-1 communicator (no MPI at all). ``local_rank`` is the rank among
-    the processes on this node: rank -> GPU ``cuda:local_rank`` (see :meth:`device`).
+class Communicator(Collectives):
+    """``rank``, ``size``, ``is_root``, the collectives (``collectives.py``), and the gradient
+    all-reduce; ``mpi_comm=None`` is the size-1 communicator (no MPI at all).
     """
-
-    def __init__(self, mpi_comm=None, bucket_bytes: int = DEFAULT_BUCKET_BYTES):
-        self.mpi = mpi_comm
-        self.bucket_bytes = check_int("Communicator", "bucket_bytes", bucket_bytes, minimum=1)
-        self.rank = mpi_comm.Get_rank() if mpi_comm is not None else 0
-        self.size = mpi_comm.Get_size() if mpi_comm is not None else 1
-        self.local_rank = self._local_rank()
-        self._reducers = {}          # backend spec -> the object that sums flat buffers (host MPI or NCCL)
-        self.bytes_reduced = 0       # gradient bytes this rank sent into all-reduces (the benchmark reads it)
-        self.reduce_calls = 0
-        self.reduce_seconds = 0.0    # wall time inside allreduce_gradients (on a GPU: until the host read)
-
-    @property
-    def is_root(self) -> bool:
-        """True on rank 0: the process that writes checkpoints, prints progress and saves figures."""
-        return self.rank == 0
-
-    def _local_rank(self) -> int:
-        if self.mpi is None:
-            return 0
-        from mpi4py import MPI
-
-        node = self.mpi.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
-        local = node.Get_rank()
-        node.Free()
-        return local
-
-    def device(self, kind: str = "cpu") -> str:
-        """The device spec this rank should use: "cpu", or "cuda:<local_rank>" (one GPU per rank)."""
-        if not isinstance(kind, str):
-            raise TypeError(f"Communicator.device: kind must be a device string, got {type(kind).__name__}")
-        if kind in ("cuda", "cupy", "torch:cuda"):
-            return f"{kind}:{self.local_rank}"
-        return kind
-
-    # -- collectives on Python objects (small: settings, state dicts, flags) -----------------------
-    def bcast_object(self, value, root: int = 0):
-        """``value`` from rank ``root`` on every rank (pickled; for state dicts and settings)."""
-        check_int("bcast_object", "root", root, minimum=0)
-        if root >= self.size:
-            raise ValueError(f"bcast_object: root {root} is not a rank of a communicator of size {self.size}")
-        return value if self.mpi is None else self.mpi.bcast(value, root=root)
-
-    def allgather_object(self, value) -> list:
-        """[value of rank 0, value of rank 1, ...] on every rank."""
-        return [value] if self.mpi is None else self.mpi.allgather(value)
-
-    def any(self, flag) -> bool:
-        """True on every rank if ``flag`` is true on any rank (stop together: Ctrl-C, early stopping)."""
-        if self.mpi is None:
-            return bool(flag)
-        from mpi4py import MPI
-
-        return bool(self.mpi.allreduce(bool(flag), op=MPI.LOR))
-
-    def sum_host(self, host):
-        """Elementwise sum over ranks of a host NumPy array, in place; returns it."""
-        if self.mpi is not None:
-            from mpi4py import MPI
-
-            self.mpi.Allreduce(MPI.IN_PLACE, host, op=MPI.SUM)
-        return host
-
-    def barrier(self) -> None:
-        if self.mpi is not None:
-            self.mpi.Barrier()
 
     # -- gradients -------------------------------------------------------------------------------
     def allreduce_gradients(self, model, weight=None, bucket_bytes=None):
@@ -164,16 +95,8 @@ class Communicator:
             bucket_bytes: flat buffer size (default: the communicator's, 25 MiB).
         The gradients travel as flat buffers, one all-reduce per bucket (one for a small model).
         """
-        from .gradients import allreduce_gradients
-
         allreduce_gradients(self, model, weight=weight, bucket_bytes=bucket_bytes)
 
     def _fit_plan(self):
         """What ``bp.fit(..., distributed=comm)`` calls: sharding, reductions, agreement (fit_plan.py)."""
-        from .fit_plan import FitPlan
-
         return FitPlan(self)
-
-    def __repr__(self):
-        kind = "MPI" if self.mpi is not None else "single process"
-        return f"Communicator(rank={self.rank}, size={self.size}, {kind})"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ..checkpoint.architecture import architecture
 from ..training import History
-from .communicator import DistributedError
+from .collectives import DistributedError
 from .gradients import DistributedOptimizer, allreduce_gradients
 
 
@@ -25,6 +25,8 @@ def _describe(model, optimizer, X, settings) -> dict:
     except TypeError:                      # an unregistered user layer: its repr stands in
         arch = repr(model)
     xp = model.xp
+    with model.device.activate():            # the data's device: a rank on cuda:1 sums on GPU 1
+        total = float(xp.sum(X))
     return {
         "architecture": arch,
         "parameters": [(name, tuple(p.shape), str(p.data.dtype)) for name, p in model.named_parameters()],
@@ -38,7 +40,7 @@ def _describe(model, optimizer, X, settings) -> dict:
         "data dtype": str(X.dtype),
         # One host read at the start: the same data on every rank. Six digits, so that two GPUs
         # summing in different orders still agree.
-        "sum of X": float(f"{float(xp.sum(X)):.6g}"),
+        "sum of X": float(f"{total:.6g}"),
     }
 
 

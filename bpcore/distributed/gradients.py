@@ -19,7 +19,7 @@ import time
 from .._checks import check_int
 from ..nn.module import Layer, Parameter
 from ..optim import Optimizer
-from .communicator import Communicator
+from .collectives import Collectives
 
 
 def _parameters_of(owner, what):
@@ -40,7 +40,7 @@ def _parameters_of(owner, what):
 
 
 def _check_comm(comm, what):
-    if not isinstance(comm, Communicator):
+    if not isinstance(comm, Collectives):
         raise TypeError(f"{what}: comm must come from bp.distributed.init(), got {type(comm).__name__}")
 
 

@@ -31,7 +31,7 @@ class NcclReducer:
     def sum(self, flat, backend):
         import cupy
 
-        dtype = str(flat.dtype)
+        dtype = str(flat.dtype).rpartition(".")[2]       # "float32" (and from a stand-in's dtype too)
         if dtype not in self._types:
             raise TypeError(f"bp.distributed (NCCL): cannot all-reduce {dtype} gradients; "
                             f"expected one of {sorted(self._types)}")

@@ -148,6 +148,9 @@ class Softmax(Layer):
         if not -x.ndim <= self.dim < x.ndim:
             raise ValueError(f"{self._name()}: dim {self.dim} is out of range for input of shape {tuple(x.shape)}")
         xp = self.xp
+        if x.shape[self.dim] == 0:                 # rows of no entries: nothing to normalize (as torch)
+            self.save_for_backward(y=x)
+            return x
         exp = xp.exp(x - xp.max(x, axis=self.dim, keepdims=True))
         y = exp / xp.sum(exp, axis=self.dim, keepdims=True)
         self.save_for_backward(y=y)

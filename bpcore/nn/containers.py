@@ -28,6 +28,15 @@ def _check_runs(container, layers, runs):
                            f"own (copy.deepcopy(layer) for the same weights)")
 
 
+def _moved_alone(container, layer, place):
+    """The error for a child that lives on another device than its container: moved by itself, or by
+    another model that holds the same layer object (a shared layer moves with every model holding it)."""
+    return ValueError(f"{container._name()}: its layer '{place}' ({layer._label()}) now lives on {layer._backend.spec}, but this "
+                      f"model lives on {container._backend.spec}. It was moved on its own, or by another model "
+                      f"that holds the same layer object. Move whole models with model.to(...), and give each "
+                      f"model its own layers (copy.deepcopy(layer) for the same weights)")
+
+
 class Sequential(Layer):
     """Layers applied one after another; backward runs them in reverse.
 
@@ -59,6 +68,8 @@ class Sequential(Layer):
             self.save_for_backward(runs=())
             return x
         for layer in self.layers:
+            if layer._backend is not self._backend:
+                raise _moved_alone(self, layer, self.layers.index(layer))
             x = layer.forward(x)
         self.save_for_backward(runs=[layer._saved for layer in self.layers])
         return x
@@ -121,6 +132,8 @@ class Residual(Layer):
     def forward(self, x):
         """x: (batch, ..., n) -> x + block(x), the same shape."""
         x = self.check_input(x)
+        if self.block._backend is not self._backend:
+            raise _moved_alone(self, self.block, "block")
         out = self.block.forward(x)
         if tuple(out.shape) != tuple(x.shape):
             raise ValueError(f"{self._name()}: the block maps shape {tuple(x.shape)} to {tuple(out.shape)}, "

@@ -1,5 +1,9 @@
-"""Dropout: inverted dropout with a mask drawn on the device from a seeded stream."""
+"""Dropout: inverted dropout with a mask made on the device by a counter-based generator."""
 from __future__ import annotations
+
+import secrets
+
+import backends
 
 from .module import Layer
 
@@ -12,20 +16,24 @@ class Dropout(Layer):
 
     Args:
         p: drop probability in [0, 1).
-        seed: seeds the backend's random stream (None: fresh entropy). The mask is
-            drawn on the model's device; the same seed gives the same masks on the
-            same backend. Moving the layer restarts the stream from the seed.
+        seed: an int in [0, 2**64), or None for a fresh one. Mask number k of the layer is a pure
+            function of (seed, k, entry index) (``backends/_random.py``): the same seed gives the
+            same masks on every backend, bit for bit, and moving the layer does not restart them.
+            The layer's random state is two integers (:meth:`random_state`).
     """
 
     def __init__(self, p: float = 0.5, seed: int | None = None):
         super().__init__()
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
             raise ValueError(f"Dropout: p must be in [0, 1), got {p!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-            raise ValueError(f"Dropout: seed must be a non-negative int or None, got {seed!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 64):
+            raise ValueError(f"Dropout: seed must be an int in [0, 2**64) or None, got {seed!r}")
         self.p = float(p)
         self.seed = seed
-        self._stream = None
+        self._mask_seed = secrets.randbits(64) if seed is None else seed
+        self._masks_drawn = 0    # with the seed, the whole random state: mask k is a function of (seed, k)
+        # keep an entry where its 32 random bits are >= p 2**32: P(keep) = 1 - p, to within 2**-33
+        self._threshold = round(self.p * 2 ** 32)
 
     def config(self) -> dict:
         return {"p": self.p, "seed": self.seed}
@@ -36,21 +44,21 @@ class Dropout(Layer):
         if not self.training or self.p == 0.0:
             self.save_for_backward(shape=tuple(x.shape), scale=None)     # the identity
             return x
-        if self._stream is None or self._stream.backend is not self._backend:
-            self._stream = self._backend.random(self.seed)
-        keep = self._stream.uniform(x.shape, self._dtype) >= self.p
+        bits = self._backend.random_bits(self._mask_seed, self._masks_drawn, x.shape)   # [0, 2**32)
+        self._masks_drawn += 1
+        keep = bits >= self._threshold
         scale = self.xp.astype(keep, x.dtype) * (1.0 / (1.0 - self.p))      # mask / (1 - p)
         self.save_for_backward(shape=tuple(x.shape), scale=scale)
         return x * scale
 
-    def random_state(self):
-        """The mask stream's position (JSON-able), saved in checkpoints; None before the first mask."""
-        return self._stream.get_state() if self._stream is not None else None
+    def random_state(self) -> dict:
+        """The mask stream's position, {"generator", "seed", "calls"} (JSON-able, saved in checkpoints)."""
+        return {"generator": backends.RANDOM_GENERATOR, "seed": self._mask_seed, "calls": self._masks_drawn}
 
     def set_random_state(self, state) -> None:
-        """Continue drawing masks from a position given by :meth:`random_state`."""
-        self._stream = self._backend.random(self.seed)
-        self._stream.set_state(state)
+        """Continue the masks from a position given by :meth:`random_state` (saved on any backend)."""
+        state = backends.checked_random_state(state)         # ValueError naming what is wrong
+        self._mask_seed, self._masks_drawn = state["seed"], state["calls"]
 
     def backward(self, grad_out):
         shape, scale = self.saved("shape", "scale")

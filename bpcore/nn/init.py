@@ -39,6 +39,12 @@ def host_rng(seed) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+def _too_big(shape, error):
+    """A MemoryError that says which array did not fit and how many bytes it needed (float64 host draws)."""
+    return MemoryError(f"a weight of shape {tuple(shape)} needs {8 * math.prod(shape):,} bytes on the host, more "
+                       f"than this machine can allocate ({error or 'out of memory'}); choose smaller sizes")
+
+
 def weight(scheme: str, fan_in: int, fan_out: int, rng: np.random.Generator, shape=None) -> np.ndarray:
     """A float64 host array drawn by ``scheme`` (see the module docstring).
 
@@ -48,6 +54,15 @@ def weight(scheme: str, fan_in: int, fan_out: int, rng: np.random.Generator, sha
     scheme = _ALIASES.get(scheme, scheme)
     shape = (fan_in, fan_out) if shape is None else tuple(shape)
     budget.afford(math.prod(shape), "a weight of shape " + str(shape))    # before drawing (see budget.py)
+    if 8 * math.prod(shape) >= 2 ** 63:           # beyond any address space: NumPy's own error says less
+        raise _too_big(shape, "larger than any address space")
+    try:
+        return _draw(scheme, fan_in, fan_out, rng, shape)
+    except MemoryError as error:
+        raise _too_big(shape, error) from None
+
+
+def _draw(scheme, fan_in, fan_out, rng, shape):
     if scheme == "zeros":
         return np.zeros(shape)
     if scheme == "he":

@@ -15,7 +15,7 @@ from .._checks import check_int
 from . import budget
 from .kit import KitMethods
 from .parameter import FLOAT_DTYPES, Parameter, dtype_name  # noqa: F401  (re-exported: the contract's names)
-from .state import check_state, write_state
+from .state import load_state
 from .summary import summary
 
 # Layer types a checkpoint may rebuild, by class name: every public layer class of bpcore joins
@@ -313,20 +313,23 @@ class Layer(KitMethods):
             state[name] = backends.to_host(buffer).copy()
         return state
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict, strict=True):
         """Copy values from ``state_dict`` (as made by :meth:`state_dict`) into this model.
 
         Values are cast to the model's dtype and moved to its device. Nothing
         is changed unless every name is present, none is unexpected, every
-        shape matches and every value fits the model's dtype.
+        shape matches and every value fits the model's dtype. ``strict=False``
+        (as PyTorch) loads the names both have and leaves the others.
 
+        Returns:
+            ``IncompatibleKeys(missing_keys, unexpected_keys)``, as PyTorch (empty lists when strict).
         Raises:
             TypeError: ``state_dict`` is not a mapping, or a value is not an array.
-            KeyError: names are missing or unexpected (all of them are listed).
+            KeyError: names are missing or unexpected (all of them are listed); strict only.
             ValueError: a shape differs, or a value is not finite real numbers, or is
                 beyond the range of the model's dtype (float64 1e300 into float32).
         """
-        write_state(self, check_state(self, state_dict))
+        return load_state(self, state_dict, strict)          # bpcore/nn/state.py: check all, then write
 
     def summary(self, input_shape=None, print_fn=print):
         """Print one line per layer with its output shape and parameter count; see ``bp.summary``."""

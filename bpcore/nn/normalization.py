@@ -115,8 +115,9 @@ class _BatchNorm(Layer):
             for a in axes:
                 count *= x.shape[a]
             if count < 2:
-                raise ValueError(f"{self._name()}: training needs more than 1 sample per channel to estimate "
-                                 f"the variance, got input of shape {tuple(x.shape)} (use eval() to predict one)")
+                raise ValueError(f"{self._name()}: a training batch needs more than 1 sample per channel (the "
+                                 f"variance of one value is undefined); got input of shape {tuple(x.shape)}. Use "
+                                 f"eval() to predict one sample, or a batch_size that leaves no last batch of 1")
             mean = xp.mean(x, axis=axes, keepdims=True)
             centered = x - mean
             var = xp.mean(centered * centered, axis=axes, keepdims=True)     # biased: used to normalize

@@ -144,6 +144,9 @@ class AdaptiveAvgPool2d(Layer):
         """x: (N, C, H, W) -> (N, C, 1, 1)."""
         x = self.check_input(x)
         check_image_input(self, x)
+        if x.shape[2] * x.shape[3] == 0:
+            raise ValueError(f"{self._name()}: an image of {x.shape[2]}x{x.shape[3]} pixels has no average "
+                             f"(input of shape {tuple(x.shape)})")
         self.save_for_backward(x_shape=tuple(x.shape))
         return self.xp.mean(x, axis=(2, 3), keepdims=True)
 

@@ -17,12 +17,22 @@ class ModelSummary:
     Attributes:
         rows: [(name, layer description, output shape with None for the batch, parameter count)].
         total_params: parameters of the whole model. input_shape: one sample's shape.
+        text: the table as a string.
+
+    ``str()`` is the table, except once :func:`summary` has printed it: then it is "", so that
+    ``print(model.summary())`` (a torchinfo habit) shows the table once, as ``model.summary()``
+    (Keras's) does. ``.text`` always holds the table.
     """
 
     def __init__(self, rows, total_params, input_shape):
         self.rows, self.total_params, self.input_shape = rows, total_params, input_shape
+        self.printed = False
 
     def __str__(self):
+        return "" if self.printed else self.text
+
+    @property
+    def text(self) -> str:
         def shape_text(shape):
             return "(" + ", ".join("batch" if d is None else str(d) for d in shape) + ")"
         table = [("Layer", "Output shape", "Param #")]
@@ -68,7 +78,8 @@ def summary(model, input_shape=None, print_fn=print) -> ModelSummary:
         input_shape: one sample's shape without the batch dimension, e.g. (1, 8, 8); optional
             when the first layer is a Linear (its n_in) or a BatchNorm1d.
     Returns:
-        A :class:`ModelSummary` (its ``str`` is the table).
+        A :class:`ModelSummary` (``.text`` is the table; so is its ``str`` when nothing printed it,
+        and "" when it was printed here, so that ``print(model.summary())`` prints it once).
     """
     if not callable(getattr(model, "named_modules", None)):     # not a bpcore Layer
         raise TypeError(f"summary expects a bpcore Layer, got {type(model).__name__}")
@@ -99,5 +110,6 @@ def summary(model, input_shape=None, print_fn=print) -> ModelSummary:
             layer._saved = None          # what the zeros left for backward is no use to anyone
     table = ModelSummary(rows, _count(model), input_shape)
     if print_fn is not None:
-        print_fn(str(table))
+        print_fn(table.text)
+        table.printed = True
     return table

@@ -149,12 +149,12 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent, as ``torch.optim.SGD``.
+    """Stochastic gradient descent, as ``torch.optim.SGD``::
 
-    g = grad + weight_decay * theta
-    with momentum: buf = g (first step), then buf = momentum * buf + (1 - dampening) * g;
-                   g = g + momentum * buf (nesterov) or g = buf
-    theta -= lr * g
+        g = grad + weight_decay * theta
+        with momentum: buf = g (first step), then buf = momentum * buf + (1 - dampening) * g;
+                       g = g + momentum * buf (nesterov) or g = buf
+        theta -= lr * g
 
     ``lr`` defaults to 1e-3, as in PyTorch.
     """

@@ -53,6 +53,13 @@ class Callback:
     def _epoch_device_values(self, X, y, epoch):
         return []
 
+    # A one-line notice to the user (EarlyStopping's). fit points ``_write`` at its progress bar,
+    # so that the notice never lands on the bar's own line; outside fit it is print.
+    _write = None
+
+    def _notice(self, text):
+        (self._write or print)(text)
+
     def _epoch_host_values(self, values):
         pass
 
@@ -134,8 +141,8 @@ class EarlyStopping(Callback):
             self.model.stop_training = True
             if self.verbose:
                 restored = "; restoring its weights" if self.restore_best_weights else ""
-                print(f"epoch {epoch + 1}: early stopping (best {self.monitor} {self.best:.4g} at epoch "
-                      f"{self.best_epoch + 1 if self.best_epoch is not None else 'none'}{restored})")
+                self._notice(f"epoch {epoch + 1}: early stopping (best {self.monitor} {self.best:.4g} at epoch "
+                             f"{self.best_epoch + 1 if self.best_epoch is not None else 'none'}{restored})")
 
     def on_train_end(self, logs=None):
         if self.restore_best_weights and self._best_weights is not None:

@@ -123,6 +123,9 @@ def fit(model, loss_fn, optimizer, X, y, epochs: int = 1, batch_size: int = 32, 
     for callback in callbacks:
         callback.set_context(model, optimizer, history, loss_fn)
     bar = _progress_bar(epochs, progress and plan.is_root, start_epoch)
+    write, held = _notice_writer(bar)
+    for callback in callbacks:
+        callback._write = write
     # y was checked once above; the loss still checks the first batch's predictions (BCELoss: a
     # logits model gives values outside [0, 1]), then _run_epoch turns its per-call checks off
     checked_targets, loss_fn.check_targets = loss_fn.check_targets, True     # the first batch: one sync
@@ -176,6 +179,10 @@ def fit(model, loss_fn, optimizer, X, y, epochs: int = 1, batch_size: int = 32, 
     finally:
         loss_fn.check_targets = checked_targets
         bar.close()
+        for callback in callbacks:
+            callback._write = None
+        for text in held:                      # notices held back while a bar without a terminal drew
+            print(text)
     if history.interrupted and plan.is_root:
         print(f"fit: interrupted; returning the history of {len(history.epochs)} completed epochs"
               + (f" (saved to {checkpoint})" if checkpoint is not None else ""))
@@ -342,6 +349,27 @@ class _NoProgress:
 
     def close(self):
         pass
+
+
+def _notice_writer(bar):
+    """(write, held): where callbacks' notices go while the bar is drawn.
+
+    Without a bar: print. On a terminal: tqdm's write, which clears the bar, prints the line and
+    draws the bar again below it. Without a terminal (a log file, CI, a pipe) the bar's line has
+    no end until it closes, so a notice printed then would be glued to it: the notices are held
+    and printed after the bar's last line.
+    """
+    if isinstance(bar, _NoProgress):
+        return print, []
+    stream = getattr(bar, "fp", None)
+    try:
+        terminal = bool(stream.isatty())
+    except (AttributeError, ValueError):       # no isatty, or a closed stream
+        terminal = False
+    if terminal:
+        return bar.write, []
+    held = []
+    return held.append, held
 
 
 def _progress_bar(epochs, enabled, start=0):

@@ -37,7 +37,10 @@ class GradientHealth(Callback):
         window: epochs over which a total gradient norm growth above 100x counts as exploding.
     ``hist.health`` holds {"epochs": [...], "total_grad_norm": [...], "layers": {path: {"kind": ...,
     field: [one value per probed epoch]}}, "warnings": [[epoch, sentence], ...]}; fields are
-    those of :class:`~bpcore.training.health.LayerHealth` (None where not finite).
+    those of :class:`~bpcore.training.health.LayerHealth` (None where not finite). Epochs are
+    numbered as fit's progress bar and the printed warnings number them: the number of epochs
+    completed when the probe ran, so 1 is the end of the first epoch and 0 the initialization
+    (judged before the first step).
     """
 
     def __init__(self, every: int = 1, batch_size: int = 256, window: int = 3):
@@ -52,7 +55,7 @@ class GradientHealth(Callback):
             health.setdefault(key, empty)
         self._layout = None
         if not health["epochs"]:           # the weight scale is about initialization: judged before any step
-            self._epoch = self.history.epochs[-1] + 1 if self.history.epochs else 0
+            self._epoch = self.history.epochs[-1] + 1 if self.history.epochs else 0     # epochs completed
             self._say(_init_warnings(weight_rows(self.model)))
 
     # fit's hooks: the device values join the epoch's one transfer; the host values come back here.
@@ -63,7 +66,7 @@ class GradientHealth(Callback):
         n = min(self.batch_size, X.shape[0])
         probe, probe_loss = copy.deepcopy(self.model), copy.deepcopy(self.loss_fn)
         values, self._layout = _measure(probe, probe_loss, X[:n, ...], y[:n, ...])
-        self._epoch = epoch
+        self._epoch = epoch + 1                 # fit's index 0 is "epoch 1" on the bar: epochs completed
         return values
 
     def _epoch_host_values(self, values):
@@ -103,7 +106,8 @@ class GradientHealth(Callback):
                 continue
             said.add(_problem(sentence))
             self.history.health["warnings"].append([self._epoch, sentence])
-            warnings.warn(f"epoch {self._epoch + 1}: {sentence}", GradientHealthWarning, stacklevel=2)
+            when = f"epoch {self._epoch}" if self._epoch else "at initialization (epoch 0)"
+            warnings.warn(f"{when}: {sentence}", GradientHealthWarning, stacklevel=2)
             self._progress_note = f"health: {sentence.split(';')[0]}"
 
 

@@ -23,7 +23,14 @@ from ..nn.parameter import own_parameters
 from .inputs import _check_common, _prepare
 
 # Thresholds of the warnings (module constants, so a learner can read and change them).
-VANISHING_RATIO = 1e-4      # a weight's gradient below this fraction of the last layer's
+# "Vanishing" has one definition in bpcore, used by diagnose, GradientHealth, bp.viz.health and
+# examples/vanishing_gradients.py: a weight whose gradient is below 1% of the last layer's
+# (is_vanishing). Why 1%: one learning rate moves that layer 100x slower than the last; and each
+# sigmoid passes back at most 0.25, so the activations alone bound a plain sigmoid net's first
+# layer by 0.25^k after k sigmoids: 0.0625 (2), 0.0156 (3), 0.0039 (4). From four sigmoids on the
+# bound is below the line, where the lessons' nets sit (5 and 19 sigmoids), while ReLU + He,
+# BatchNorm and residual nets stay above it (docs/guide/gradient_health.md gives the numbers).
+VANISHING_RATIO = 1e-2      # a weight's gradient below this fraction of the last layer's
 EXPLODING_RATIO = 1e4       # ... or above this multiple of it
 DEAD_FRACTION = 0.5         # ReLU units zero for the whole batch
 SATURATED_FRACTION = 0.5    # sigmoid/tanh entries whose slope is below 1% of its maximum
@@ -31,6 +38,17 @@ INIT_FACTOR = 3.0           # weight std this many times above (or below 1/x) th
 SATURATION_SLOPE = 0.01     # "saturated": derivative below 1% of the maximum (0.25 sigmoid, 1 tanh)
 
 _RELU_LIKE = ("ReLU", "LeakyReLU", "GELU")
+
+
+def is_vanishing(ratio) -> bool:
+    """bpcore's one definition of a vanishing gradient: ``ratio`` = |dL/dW| / |dL/dW| of the last
+    weight layer, below :data:`VANISHING_RATIO` (1e-2). None or NaN (no gradient to compare) is not."""
+    return ratio is not None and math.isfinite(ratio) and ratio < VANISHING_RATIO
+
+
+def is_exploding(ratio) -> bool:
+    """A weight's gradient above :data:`EXPLODING_RATIO` times the last weight layer's."""
+    return ratio is not None and math.isfinite(ratio) and ratio > EXPLODING_RATIO
 _SQUASHING = ("Sigmoid", "Tanh")
 _ACTIVATIONS = _RELU_LIKE + _SQUASHING + ("Softmax", "Identity")
 
@@ -66,11 +84,18 @@ class LayerHealth:
 
 class HealthReport:
     """What :func:`diagnose` found: ``rows`` (one :class:`LayerHealth` per layer), ``loss``,
-    ``warnings`` (plain sentences naming the layer, the number and a cure); ``print`` gives a table."""
+    ``warnings`` (plain sentences naming the layer, the number and a cure), ``vanishing`` (the
+    weights whose gradient is below :data:`VANISHING_RATIO` of the last layer's, e.g. ["0.W"]);
+    ``print`` gives a table."""
 
     def __init__(self, rows, loss, batch_size):
         self.rows, self.loss, self.batch_size = rows, loss, batch_size
         self.warnings = _warnings(rows)
+
+    @property
+    def vanishing(self) -> list:
+        """Names of the weights (not the last) whose gradient ratio :func:`is_vanishing`, input side first."""
+        return [r.param for r in _weighted(self.rows)[:-1] if is_vanishing(r.ratio)]
 
     def __getitem__(self, layer):
         for row in self.rows:
@@ -266,6 +291,11 @@ def _next_activation(rows_after):
     return None
 
 
+def _weighted(rows) -> list:
+    """The rows of weight layers that have a gradient ratio, input side first."""
+    return [r for r in rows if r.ratio is not None and r.weight_std is not None]
+
+
 def _warnings(rows) -> list:
     """Plain sentences: the layer, the number, and a cure from the lessons."""
     said = []
@@ -273,11 +303,11 @@ def _warnings(rows) -> list:
     finite = [(i, r) for i, r in weighted[:-1] if math.isfinite(r.ratio)]
     if finite:
         i, worst = min(finite, key=lambda item: item[1].ratio)
-        if worst.ratio < VANISHING_RATIO:
-            said.append(f"layer {worst.param}: gradient {worst.ratio:.1e} of the last layer's: "
-                        f"{_vanish_cause(rows[i + 1:])}")
+        if is_vanishing(worst.ratio):
+            said.append(f"layer {worst.param}: gradient {worst.ratio:.1e} of the last layer's (vanishing: "
+                        f"below {VANISHING_RATIO:g}): {_vanish_cause(rows[i + 1:])}")
         i, worst = max(finite, key=lambda item: item[1].ratio)
-        if worst.ratio > EXPLODING_RATIO:
+        if is_exploding(worst.ratio):
             said.append(f"layer {worst.param}: gradient {worst.ratio:.1e} times the last layer's: gradients "
                         f"explode on the way back; use He (ReLU) or Xavier (sigmoid/tanh) init for the "
                         f"fan_in, BatchNorm, or clip gradients (bp.optim.clip_grad_norm_)")

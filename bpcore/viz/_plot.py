@@ -5,6 +5,8 @@ and each entry point raises an ImportError naming the extra when it is missing.
 """
 from __future__ import annotations
 
+import functools
+import io
 import os
 
 import numpy as np
@@ -30,10 +32,25 @@ def _require_matplotlib():
 def _figure(**kwargs):
     """A new matplotlib Figure (constrained layout), or an ImportError naming the extra."""
     _require_matplotlib()
+    kwargs.setdefault("layout", "constrained")
+    return _notebook_figure_class()(**kwargs)
+
+
+@functools.cache
+def _notebook_figure_class():
+    """matplotlib's Figure, plus the PNG a notebook asks for: bpcore draws without pyplot (no
+    global state, no display), so no backend registers a way to show its figures; with
+    ``_repr_png_`` a figure returned by ``bp.viz.curves(hist)`` shows itself in Jupyter as it is
+    saved (same dpi, tight box)."""
     from matplotlib.figure import Figure
 
-    kwargs.setdefault("layout", "constrained")
-    return Figure(**kwargs)
+    class NotebookFigure(Figure):
+        def _repr_png_(self):
+            buffer = io.BytesIO()
+            self.savefig(buffer, format="png", dpi=_DPI, bbox_inches="tight")
+            return buffer.getvalue()
+
+    return NotebookFigure
 
 
 def _finish(fig, path):

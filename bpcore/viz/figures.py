@@ -35,8 +35,10 @@ def decision_boundary(model, X, y, resolution: int = 200, title=None, path=None)
         title: the axes title (default: "decision boundary").
         path: where to save a PNG (optional).
     Returns:
-        The Figure. Binary: a filled contour of p(class 1) with the p = 0.5 line drawn;
-        multi-class: the argmax region of each class. The points are coloured by class.
+        The Figure. Binary: a filled contour of p(class 1) with the p = 0.5 line drawn (and named
+        in the legend and on the colour bar); multi-class: the argmax region of each class. The
+        points are coloured by their true class with a black edge, one marker per class; each
+        point the model gets wrong is ringed (``fig.misclassified`` counts them).
     """
     what = "decision_boundary"
     _check_model(model, what)
@@ -64,14 +66,20 @@ def decision_boundary(model, X, y, resolution: int = 200, title=None, path=None)
 
     fig = _figure(figsize=(6.4, 5.2))
     ax = fig.add_subplot()
+    extra = []                                      # legend entries beside the classes
     if n_out == 1:
         p = probs[:, 0].reshape(gx.shape)
-        filled = ax.contourf(gx, gy, p, levels=np.linspace(0.0, 1.0, 11), cmap="RdBu_r", alpha=0.75,
+        filled = ax.contourf(gx, gy, p, levels=np.linspace(0.0, 1.0, 11), cmap="RdBu_r", alpha=0.55,
                              vmin=0.0, vmax=1.0)
+        bar = fig.colorbar(filled, ax=ax, label="p(class 1)")
         if p.min() < 0.5 < p.max():
             ax.contour(gx, gy, p, levels=[0.5], colors="k", linewidths=1.5)
-        fig.colorbar(filled, ax=ax, label="p(class 1)")
+            bar.ax.axhline(0.5, color="k", linewidth=1.5)
+            from matplotlib.lines import Line2D
+
+            extra.append(Line2D([], [], color="k", linewidth=1.5, label="p = 0.5 (decision boundary)"))
         colors = ["#2166ac", "#b2182b"] + colors[2:]
+        predicted = (np.asarray(predict(model, X, probabilities=True)).reshape(-1) > 0.5).astype(np.int64)
     else:
         from matplotlib.colors import ListedColormap
 
@@ -79,16 +87,28 @@ def decision_boundary(model, X, y, resolution: int = 200, title=None, path=None)
         ax.contourf(gx, gy, region, levels=np.arange(n_out + 1) - 0.5,
                     cmap=ListedColormap(colors[:n_out]), alpha=0.3)
         ax.contour(gx, gy, region, levels=np.arange(n_out - 1) + 0.5, colors="k", linewidths=0.8)
+        predicted = np.argmax(np.asarray(predict(model, X, probabilities=True)).reshape(X.shape[0], -1), axis=1)
+    # points: the class colour with a black edge (a correct point would vanish into a region of its
+    # own colour otherwise), one marker per class, and a ring around each misclassified point
+    markers = "os^Dv<>p*hX"
     for k in np.unique(labels):
         mine = labels == k
-        ax.scatter(X[mine, 0], X[mine, 1], s=18, color=colors[k], edgecolors="white", linewidths=0.6,
-                   label=f"class {k}", zorder=3)
+        ax.scatter(X[mine, 0], X[mine, 1], s=22, color=colors[k], marker=markers[k % len(markers)],
+                   edgecolors="black", linewidths=0.6, label=f"class {k}", zorder=3)
+    wrong = predicted != labels
+    if wrong.any():
+        ax.scatter(X[wrong, 0], X[wrong, 1], s=110, facecolors="none", edgecolors="black", linewidths=1.4,
+                   label=f"misclassified ({int(wrong.sum())})", zorder=4)
     ax.set_xlim(low[0], high[0])
     ax.set_ylim(low[1], high[1])
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
     ax.set_title(title if title is not None else "decision boundary")
-    ax.legend(loc="upper right", fontsize=8, framealpha=0.85, markerscale=1.5)
+    handles, _ = ax.get_legend_handles_labels()
+    handles += extra            # under the axes: on them, the legend would hide points
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), fontsize=8,
+               frameon=False)
+    fig.misclassified = int(wrong.sum())
     return _finish(fig, path)
 
 

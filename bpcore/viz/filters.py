@@ -30,8 +30,9 @@ def filters(model, max_filters: int = 64, path=None):
     """The first Conv2d's kernels W (OC, C, kH, kW), one tile per filter (red > 0 > blue).
 
     With 3 input channels each filter is shown as one RGB tile (scaled to [0, 1]); otherwise
-    one tile per (filter, input channel) for the first 4 input channels. Returns the Figure;
-    ``fig.weights`` is the host array drawn.
+    one tile per (filter, input channel) for the first 4 input channels, all on one colour
+    scale symmetric about 0, with its colour bar. Returns the Figure; ``fig.weights`` is the
+    host array drawn.
     """
     what = "filters"
     conv = _first_conv(model, what)
@@ -44,15 +45,18 @@ def filters(model, max_filters: int = 64, path=None):
              [(o, c) for o in range(out_channels) for c in range(min(in_channels, 4))])
     fig = _figure(figsize=(min(12, 1.0 + 0.9 * math.ceil(math.sqrt(len(tiles)))),) * 2)
     limit = float(np.abs(weights).max()) or 1.0
-    for ax, (o, c) in zip(_grid(fig, len(tiles)), tiles):
+    axes, image = _grid(fig, len(tiles)), None
+    for ax, (o, c) in zip(axes, tiles):
         if rgb:
             tile = weights[o].transpose(1, 2, 0)
             ax.imshow((tile - tile.min()) / (np.ptp(tile) or 1.0), interpolation="nearest")
-        else:
-            ax.imshow(weights[o, c], cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+        else:       # one scale for every tile, symmetric about 0: white is 0, the colour bar says the rest
+            image = ax.imshow(weights[o, c], cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(f"{o}" if c is None or in_channels == 1 else f"{o}.{c}", fontsize=7)
+    if image is not None:
+        fig.colorbar(image, ax=axes, shrink=0.6, label="weight (red > 0, blue < 0)")
     fig.suptitle(f"first-layer filters: {conv!r}", fontsize=9)
     fig.weights = weights
     return _finish(fig, path)
@@ -67,8 +71,8 @@ def feature_maps(model, image, layer: int | None = None, max_maps: int = 32, pat
         layer: index into ``model.layers`` whose output is shown; default the first Conv2d.
         max_maps: at most this many channels are drawn.
     Returns:
-        The Figure (the input first, then one tile per channel); ``fig.maps`` is the host
-        array (channels, H', W') drawn.
+        The Figure (the input first, then one tile per channel on one shared colour scale, with
+        its colour bar); ``fig.maps`` is the host array (channels, H', W') drawn.
     """
     what = "feature_maps"
     if not isinstance(model, Sequential):
@@ -95,17 +99,28 @@ def feature_maps(model, image, layer: int | None = None, max_maps: int = 32, pat
     if maps.ndim != 3:
         raise ValueError(f"{what}: layer {layer} ({model.layers[layer]!r}) gives shape {tuple(out.shape)}, "
                          f"not channel maps (N, C, H, W)")
-    maps = maps[:max_maps]
-    fig = _figure(figsize=(min(12, 1.2 + 1.0 * math.ceil(math.sqrt(len(maps) + 1))),) * 2)
+    maps = maps[:max_maps].astype(np.float64)
+    fig = _figure(figsize=(min(12, 1.9 + 1.0 * math.ceil(math.sqrt(len(maps) + 1))),
+                           min(12, 1.2 + 1.0 * math.ceil(math.sqrt(len(maps) + 1)))))
     axes = _grid(fig, len(maps) + 1)
     axes[0].imshow(x[0].transpose(1, 2, 0) if x.shape[1] == 3 else x[0, 0], cmap="gray", interpolation="nearest")
     axes[0].set_title("input", fontsize=7)
+    # one colour scale for every channel, so tiles can be compared and the colour bar reads them:
+    # symmetric red/blue about 0 when some values are negative (before a ReLU), else from 0
+    high = float(np.abs(maps).max()) if maps.size and np.isfinite(maps).all() else 1.0
+    high = high or 1.0
+    signed = bool(maps.size) and float(maps.min()) < 0
+    cmap, low = ("RdBu_r", -high) if signed else ("viridis", 0.0)
+    image = None
     for i, (ax, channel) in enumerate(zip(axes[1:], maps)):
-        ax.imshow(channel, cmap="viridis", interpolation="nearest")
+        image = ax.imshow(channel, cmap=cmap, vmin=low, vmax=high, interpolation="nearest")
         ax.set_title(str(i), fontsize=7)
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
+    if image is not None:
+        fig.colorbar(image, ax=axes[1:], shrink=0.6,
+                     label="activation (red > 0, blue < 0)" if signed else "activation")
     fig.suptitle(f"feature maps after layer {layer}: {model.layers[layer]!r}", fontsize=9)
     fig.maps = maps
     return _finish(fig, path)

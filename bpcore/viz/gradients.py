@@ -40,17 +40,20 @@ def _weight_grad_norms(source, epoch, what):
                     f"got {type(source).__name__}")
 
 
-def gradient_flow(source, epoch: int = 0, path=None, title=None):
+def gradient_flow(source, epoch: int = -1, path=None, title=None):
     """|dL/dW| of each weight matrix as bars on a log scale, layer 1 next to the input.
 
     Args:
         source: one of
+
             - a :class:`~bpcore.History`: its ``grad_norms`` of the ".W" parameters
               (measured after the last batch of epoch ``epoch``);
             - a model after a backward pass: the norms of its ".W" parameters' ``.grad``;
             - a dict {label: History or model}: grouped bars, one colour per entry and one
               group per layer, to compare networks (sigmoid vs ReLU, ...).
-        epoch: which epoch of a History (0 = the first; -1 = the last); ignored for models.
+
+        epoch: which epoch of a History (-1 = the last, the default, as ``bp.viz.health``;
+            0 = the first, where a net that never learns shows it); ignored for models.
         path: where to save a PNG (optional).
         title: the axes title (default says what is shown).
     Returns:

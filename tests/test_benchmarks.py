@@ -128,3 +128,18 @@ def test_on_torch_cuda_the_hand_written_step_runs_on_cupy_or_is_left_out():
     assert bench.hand_namespace(backends.get("numpy"))[0] is np
     cupy_1 = types.SimpleNamespace(kind="cuda", name="cupy", device=types.SimpleNamespace(id=1))
     assert bench.torch_device_of(cupy_1) == "cuda:1"
+
+
+def test_every_figure_the_speed_guide_quotes_is_in_the_results_file():
+    """docs/guide/speed.md quotes only what the scripts printed (benchmarks/cpu-results.md, which only
+    `--write` writes); a goal ("1.25x") is not a measurement and is left out."""
+    import re
+
+    guide = open(os.path.join(HERE, "docs", "guide", "speed.md"), encoding="utf-8").read()
+    results = open(os.path.join(HERE, "benchmarks", "cpu-results.md"), encoding="utf-8").read()
+    pairs = re.findall(r"\d+\.\d\d / \d+\.\d\d", guide)            # a row's min / median ratios
+    assert len(pairs) > 10
+    missing = sorted({pair for pair in pairs if pair not in results})
+    figures = re.findall(r"(?<![\d.])(\d+\.\d+)(?![\d.]*x\b)", guide)
+    missing += sorted({figure for figure in figures if not re.search(rf"(?<![\d.]){re.escape(figure)}(?!\d)", results)})
+    assert not missing, f"docs/guide/speed.md quotes figures no script printed: {missing}"

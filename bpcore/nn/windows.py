@@ -22,13 +22,19 @@ from __future__ import annotations
 from .._checks import check_int
 
 
+# A window's sizes (kernel, stride, padding, dilation) above this describe no image a computer holds;
+# bounding them turns a typo or a forged checkpoint into a clear error instead of a MemoryError.
+MAX_WINDOW = 2 ** 16
+
+
 def pair(owner: str, name: str, value, minimum: int = 1) -> tuple[int, int]:
-    """An int or a pair of ints (as PyTorch's ``kernel_size=3`` or ``(3, 5)``), each >= ``minimum``."""
+    """An int or a pair of ints (as PyTorch's ``kernel_size=3`` or ``(3, 5)``), each in [minimum, MAX_WINDOW]."""
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ValueError(f"{owner}: {name} must be an int or a pair of ints, got {value!r}")
-        return (check_int(owner, f"{name}[0]", value[0], minimum), check_int(owner, f"{name}[1]", value[1], minimum))
-    size = check_int(owner, name, value, minimum)
+        return (check_int(owner, f"{name}[0]", value[0], minimum, MAX_WINDOW),
+                check_int(owner, f"{name}[1]", value[1], minimum, MAX_WINDOW))
+    size = check_int(owner, name, value, minimum, MAX_WINDOW)
     return (size, size)
 
 

@@ -16,17 +16,18 @@ Device strings: ``"cpu"`` is NumPy; ``"cuda"`` / ``"cuda:N"`` is CuPy on GPU N;
 a backend name, alone or followed by ``:device`` (``"torch:cuda:0"``), picks
 that backend; ``"onnx"`` (ndonnx) records the forward pass as an ONNX graph
 (inference only, used by ``bp.onnx.export``). ``register()`` adds a backend
-without touching bpcore; ``register_fast_path()`` gives a backend a faster function for one
-hot spot of the layers (``portable_only()`` turns them off).
+without touching bpcore; ``register_fast_path()`` lets a backend run one of bpcore's operations
+(such as the scatter-add behind Embedding's backward, or a convolution's windows) with its own
+faster function; ``portable_only()`` turns every fast path off for a while.
 """
 from __future__ import annotations
 
-from ._base import Backend, BackendUnavailableError, RandomStream, host_array_from, is_host_array, to_host
-from ._fast import fast_path_names, portable_only, register_fast_path, unregister_fast_path
+from ._base import Backend, BackendUnavailableError, RandomStream, host_array_from, is_host_array
 from ._onnx import InferenceOnlyError
 from ._random import GENERATOR as RANDOM_GENERATOR
 from ._random import checked_state as checked_random_state
-from ._registry import accept_array, available, backend_of, get, known, register, status, unregister
+from ._fast_paths import fast_path, fast_paths, portable_only, register_fast_path, unregister_fast_path
+from ._registry import accept_array, available, backend_of, get, known, register, status, to_host, unregister
 
 # bpcore checks this marker so that an unrelated PyPI project that is also
 # called "backends" is never mistaken for this registry.
@@ -36,12 +37,13 @@ __all__ = [
     "Backend",
     "accept_array",
     "BackendUnavailableError",
-    "fast_path_names",
     "RandomStream",
     "RANDOM_GENERATOR",
     "checked_random_state",
     "available",
     "backend_of",
+    "fast_path",
+    "fast_paths",
     "get",
     "InferenceOnlyError",
     "host_array_from",
@@ -58,11 +60,11 @@ __all__ = [
 
 
 def _register_builtin():
-    from ._cupy import cupy_spec_of, make_cupy
-    from ._numpy import make_numpy
+    from ._cupy import cupy_scatter_add_rows, cupy_spec_of, make_cupy
+    from ._numpy import make_numpy, numpy_scatter_add_rows
     from ._onnx import make_onnx
     from ._strict import make_strict, strict_spec_of
-    from ._torch import make_torch, torch_spec_of
+    from ._torch import make_torch, torch_scatter_add_rows, torch_spec_of
 
     register("numpy", make_numpy)
     # "array_api_strict:device1": a simulated second device, so device mistakes fail on the CPU
@@ -71,14 +73,17 @@ def _register_builtin():
     register("torch", make_torch, candidates=["torch", "torch:cuda"], spec_of=torch_spec_of)
     register("cupy", make_cupy, candidates=["cupy"], spec_of=cupy_spec_of)
     register("onnx", make_onnx, trains=False)     # export: records the forward pass as an ONNX graph
-    # NumPy and CuPy: faster functions for hot spots of the layers (as_strided windows, ...)
+    # Embedding's backward: out[indices[k]] += values[k] (bpcore.nn.scatter holds the portable reference)
+    register_fast_path("numpy", "scatter_add_rows", numpy_scatter_add_rows)
+    register_fast_path("torch", "scatter_add_rows", torch_scatter_add_rows)
+    register_fast_path("cupy", "scatter_add_rows", cupy_scatter_add_rows)
+    # Convolutions and pooling (bpcore.nn.windows holds the portable references): as_strided windows,
+    # max-pool routing with a boolean mask, a convolution's input gradient one kernel offset at a time
     from . import _strided
-    import numpy
 
-    for op, make in _strided.numpy_paths(numpy).items():
-        register_fast_path("numpy", op, make)
-    for op, make in _strided.cupy_paths().items():
-        register_fast_path("cupy", op, make)
+    for backend_name, paths in (("numpy", _strided.NUMPY_PATHS), ("cupy", _strided.CUPY_PATHS)):
+        for operation, function in paths.items():
+            register_fast_path(backend_name, operation, function)
 
 
 _register_builtin()

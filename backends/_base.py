@@ -7,7 +7,7 @@ import secrets
 
 import numpy as np
 
-from . import _fast
+from ._fast_paths import fast_path as _fast_path
 from ._random import RandomStream, check_seed, random_bits
 
 
@@ -21,19 +21,6 @@ class BackendUnavailableError(RuntimeError):
 def is_host_array(obj) -> bool:
     """True for a host NumPy array (or NumPy scalar), whatever backend is in use."""
     return isinstance(obj, (np.ndarray, np.generic))
-
-
-def to_host(obj) -> np.ndarray:
-    """Any backend's array, or a host NumPy array -> a host NumPy array.
-
-    Raises:
-        TypeError: ``obj`` is not an array of NumPy or of a usable backend.
-    """
-    if is_host_array(obj):
-        return np.asarray(obj)
-    from ._registry import backend_of
-
-    return backend_of(obj).to_numpy(obj)
 
 
 def host_array_from(obj, what: str = "input") -> np.ndarray:
@@ -69,6 +56,8 @@ class Backend(abc.ABC):
             such as "torch:cpu" or "cupy:0".
         trains: False for a backend that only records the forward pass (onnx): layers
             refuse ``backward`` on it.
+        sync_free: True where reading an array's values on the host costs no device sync
+            (the arrays live in host memory: NumPy, torch on the CPU); see the property.
         autograd: True where arrays may carry an autograd graph (torch tensors with
             ``requires_grad``), which layers refuse; lets the everyday check skip asking others.
     """
@@ -87,8 +76,6 @@ class Backend(abc.ABC):
         self.switches_device = type(self).activate is not Backend.activate
         self._constants = {}        # (value, dtype) -> 0-d array, see constant()
         self._dtype_kinds = {}      # (dtype, kind) -> bool, see isdtype()
-        self._fast_paths = {}       # operation -> function or None, see fast_path()
-        self._fast_version = -1
 
     # -- moving data ------------------------------------------------------
     @abc.abstractmethod
@@ -106,6 +93,19 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def owns(self, array) -> bool:
         """True when ``array`` is an array of this library on this device."""
+
+    @property
+    def sync_free(self) -> bool:
+        """Whether a value check (``int(xp.max(a))``) costs nothing here: the arrays live in host
+        memory, so reading one waits for no queued device work. Losses then check values on every
+        call, as PyTorch does on the CPU; on a GPU they avoid the sync. True for kind "cpu"."""
+        return self.kind == "cpu"
+
+    def fast_path(self, operation: str):
+        """The function registered for ``operation`` on this backend (``backends.register_fast_path``),
+        or None (always inside ``backends.portable_only()``): the caller then runs its portable
+        Array API reference."""
+        return _fast_path(self.name, operation)
 
     def activate(self):
         """A context manager making this backend's device the current one while arrays are made
@@ -131,21 +131,6 @@ class Backend(abc.ABC):
         number ``call`` of the counter-based stream ``seed``, the same on every backend."""
         with self.activate():
             return random_bits(self.xp, self.device, seed, call, shape)
-
-    # -- fast paths ------------------------------------------------------
-    def fast_path(self, op: str):
-        """This backend's faster function for the layer operation ``op``, or None: then the layer
-        runs its portable Array API lines (backends/_fast.py; none at all inside ``portable_only()``)."""
-        state = _fast._STATE
-        if state["portable_only"]:
-            return None
-        if self._fast_version != state["version"]:       # a fast path was (un)registered since
-            self._fast_paths, self._fast_version = {}, state["version"]
-        try:
-            return self._fast_paths[op]
-        except KeyError:
-            found = self._fast_paths[op] = _fast.make_fast_path(self, op)
-            return found
 
     # -- small conveniences ----------------------------------------------
     def constant(self, value: float, dtype):
@@ -192,7 +177,9 @@ class Backend(abc.ABC):
     def __deepcopy__(self, memo):
         return self
 
-    def __reduce__(self):
-        from . import get
+    # Unpickling finds the backend again by its spec through backends.get, which the registry
+    # (built on this module, so not imported here) puts on the class when it is imported.
+    _find_by_spec = None
 
-        return (get, (self.spec,))
+    def __reduce__(self):
+        return (Backend._find_by_spec, (self.spec,))

@@ -43,6 +43,18 @@ class CupyBackend(Backend):
         return self.device
 
 
+def cupy_scatter_add_rows(values, indices, num_rows):
+    """out (num_rows, D) with out[indices[k]] += values[k]: the fast path of bpcore.nn.scatter
+    (``cupyx.scatter_add``, atomic adds on the GPU of ``values``)."""
+    import cupy
+    import cupyx
+
+    with values.device:
+        out = cupy.zeros((num_rows, values.shape[1]), dtype=values.dtype)
+        cupyx.scatter_add(out, indices, values)
+    return out
+
+
 def cupy_spec_of(array):
     """"cupy:N" for a CuPy array on GPU N (without importing CuPy for other arrays)."""
     if type(array).__module__.partition(".")[0] != "cupy" or not hasattr(array, "device"):

@@ -66,6 +66,14 @@ numpy_namespace.__dict__.update({name: value for name, value in vars(np_xp).item
 numpy_namespace.__dict__.update(FAST_PATHS)
 
 
+def numpy_scatter_add_rows(values, indices, num_rows):
+    """out (num_rows, D) with out[indices[k]] += values[k]: the fast path of bpcore.nn.scatter
+    (``np.add.at`` adds repeated indices one after another, unbuffered)."""
+    out = np.zeros((num_rows, values.shape[1]), dtype=values.dtype)
+    np.add.at(out, indices, values)
+    return out
+
+
 class NumpyBackend(Backend):
     name = "numpy"
     kind = "cpu"

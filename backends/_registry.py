@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 from typing import Callable
 
+import numpy as np
+
 from ._base import Backend, BackendUnavailableError, is_host_array
 
 # name -> factory(device or None) -> Backend; raises BackendUnavailableError.
@@ -217,3 +219,17 @@ def accept_array(backend: Backend, value, owner, what: str = "input", against: s
                         f"got {type(value).__name__}") from None
     raise TypeError(f"{name}: {what} is on backend {other!r} but {against} is on {backend.spec!r}; move one "
                     f"of them (model.to({other!r}), or backends.get({backend.spec!r}).asarray(...) for data)")
+
+
+def to_host(obj) -> np.ndarray:
+    """Any backend's array, or a host NumPy array -> a host NumPy array.
+
+    Raises:
+        TypeError: ``obj`` is not an array of NumPy or of a usable backend.
+    """
+    if is_host_array(obj):
+        return np.asarray(obj)
+    return backend_of(obj).to_numpy(obj)
+
+
+Backend._find_by_spec = staticmethod(get)      # see Backend.__reduce__

@@ -110,6 +110,11 @@ class StrictBackend(Backend):
         # np.from_dlpack reads any simulated device (np.asarray refuses all but CPU_DEVICE, as CuPy does)
         return np.from_dlpack(array).copy()
 
+    @property
+    def sync_free(self) -> bool:
+        # the simulated second device stands in for a GPU: reading its values counts as a sync
+        return not isinstance(self.xp, _CurrentDeviceNamespace)
+
     def activate(self):
         if isinstance(self.xp, _CurrentDeviceNamespace):
             return self.xp.current(self.device)

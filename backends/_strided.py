@@ -1,13 +1,15 @@
-"""The fast paths NumPy and CuPy share (backends/_fast.py registers them for both).
+"""The fast paths NumPy and CuPy share (backends/__init__.py registers them for both).
 
 Both libraries can view an array with any strides (``as_strided``) and scatter values by flat
 index, two things the Array API standard leaves out. Each function takes the library's module
-first (``numpy`` or ``cupy``) and gives exactly what the portable lines in bpcore/nn/windows.py
-give (tests/test_fast_paths.py checks it).
+(or its ``as_strided``) first, bound below for each library, and gives exactly what the portable
+lines in bpcore/nn/windows.py give (tests/test_fast_paths.py checks it).
 """
 from __future__ import annotations
 
 import functools
+
+import numpy as np
 
 
 def sliding_windows(as_strided, x_pad, kernel, stride, dilation, out_hw):
@@ -61,17 +63,25 @@ def conv_input_grad(lib, grad_rows, w_mat, padded_shape, out_hw, kernel, stride,
     return grad_pad
 
 
-def numpy_paths(np) -> dict:
-    """{operation: make(backend)} for the numpy backend."""
-    as_strided = functools.partial(np.lib.stride_tricks.as_strided, writeable=False)   # read-only view
-    return {"sliding_windows": lambda backend: functools.partial(sliding_windows, as_strided),
-            "route_max": lambda backend: functools.partial(route_max, np),
-            "conv_input_grad": lambda backend: functools.partial(conv_input_grad, np)}
+def _cupy_sliding_windows(x_pad, kernel, stride, dilation, out_hw):
+    import cupy
+
+    return sliding_windows(cupy.lib.stride_tricks.as_strided, x_pad, kernel, stride, dilation, out_hw)
 
 
-def cupy_paths() -> dict:
-    """{operation: make(backend)} for the cupy backend (CuPy is imported by the backend itself)."""
-    def windows(backend):
-        return functools.partial(sliding_windows, backend.cupy.lib.stride_tricks.as_strided)
-    # conv_input_grad stays portable on CuPy: its gain on NumPy is a CPU cache effect, not measured on a GPU
-    return {"sliding_windows": windows, "route_max": lambda backend: functools.partial(route_max, backend.cupy)}
+def _cupy_route_max(grad_out, argmax, padded_shape, kernel, stride):
+    import cupy
+
+    with grad_out.device:                       # CuPy allocates on the current GPU: make it grad_out's
+        return route_max(cupy, grad_out, argmax, padded_shape, kernel, stride)
+
+
+# {operation: function}, registered for each backend by backends/__init__.py
+NUMPY_PATHS = {
+    "sliding_windows": functools.partial(sliding_windows,
+                                         functools.partial(np.lib.stride_tricks.as_strided, writeable=False)),
+    "route_max": functools.partial(route_max, np),
+    "conv_input_grad": functools.partial(conv_input_grad, np),
+}
+# conv_input_grad stays portable on CuPy: its gain on NumPy is a CPU cache effect, not measured on a GPU
+CUPY_PATHS = {"sliding_windows": _cupy_sliding_windows, "route_max": _cupy_route_max}

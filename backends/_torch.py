@@ -34,6 +34,14 @@ class TorchBackend(Backend):
             self.torch.cuda.synchronize(self.device)
 
 
+def torch_scatter_add_rows(values, indices, num_rows):
+    """out (num_rows, D) with out[indices[k]] += values[k]: the fast path of bpcore.nn.scatter
+    (``Tensor.index_add_``, which wants int64 or int32 indices)."""
+    out = values.new_zeros((num_rows, values.shape[1]))
+    return out.index_add_(0, indices if str(indices.dtype) in ("torch.int64", "torch.int32") else indices.long(),
+                          values)
+
+
 def torch_spec_of(array):
     """"torch:cuda:1" for a tensor on GPU 1 (without importing torch for other arrays)."""
     if type(array).__module__.partition(".")[0] != "torch" or not hasattr(array, "device"):

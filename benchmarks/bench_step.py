@@ -411,9 +411,9 @@ def main(argv=None):
     if args.write:
         kind = backends.get(args.device).kind
         command = "python benchmarks/bench_step.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        _timing.write_section(os.path.join(HERE, "benchmarks", "gpu-results.md" if kind == "cuda" else "cpu-results.md"),
-                              f"bench_step threads={args.threads}", f"Training step, {args.threads} thread(s): `{command}`",
-                              lines)
+        path = os.path.join(HERE, "benchmarks", "gpu-results.md" if kind == "cuda" else "cpu-results.md")
+        _timing.write_section(path, f"bench_step threads={args.threads}",
+                              f"Training step, {args.threads} thread(s): `{command}`", lines)
     return lines
 
 

@@ -20,6 +20,8 @@ import backends
 
 from ._checks import check_int, check_number
 from .nn.init import host_rng
+from .text import CharVocabulary, sliding_windows  # noqa: F401  (bp.data's text helpers)
+from .tasks import adder  # noqa: F401  (bp.data's synthetic sequence tasks)
 
 
 def xor():

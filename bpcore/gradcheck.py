@@ -81,7 +81,9 @@ def gradcheck(model: Layer, loss_fn, x, y, eps: float = 1e-5, atol: float = 1e-8
     Args:
         model: any layer or Sequential; a float64 copy is checked, on the model's backend.
         loss_fn: a loss such as ``BCEWithLogitsLoss()``.
-        x: input, shape (batch, n_in): host NumPy or an array on the model's backend.
+        x: input, shape (batch, n_in): host NumPy or an array on the model's backend. For a model
+            that takes integer indices (an Embedding first: ``model.input_indices()``), the
+            parameters are checked and the input is not (indices have no gradient).
         y: target for ``loss_fn``.
         eps: the central-difference step.
         atol, rtol: the pass bound, |analytic - numeric| <= atol + rtol * scale.
@@ -138,7 +140,11 @@ def _gradcheck(model, loss_fn, backend, x, y, eps, atol, rtol, max_entries, seed
     host_rng = _init.host_rng(seed)
     report = GradcheckReport(eps=eps, atol=atol, rtol=rtol, backend=backend.spec)
     targets = [(name, p, p.grad) for name, p in model.named_parameters()]
-    targets.append(("input", None, grad_x))
+    if model.input_indices() is None:       # integer indices (an Embedding first) have no gradient
+        if grad_x is None:
+            raise TypeError(f"gradcheck: {model._name()}.backward returned None for a float input; it must "
+                            f"return dL/dx (only a layer whose input_indices() is not None returns None)")
+        targets.append(("input", None, grad_x))
     for name, parameter, analytic in targets:
         holder = _Holder(parameter, inputs)
         report.rows.append(_check_tensor(name, holder, backend.to_numpy(analytic), loss_at, backend,

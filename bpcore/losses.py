@@ -14,6 +14,7 @@ first batch's predictions), and ``loss_fn.check(target)`` does it for a hand-wri
 from __future__ import annotations
 
 import math
+import numbers
 
 import backends
 
@@ -118,7 +119,8 @@ def _require_range(loss: Loss, xp, values, low, high, what):
         both = xp.stack([xp.min(values), xp.max(values)])
     smallest, largest = (to_python(v) for v in backend.to_numpy(both))
     if not (low <= smallest and largest <= high):
-        raise ValueError(f"{type(loss).__name__}: {what} must lie in [{low}, {high}], "
+        allowed = f"be >= {low}" if high == math.inf else f"lie in [{low}, {high}]"
+        raise ValueError(f"{type(loss).__name__}: {what} must {allowed}, "
                          f"got values from {smallest} to {largest}")
 
 
@@ -186,38 +188,90 @@ class BCEWithLogitsLoss(_BinaryTargets, Loss):
 
 
 class SoftmaxCrossEntropyLoss(Loss):
-    """Softmax and cross-entropy fused, on logits z (batch, classes) and integer labels (batch,).
+    """Softmax and cross-entropy fused, on logits z (batch, classes) and integer labels (batch,),
+    or on sequences: logits (batch, time, classes) and labels (batch, time).
 
-    L = -mean_n log softmax(z_n)[label_n];  dL/dz = (softmax(z) - onehot(label)) / batch.
-    Labels of shape (batch, 1) are accepted and flattened.
+    L = -mean over labelled positions p of log softmax(z_p)[label_p];
+    dL/dz_p = (softmax(z_p) - onehot(label_p)) / count, count = the number of positions averaged.
+    Labels of shape (batch, 1) with (batch, classes) logits are accepted and flattened.
+
+    Args:
+        ignore_index: a label value that marks a position to leave out (padding), as PyTorch's
+            ``ignore_index``: those positions add nothing to the loss, get a zero gradient and are
+            not counted, so the mean divides by the number of other positions over all of batch
+            x time, exactly as ``torch.nn.functional.cross_entropy``. None (the default) ignores
+            nothing. A batch whose every label is ignored has loss 0 and a zero gradient here
+            (PyTorch returns NaN: 0 / 0); the count is kept >= 1 on the device, with no sync.
+            An ignored label is never "out of range", whatever its value.
     """
+
+    def __init__(self, ignore_index: int | None = None):
+        super().__init__()
+        if ignore_index is not None and (isinstance(ignore_index, bool)
+                                         or not isinstance(ignore_index, numbers.Integral)):
+            raise ValueError(f"SoftmaxCrossEntropyLoss: ignore_index must be an int or None, got {ignore_index!r}")
+        self.ignore_index = None if ignore_index is None else int(ignore_index)
+
+    def check(self, target) -> None:
+        """Labels are class indices: every one >= 0 (or equal to ``ignore_index``). The upper
+        bound needs the number of classes: the first batch's call checks it (fit, evaluate)."""
+        xp = backends.backend_of(target).xp
+        if math.prod(target.shape):
+            _require_range(self, xp, self._labels_in_play(xp, target), 0, math.inf, self._what_labels())
+
+    def _labels_in_play(self, xp, labels):
+        """``labels`` with the ignored ones replaced by 0, for range checks (an ignored label is
+        never out of range)."""
+        if self.ignore_index is None:
+            return labels
+        return xp.where(labels == self.ignore_index, xp.zeros_like(labels), labels)
+
+    def _what_labels(self, classes=None) -> str:
+        label = "labels" if classes is None else f"labels (for {classes} classes)"
+        return label if self.ignore_index is None else f"{label} other than ignore_index={self.ignore_index}"
 
     def _accept_target(self, backend, pred, target):
         name = type(self).__name__
         xp = backend.xp
-        if pred.ndim != 2:
-            raise ValueError(f"{name}: pred must be logits of shape (batch, classes), got {tuple(pred.shape)}")
+        if pred.ndim not in (2, 3):
+            raise ValueError(f"{name}: pred must be logits of shape (batch, classes) or (batch, time, classes), "
+                             f"got {tuple(pred.shape)}")
         target = self._move_target(backend, pred, target, "int64")
         if not backend.isdtype(target.dtype, "integral"):
             raise TypeError(f"{name}: labels must be integer class indices, got dtype {target.dtype} "
                             f"(for one-hot targets pass their argmax)")
-        batch, classes = pred.shape
-        if target.ndim == 2 and target.shape[1] == 1:
+        batch, classes = pred.shape[0], pred.shape[-1]
+        if pred.ndim == 2 and target.ndim == 2 and target.shape[1] == 1:
             target = xp.reshape(target, (target.shape[0],))
-        if target.ndim != 1:
-            raise ValueError(f"{name}: labels must have shape ({batch},), got {tuple(target.shape)}")
-        if target.shape[0] != batch:
+        expected = tuple(pred.shape[:-1])
+        if target.ndim == 0 or target.shape[0] != batch:
             raise ValueError(f"{name}: batch size mismatch: pred has {batch} rows, "
-                             f"labels have {target.shape[0]}")
+                             f"labels have shape {tuple(target.shape)}")
+        if tuple(target.shape) != expected:
+            raise ValueError(f"{name}: labels must have shape {expected} (pred's {tuple(pred.shape)} without its "
+                             f"classes), got {tuple(target.shape)}")
         if self.check_targets:
-            _require_range(self, xp, target, 0, classes - 1, f"labels (for {classes} classes)")
+            _require_range(self, xp, self._labels_in_play(xp, target), 0, classes - 1, self._what_labels(classes))
         return target
 
     def _forward(self, xp, pred, labels):
-        batch, classes = pred.shape
-        shifted = pred - xp.max(pred, axis=1, keepdims=True)
-        log_probs = shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+        classes = pred.shape[-1]
+        shifted = pred - xp.max(pred, axis=-1, keepdims=True)
+        log_probs = shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
         class_ids = xp.arange(classes, dtype=labels.dtype, device=self._backend.device)
-        onehot = xp.astype(xp.reshape(labels, (batch, 1)) == class_ids, pred.dtype)
-        self._grad = (xp.exp(log_probs) - onehot) / batch
-        return -xp.sum(onehot * log_probs) / batch
+        onehot = xp.astype(xp.expand_dims(labels, axis=-1) == class_ids, pred.dtype)
+        probs = xp.exp(log_probs)
+        if self.ignore_index is None:
+            count = math.prod(labels.shape)
+        else:
+            # kept: 1 at a labelled position, 0 at an ignored one; the mean is over the kept ones,
+            # counted on the device (no sync) and kept >= 1 so an all-ignored batch gives 0, not 0/0
+            kept = xp.expand_dims(xp.astype(labels != self.ignore_index, pred.dtype), axis=-1)
+            onehot, probs = onehot * kept, probs * kept
+            count = xp.maximum(xp.sum(kept), self._backend.constant(1.0, pred.dtype))
+        self._grad = (probs - onehot) / count
+        return -xp.sum(onehot * log_probs) / count
+
+    def __repr__(self):
+        extra = "" if self.ignore_index is None else f"ignore_index={self.ignore_index}"
+        return f"{type(self).__name__}({extra})"

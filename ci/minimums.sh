@@ -14,4 +14,4 @@ venv="${BPCORE_MIN_VENV:-.venv-minimums}"
     "numpy>=1.26" "tqdm>=4.60" "pytest>=7" "hypothesis>=6"
 "$venv/bin/python" -m pip install --quiet --no-deps -e .
 BPCORE_HIDE_BACKENDS=torch "$venv/bin/python" -m pytest -q -p no:cacheprovider \
-    tests/test_gradients.py tests/test_devices.py tests/test_syncs.py tests/test_backends.py
+    tests/test_gradients.py tests/test_layer_cases.py tests/test_devices.py tests/test_syncs.py tests/test_backends.py

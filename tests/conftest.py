@@ -49,6 +49,23 @@ def rng():
     return np.random.default_rng(1234)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """torch on one thread for the whole run (each pytest-xdist worker is a process of its own): the
+    tests' torch ops are tiny, and extra threads only contend for the cores. On this project's
+    2-core machine, busy with other work, a CNN gradient check on the torch backend took 16 s with
+    torch's 2 threads and 1.4 s with one."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # -- the GPU gate: BPCORE_REQUIRE_GPU=1 (every GPU backend) or "cupy,torch:cuda" (a list of specs) --------
 def pytest_collection_modifyitems(items):
     """The specs of a case's ``runs_on`` marks (the ``backend`` fixture's, test_io's pairs) ride on its

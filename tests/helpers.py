@@ -42,6 +42,49 @@ def from_torch(tensor):
     return tensor.detach().numpy().copy()
 
 
+def on(backend, layer):
+    """The layer in float64 on ``backend``."""
+    return layer.astype("float64").to(backend)
+
+
+def forward_backward(layer, backend, x, grad_out):
+    """bpcore forward and backward on ``backend``; host (out, dL/dx)."""
+    out = layer(backend.asarray(x))
+    grad_in = layer.backward(backend.asarray(grad_out))
+    return host(backend, out), host(backend, grad_in)
+
+
+def torch_forward_backward(torch_fn, x, grad_out):
+    """torch_fn(x) and dL/dx for the upstream gradient grad_out, by autograd; host arrays."""
+    x_t = to_torch(x, requires_grad=True)
+    out_t = torch_fn(x_t)
+    out_t.backward(to_torch(grad_out))
+    return from_torch(out_t), from_torch(x_t.grad)
+
+
+def checked_forward_backward(layer, backend, x, grad_out):
+    """Forward and backward of ``layer`` on ``backend``; host (out, grad_out, grad_in).
+
+    ``grad_out`` is an array, or a function of the output's shape (``rng.standard_normal``). Any
+    RuntimeWarning (overflow in exp, invalid value) fails, and the host inputs must come back
+    unchanged (numpy and torch arrays may share memory with them). grad_in is None where the
+    layer returns none (integer inputs).
+    """
+    import warnings
+
+    x_before = x.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        out = layer(backend.asarray(x))
+        if callable(grad_out):
+            grad_out = grad_out(tuple(out.shape))
+        grad_out_before = grad_out.copy()
+        grad_in = layer.backward(backend.asarray(grad_out))
+    np.testing.assert_array_equal(x, x_before, err_msg=f"{layer!r}: forward changed its input in place")
+    np.testing.assert_array_equal(grad_out, grad_out_before, err_msg=f"{layer!r}: backward changed grad_out in place")
+    return host(backend, out), grad_out, (None if grad_in is None else host(backend, grad_in))
+
+
 # -- counting host syncs ----------------------------------------------------------------------------
 # What makes a GPU wait for its queue and copy to the host: reading a value (bool/float/int), an
 # explicit to_numpy/synchronize, or NumPy converting the array (__array__, refused on the

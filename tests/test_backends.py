@@ -267,7 +267,8 @@ def test_numpy_fast_paths_equal_array_api_compat(name):
             cases += [((x,), {"axis": None, "dtype": np.float64}) for x in arrays]
             # column sums of a batch (a bias gradient) as ones @ x: narrow matrices only, C order
             batches = [rng.standard_normal((400, 16)).astype(np.float32), rng.standard_normal((64, 256)),
-                       rng.standard_normal((8, 300)).astype(np.float32), np.asfortranarray(rng.standard_normal((50, 4)))]
+                       rng.standard_normal((8, 300)).astype(np.float32),
+                       np.asfortranarray(rng.standard_normal((50, 4)))]
             cases += [((x,), {"axis": axis, "keepdims": keepdims}) for x in batches for axis in (0, 1, -2)
                       for keepdims in (False, True)]
             assert [column_sums_by_matvec(x) for x in batches] == [True, True, False, False]

@@ -143,3 +143,23 @@ def test_every_figure_the_speed_guide_quotes_is_in_the_results_file():
     figures = re.findall(r"(?<![\d.])(\d+\.\d+)(?![\d.]*x\b)", guide)
     missing += sorted({figure for figure in figures if not re.search(rf"(?<![\d.]){re.escape(figure)}(?!\d)", results)})
     assert not missing, f"docs/guide/speed.md quotes figures no script printed: {missing}"
+
+
+def _bench_gpt():
+    spec = importlib.util.spec_from_file_location("bench_gpt", os.path.join(HERE, "benchmarks", "bench_gpt.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_gpt_benchmark_runs_a_tiny_round_on_the_same_model():
+    pytest.importorskip("torch")
+    tiny = ["--layers", "1", "--embed", "8", "--heads", "2", "--context", "6", "--batch", "3", "--vocab", "11",
+            "--rounds", "1", "--steps", "1", "--threads", "1", "--profile"]
+    lines = _bench_gpt().main(tiny)
+    first = next(line for line in lines if line.startswith("first-step loss"))
+    ours, theirs = (float(word.rstrip(",")) for word in first.split()[3:6:2])
+    assert abs(ours - theirs) < 1e-5                    # torch holds bp.gpt's weights: the same model
+    assert any(line.startswith("ratio bpcore / torch eager") for line in lines)
+    assert any("MiB" in line for line in lines if line.startswith("bpcore")) or "n/a" in "".join(lines)
+    assert any("attention.py" in line for line in lines)

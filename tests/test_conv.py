@@ -1,7 +1,9 @@
-"""Convolutional layers: Conv2d, pooling, BatchNorm2d, Flatten against PyTorch autograd, gradient
-checks on every backend, cross-backend agreement, state (checkpoints, to, astype) and bad input.
+"""Convolutional nets: what the layer cases do not cover. Each Conv2d, pooling, BatchNorm2d and
+Flatten configuration is a case in tests/layer_cases.py (gradient check, torch, simulated device,
+ONNX); here: max-pool ties, BatchNorm2d over several steps, whole CNNs (gradient checks, a planted
+col2im bug, training on every backend), init fans, state, summary and bad input.
 
-Shapes are tiny on purpose: every case runs in milliseconds.
+(Dropout on images is in test_dropout.py.) Shapes are tiny on purpose: every case runs in milliseconds.
 """
 from __future__ import annotations
 
@@ -9,84 +11,10 @@ import math
 
 import numpy as np
 import pytest
-from helpers import assert_matches_torch, host, tolerance
+from helpers import assert_matches_torch, checked_forward_backward, host, tolerance
 
 import backends
 import bpcore as bp
-
-
-def run_layer(layer, backend, x, grad_out_for):
-    """Forward and backward in float64 on ``backend``; returns host (out, grad_in, layer)."""
-    layer.astype("float64").to(backend)
-    out = layer(backend.asarray(x))
-    grad_out = grad_out_for(tuple(out.shape))
-    grad_in = layer.backward(backend.asarray(grad_out))
-    return host(backend, out), host(backend, grad_in), grad_out
-
-
-# (batch, in_channels, out_channels, (H, W), kernel_size, stride, padding, dilation, bias)
-CONV_CASES = [
-    (1, 1, 1, (5, 5), 1, 1, 0, 1, True),              # 1x1 kernel, batch 1
-    (2, 3, 8, (6, 6), 2, 2, 0, 1, True),              # non-overlapping windows
-    (2, 3, 8, (7, 5), 3, 1, 1, 1, True),              # "same" padding, non-square input
-    (1, 1, 3, (6, 6), 5, 1, 2, 1, True),              # 5x5 kernel, padding 2
-    (2, 3, 2, (9, 8), 3, 3, 0, 1, False),             # stride 3, no bias
-    (2, 3, 2, (9, 9), 3, 2, 1, 2, True),              # dilation 2 with stride and padding
-    (2, 3, 4, (7, 6), (3, 2), (2, 1), (1, 2), (2, 1), True),   # every argument a non-square pair
-    (3, 8, 3, (4, 7), (1, 3), (1, 2), (0, 1), 1, True),       # 8 channels, a 1x3 kernel
-    (3, 8, 8, (6, 7), 3, 1, 0, 2, True),              # dilation 2, 8 -> 8 channels
-]
-
-
-@pytest.mark.parametrize("case", CONV_CASES, ids=[f"conv{i}" for i in range(len(CONV_CASES))])
-def test_conv2d_matches_torch(backend, rng, case):
-    torch = pytest.importorskip("torch")
-    batch, c_in, c_out, hw, kernel, stride, padding, dilation, bias = case
-    layer = bp.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, dilation=dilation, bias=bias, seed=3)
-    if bias:
-        layer.b.data = layer.device.asarray(rng.standard_normal(c_out), dtype="float32")
-    x = rng.standard_normal((batch, c_in) + hw)
-    out, grad_in, grad_out = run_layer(layer, backend, x, rng.standard_normal)
-    reference = torch.nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, dilation=dilation,
-                                bias=bias, dtype=torch.float64)
-    with torch.no_grad():
-        reference.weight.copy_(torch.tensor(host(backend, layer.W.data)))
-        if bias:
-            reference.bias.copy_(torch.tensor(host(backend, layer.b.data)))
-    x_t = torch.tensor(x, requires_grad=True)
-    out_t = reference(x_t)
-    out_t.backward(torch.tensor(grad_out))
-    assert_matches_torch(out, out_t.detach().numpy(), "Conv2d output")
-    assert_matches_torch(grad_in, x_t.grad.numpy(), "Conv2d dL/dx")
-    assert_matches_torch(host(backend, layer.W.grad), reference.weight.grad.numpy(), "Conv2d dL/dW")
-    if bias:
-        assert_matches_torch(host(backend, layer.b.grad), reference.bias.grad.numpy(), "Conv2d dL/db")
-
-
-# (layer name, kernel_size, stride, padding, (H, W)): overlapping and non-overlapping windows
-POOL_CASES = [
-    ("MaxPool2d", 2, None, 0, (6, 6)),        # non-overlapping, the usual 2x2
-    ("MaxPool2d", 3, 2, 1, (7, 7)),           # overlapping, padded with -inf
-    ("MaxPool2d", (2, 3), 1, 0, (5, 6)),      # non-square, stride 1 (heavy overlap)
-    ("MaxPool2d", 3, 3, 1, (7, 8)),           # stride 3, odd sizes drop the remainder
-    ("AvgPool2d", 2, None, 0, (6, 6)),
-    ("AvgPool2d", 3, 2, 1, (7, 7)),           # padding counts as zeros (count_include_pad=True)
-    ("AvgPool2d", (2, 3), (1, 2), (1, 1), (5, 6)),
-]
-
-
-@pytest.mark.parametrize("case", POOL_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(POOL_CASES)])
-def test_pooling_matches_torch(backend, rng, case):
-    torch = pytest.importorskip("torch")
-    name, kernel, stride, padding, hw = case
-    layer = getattr(bp, name)(kernel, stride=stride, padding=padding)
-    x = rng.standard_normal((2, 3) + hw)
-    out, grad_in, grad_out = run_layer(layer, backend, x, rng.standard_normal)
-    x_t = torch.tensor(x, requires_grad=True)
-    out_t = getattr(torch.nn, name)(kernel, stride=stride, padding=padding)(x_t)
-    out_t.backward(torch.tensor(grad_out))
-    assert_matches_torch(out, out_t.detach().numpy(), f"{name} output")
-    assert_matches_torch(grad_in, x_t.grad.numpy(), f"{name} dL/dx")
 
 
 @pytest.mark.parametrize("kernel,stride", [(2, 2), (3, 1)])
@@ -94,25 +22,12 @@ def test_max_pool_ties_send_the_gradient_to_one_maximum_as_torch(backend, rng, k
     torch = pytest.importorskip("torch")
     x = rng.integers(0, 2, (2, 2, 6, 6)).astype("float64")       # many equal maxima per window
     x[0, 0] = 1.0                                                   # a channel that is all ties
-    layer = bp.MaxPool2d(kernel, stride=stride)
-    out, grad_in, grad_out = run_layer(layer, backend, x, lambda shape: np.ones(shape))
+    layer = bp.MaxPool2d(kernel, stride=stride).astype("float64").to(backend)
+    out, grad_out, grad_in = checked_forward_backward(layer, backend, x, np.ones)
     x_t = torch.tensor(x, requires_grad=True)
     torch.nn.MaxPool2d(kernel, stride=stride)(x_t).backward(torch.tensor(grad_out))
     assert_matches_torch(grad_in, x_t.grad.numpy(), "MaxPool2d dL/dx with ties")
     assert grad_in.sum() == pytest.approx(grad_out.size)        # one position per window, never two
-
-
-def test_adaptive_avg_pool_and_flatten_match_torch(backend, rng):
-    torch = pytest.importorskip("torch")
-    x = rng.standard_normal((3, 4, 5, 2))
-    for layer, reference in ((bp.AdaptiveAvgPool2d(1), torch.nn.AdaptiveAvgPool2d(1)),
-                             (bp.Flatten(), torch.nn.Flatten())):
-        out, grad_in, grad_out = run_layer(layer, backend, x, rng.standard_normal)
-        x_t = torch.tensor(x, requires_grad=True)
-        out_t = reference(x_t)
-        out_t.backward(torch.tensor(grad_out))
-        assert_matches_torch(out, out_t.detach().numpy(), f"{layer!r} output")
-        assert_matches_torch(grad_in, x_t.grad.numpy(), f"{layer!r} dL/dx")
 
 
 @pytest.mark.parametrize("momentum", [0.1, None])
@@ -198,17 +113,6 @@ def test_cnn_agrees_across_backends_and_trains_to_the_same_losses(rng):
         np.testing.assert_allclose(curve, reference, **tolerance("float32", 1000), err_msg=spec)
 
 
-def test_dropout_on_images_drops_entries_and_backprops_the_mask(backend, rng):
-    layer = bp.Dropout(0.5, seed=0).astype("float64").to(backend)
-    x = rng.standard_normal((2, 3, 4, 4)) + 5.0
-    out = host(backend, layer(backend.asarray(x)))
-    kept = out != 0
-    assert out.shape == x.shape and 0 < kept.mean() < 1
-    np.testing.assert_allclose(out[kept], 2.0 * x[kept])
-    grad = host(backend, layer.backward(backend.asarray(np.ones(x.shape))))
-    np.testing.assert_array_equal(grad, 2.0 * kept)
-
-
 @pytest.mark.parametrize("init,std", [("he", lambda fi, fo: math.sqrt(2 / fi)),
                                       ("xavier", lambda fi, fo: math.sqrt(2 / (fi + fo))),
                                       ("lecun", lambda fi, fo: math.sqrt(1 / fi))])
@@ -281,7 +185,8 @@ BAD_LAYERS = [
 ]
 
 
-@pytest.mark.parametrize("make,message", BAD_LAYERS, ids=[m.split(":")[0] + str(i) for i, (_, m) in enumerate(BAD_LAYERS)])
+@pytest.mark.parametrize("make,message", BAD_LAYERS,
+                         ids=[m.split(":")[0] + str(i) for i, (_, m) in enumerate(BAD_LAYERS)])
 def test_bad_arguments_are_refused_naming_the_layer(make, message):
     with pytest.raises(ValueError, match=message):
         make()

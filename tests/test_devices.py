@@ -105,16 +105,8 @@ def test_accumulate_grad_outside_a_layer(device1):
     assert on_device1(device1, p.grad) and np.array_equal(device1.to_numpy(p.grad), np.full((3, 2), 2.0))
 
 
-@pytest.mark.parametrize("layer", [bp.Linear(3, 3), bp.Residual(bp.Linear(3, 3)), bp.Tanh(), bp.BatchNorm1d(3),
-                                   bp.LayerNorm(3), bp.Dropout(0.5, seed=1)], ids=lambda layer: type(layer).__name__)
-def test_a_layer_called_on_its_own(device1, layer):
-    layer = copy.deepcopy(layer).to(SPEC)
-    x, _ = data()
-    out = layer(x)
-    grad_in = layer.backward(device1.asarray(np.ones(out.shape, "float32")))
-    assert on_device1(device1, out) and on_device1(device1, grad_in)
-    for p in layer.parameters():
-        assert on_device1(device1, p.grad)
+# Every layer type called on its own on this device: test_on_the_simulated_second_device in
+# tests/test_layer_cases.py (one case per layer configuration, results equal to numpy's).
 
 
 class Doubled(bp.nn.Layer):

@@ -79,5 +79,6 @@ def test_a_layer_moved_away_from_its_model_is_named_at_the_next_call():
     block = bp.Linear(3, 3, seed=2)
     residual = bp.Residual(block)
     block.to("array_api_strict")
-    with pytest.raises(ValueError, match=r"Residual: its layer 'block' \(Linear\(3, 3\)\) now lives on array_api_strict"):
+    with pytest.raises(ValueError, match=r"Residual: its layer 'block' \(Linear\(3, 3\)\) now lives on "
+                                         r"array_api_strict"):
         residual(np.ones((2, 3), dtype=np.float32))

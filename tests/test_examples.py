@@ -118,7 +118,60 @@ def test_spiral_reaches_full_training_accuracy(backend, tmp_path):
     assert result["loss"] < 0.02
 
 
-@pytest.mark.parametrize("name", ["xor", "spiral"])
+def test_char_rnn_runs_briefly_on_every_backend(backend, capsys):
+    result = load_example("char_rnn").main(["--device", backend.spec, "--epochs", "1", "--chars", "3000",
+                                            "--context", "16", "--hidden", "16", "--sample", "30"])
+    output = capsys.readouterr().out
+    assert "val_loss" in output and "unigram entropy" in output and "sample (temperature 0.8)" in output
+    assert len(result["sample"]) == 4 + 30 and result["history"]["val_loss"]
+
+
+def test_char_rnn_learns_well_below_the_unigram_entropy():
+    """The example's claim, at a tenth of its default run: context makes the validation loss far lower."""
+    result = load_example("char_rnn").main(["--chars", "100000", "--epochs", "5", "--sample", "0"])
+    assert result["val_loss"] < 0.7 * result["unigram_entropy"]
+
+
+def test_char_rnn_reads_a_text_file(tmp_path, capsys):
+    path = tmp_path / "words.txt"
+    path.write_text("the quick brown fox jumps over the lazy dog. " * 80, encoding="utf-8")
+    result = load_example("char_rnn").main(["--text", str(path), "--epochs", "1", "--context", "16",
+                                            "--hidden", "8", "--sample", "10"])
+    assert set(result["sample"]) <= set("the quick brown fox jumps over the lazy dog.")
+    with pytest.raises(SystemExit) as stop:
+        load_example("char_rnn").main(["--text", str(tmp_path / "missing.txt")])
+    assert stop.value.code == 2 and "missing.txt" in capsys.readouterr().err
+
+
+def test_tiny_gpt_runs_briefly_on_every_backend(backend, tmp_path, capsys):
+    result = load_example("tiny_gpt").main(["--device", backend.spec, "--epochs", "1", "--sums", "256",
+                                            "--embed", "16", "--heads", "2", "--layers", "1", "--out", str(tmp_path)])
+    output = capsys.readouterr().out
+    assert "held-out exact match" in output and " + " in output and 0.0 <= result["accuracy"] <= 1.0
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (tmp_path / "tiny_gpt_attention.png").stat().st_size > 5000
+
+
+def test_tiny_gpt_adds_as_its_docs_claim(tmp_path):
+    """The README's and docs' claim: the default run answers >= 99% of the held-out sums exactly."""
+    result = load_example("tiny_gpt").main(["--out", str(tmp_path)])
+    assert result["accuracy"] >= 0.99
+
+
+def test_tiny_gpt_writes_like_a_text_file(tmp_path, capsys):
+    path = tmp_path / "words.txt"
+    path.write_text("the quick brown fox jumps over the lazy dog. " * 80, encoding="utf-8")
+    result = load_example("tiny_gpt").main(["--text", str(path), "--epochs", "2", "--context", "16", "--embed",
+                                            "16", "--heads", "2", "--layers", "1", "--sample", "20",
+                                            "--out", str(tmp_path)])
+    assert len(result["sample"]) == 20 and set(result["sample"]) <= set("the quick brown fox jumps over the lazy dog.")
+    assert "validation loss" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:
+        load_example("tiny_gpt").main(["--text", str(tmp_path / "missing.txt")])
+    assert stop.value.code == 2 and "missing.txt" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["xor", "spiral", "char_rnn", "tiny_gpt"])
 def test_unusable_device_exits_with_one_line(name):
     reason = backends.status().get("cupy")
     if reason is None:

@@ -137,12 +137,16 @@ def test_a_cnn_trains_to_the_same_weights_both_ways(backend, rng):
 # -- the registry ----------------------------------------------------------------------------
 def test_numpy_registers_its_fast_paths_and_portable_only_turns_them_off():
     numpy_backend = backends.get("numpy")
-    assert {"sliding_windows", "route_max", "conv_input_grad"} <= set(backends.fast_path_names("numpy"))
+    registered = {operation for name, operation in backends.fast_paths() if name == "numpy"}
+    assert {"sliding_windows", "route_max", "conv_input_grad"} <= registered
+    assert {operation for name, operation in backends.fast_paths() if name == "cupy"} >= {"sliding_windows",
+                                                                                          "route_max"}
     assert numpy_backend.fast_path("sliding_windows") is not None
     with backends.portable_only():
         with backends.portable_only():                  # nested: still off after the inner one ends
             pass
         assert numpy_backend.fast_path("sliding_windows") is None
+        assert backends.fast_path("numpy", "route_max") is None
     assert numpy_backend.fast_path("sliding_windows") is not None
     assert numpy_backend.fast_path("no such operation") is None
 
@@ -160,7 +164,7 @@ def test_a_registered_fast_path_is_used_and_a_wrong_one_is_caught(rng):
         with backends.portable_only():
             right = windows.route_max(strict, grad_out, argmax, padded_shape, kernel, stride)
         return right * 2.0                               # a planted bug
-    backends.register_fast_path("array_api_strict", "route_max", lambda backend: wrong_route)
+    backends.register_fast_path("array_api_strict", "route_max", wrong_route)
     try:
         layer = bp.MaxPool2d(2).to(strict)
         x = rng.standard_normal((1, 2, 4, 4)).astype("float32")
@@ -171,14 +175,3 @@ def test_a_registered_fast_path_is_used_and_a_wrong_one_is_caught(rng):
     finally:
         backends.unregister_fast_path("array_api_strict", "route_max")
     assert strict.fast_path("route_max") is None
-
-
-def test_registering_checks_its_arguments():
-    with pytest.raises(ValueError, match="op must be a non-empty string"):
-        backends.register_fast_path("numpy", "", lambda backend: None)
-    with pytest.raises(TypeError, match="make must be callable"):
-        backends.register_fast_path("numpy", "something", "not callable")
-    with pytest.raises(ValueError, match="already registered"):
-        backends.register_fast_path("numpy", "sliding_windows", lambda backend: None)
-    with pytest.raises(ValueError, match="no fast path for 'nothing'"):
-        backends.unregister_fast_path("numpy", "nothing")

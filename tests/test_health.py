@@ -257,7 +257,8 @@ def test_divergence_names_the_layer_whose_gradient_blew_up_first():
     X, y = bp.data.moons(200, seed=0)
     model = bp.mlp([2, 8, 8, 1], activation="identity", seed=0)
     with pytest.warns(bp.GradientHealthWarning):
-        with pytest.raises(bp.DivergenceError, match=r"Hint: the gradient of layer 2.W blew up first \((\d|\.)+") as error:
+        with pytest.raises(bp.DivergenceError,
+                           match=r"Hint: the gradient of layer 2.W blew up first \((\d|\.)+") as error:
             _fit(model, X, y, 40, [_GrowFirstLayer(), bp.GradientHealth()], lr=1e-6, loss_fn=bp.MSELoss())
     assert "lower the learning rate" in str(error.value)
     # ten epochs of ever smaller first-layer gradients: still one warning per (layer, problem)

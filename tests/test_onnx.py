@@ -68,7 +68,7 @@ def test_training_mode_dropout_and_traced_values_are_refused_clearly():
         backends.get("onnx:cuda")
 
 
-# ------------------------------------------------------------------------ every layer exports
+# ------------------------------------------------------------------------ whole models export
 needs_export = pytest.mark.skipif(
     ONNX_REASON is not None or importlib.util.find_spec("onnxruntime") is None
     or importlib.util.find_spec("onnx") is None,
@@ -95,31 +95,9 @@ class ReadmeLinear(bp.Layer):
         return grad_out @ self.W.data.T
 
 
-def _trained_batchnorm():
-    """BatchNorm1d whose running statistics moved away from 0 and 1 (a few training batches)."""
-    layer = bp.BatchNorm1d(4, momentum=0.5)
-    rng = np.random.default_rng(3)
-    for _ in range(3):
-        layer(rng.normal(2.0, 3.0, (16, 4)).astype("float32"))
-    layer.weight.data[...] = rng.normal(1.0, 0.5, 4)
-    layer.bias.data[...] = rng.normal(0.0, 0.5, 4)
-    return layer
-
-
+# Whole models; every layer configuration on its own is a case in tests/layer_cases.py, exported by
+# test_exports_to_onnx in tests/test_layer_cases.py.
 MODELS = {
-    "Linear": lambda: bp.Linear(4, 3, seed=0),
-    "Linear-no-bias": lambda: bp.Linear(4, 3, seed=0, bias=False),
-    "ReLU": bp.ReLU,
-    "LeakyReLU": lambda: bp.LeakyReLU(0.2),
-    "Sigmoid": bp.Sigmoid,
-    "Tanh": bp.Tanh,
-    "Softmax": bp.Softmax,
-    "GELU": bp.GELU,
-    "Identity": bp.Identity,
-    "BatchNorm1d-eval": _trained_batchnorm,
-    "LayerNorm": lambda: bp.LayerNorm(4),
-    "Dropout": lambda: bp.Dropout(0.5, seed=0),
-    "Residual": lambda: bp.Residual(bp.Sequential(bp.Linear(4, 4, seed=1), bp.Tanh())),
     "Sequential": lambda: bp.Sequential(bp.Linear(4, 8, seed=2), bp.BatchNorm1d(8), bp.GELU(), bp.Dropout(0.2),
                                         bp.Linear(8, 3, seed=3), bp.Softmax()),
     "readme-custom-layer": lambda: ReadmeLinear(4, 3),
@@ -137,7 +115,7 @@ def _inputs(rng, batch, dtype):
 @needs_export
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_every_layer_exports_and_onnxruntime_matches_numpy(name, dtype, rng, tmp_path):
+def test_every_model_exports_and_onnxruntime_matches_numpy(name, dtype, rng, tmp_path):
     import onnx
     import onnxruntime
 

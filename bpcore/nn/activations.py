@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 from .._checks import check_number
+from .chunks import in_row_blocks
 from .module import Layer
 
 
@@ -176,17 +177,42 @@ class GELU(Layer):
     _C = math.sqrt(2.0 / math.pi)
     _A = 0.044715
 
+    # Forward keeps only the slope dy/dx for backward, and works in place (the standard's *=, +=) on
+    # arrays it made, one cache-sized block of rows at a time (bpcore/nn/chunks.py): a transformer's
+    # MLP runs GELU on (N, T, 4E) arrays, where each pass over memory costs more than the arithmetic.
     def forward(self, x):
         """x: any shape -> the same shape."""
         x = self.check_input(x)
-        t = self.xp.tanh(self._C * (x + self._A * x * x * x))
-        self.save_for_backward(x=x, t=t)
-        return 0.5 * x * (1.0 + t)
+        y, slope = in_row_blocks(self._backend, x, self._value_and_slope, outputs=2)
+        self.save_for_backward(slope=slope)
+        return y
+
+    def _value_and_slope(self, x):
+        """(y, dy/dx) for a block of x."""
+        C, A = self._C, self._A
+        square = x * x
+        u = square * (C * A)                 # u = C (x + A x^3) = x (C A x^2 + C)
+        u += C
+        u *= x
+        t = self.xp.tanh(u)
+        y = t + 1.0                          # y = 0.5 x (1 + t)
+        y *= x
+        y *= 0.5
+        # dy/dx = 0.5 (1 + t) + a (1 - t^2), a = 0.5 x C (1 + 3 A x^2)
+        square *= 1.5 * C * A
+        square += 0.5 * C
+        square *= x                          # a
+        u = t * t
+        u -= 1.0
+        square *= u                          # -a (1 - t^2)
+        t *= 0.5
+        t += 0.5                             # 0.5 (1 + t)
+        t -= square
+        return y, t
 
     def backward(self, grad_out):
-        x, t = self.saved("x", "t")
-        grad_out = self.check_grad_out(grad_out, x.shape)
-        slope = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * self._C * (1.0 + 3.0 * self._A * x * x)
+        slope = self.saved("slope")
+        grad_out = self.check_grad_out(grad_out, slope.shape)
         return grad_out * slope
 
 

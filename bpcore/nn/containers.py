@@ -31,7 +31,8 @@ def _check_runs(container, layers, runs):
 def _moved_alone(container, layer, place):
     """The error for a child that lives on another device than its container: moved by itself, or by
     another model that holds the same layer object (a shared layer moves with every model holding it)."""
-    return ValueError(f"{container._name()}: its layer '{place}' ({layer._label()}) now lives on {layer._backend.spec}, but this "
+    return ValueError(f"{container._name()}: its layer '{place}' ({layer._label()}) now lives on "
+                      f"{layer._backend.spec}, but this "
                       f"model lives on {container._backend.spec}. It was moved on its own, or by another model "
                       f"that holds the same layer object. Move whole models with model.to(...), and give each "
                       f"model its own layers (copy.deepcopy(layer) for the same weights)")
@@ -60,6 +61,10 @@ class Sequential(Layer):
 
     def children(self):
         return [(str(i), layer) for i, layer in enumerate(self.layers)]
+
+    def input_indices(self):
+        """The first layer's: V when the model takes integer indices below V (an Embedding first)."""
+        return self.layers[0].input_indices() if self.layers else None
 
     def forward(self, x):
         """Run every layer in order: the first layer's input -> the last layer's output."""

@@ -45,5 +45,6 @@ class Flatten(Layer):
         return self.xp.reshape(grad_out, x_shape)
 
     def __repr__(self):
-        extra = "" if (self.start_dim, self.end_dim) == (1, -1) else f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+        default = (self.start_dim, self.end_dim) == (1, -1)
+        extra = "" if default else f"start_dim={self.start_dim}, end_dim={self.end_dim}"
         return f"Flatten({extra})"

@@ -13,11 +13,23 @@ plus ``self.register_buffer(name, host_array)`` for state that is not trained (r
 statistics). What ``save_for_backward`` keeps is dropped by ``to()`` and ``astype()`` (it lives on
 the old device or in the old dtype), whatever it is called; parameters and buffers move.
 
+Integer inputs: a layer whose input is integer indices (an Embedding, a language model) says so by
+returning their bound V from ``input_indices()`` (the default, None, means numbers: integer and bool
+inputs are cast to the layer's float dtype). ``check_input`` then keeps the integers as they are,
+refuses floats, and checks every index lies in [0, V) on each call where reading values costs no
+device sync (``backend.sync_free``: NumPy, array_api_strict, torch on the CPU); ``fit``,
+``evaluate``, ``predict`` and ``gradcheck`` ask the model, so integer data reach it unconverted and
+are checked once where they enter. A Sequential answers for its first layer; a layer of yours
+whose input goes to an Embedding returns that Embedding's ``input_indices()``. Backward of such a
+layer returns None: indices have no gradient.
+
 ``KitMethods`` is a base of :class:`bpcore.nn.Layer`; its methods read the layer's backend
 (``self._backend``), float dtype (``self._dtype``, and the namespace's dtype object for it,
 ``self._array_dtype``) and name for messages (``self._name()``).
 """
 from __future__ import annotations
+
+import math
 
 import backends
 
@@ -73,6 +85,24 @@ def describe_shape(spec, got_ndim: int) -> str:
     return "(" + ", ".join(names) + (",)" if len(names) == 1 else ")")
 
 
+def check_index_range(backend, indices, below: int, owner, what: str = "input") -> None:
+    """Raise ValueError unless every entry of ``indices`` (an integer array of ``backend``) lies in
+    [0, below). Reads the smallest and largest on the host together: one sync on a GPU, which is
+    why layers call it per call only where that is free and fit/evaluate/predict once per data set.
+    ``owner`` names the layer in the message (a string, or a callable giving it)."""
+    if not math.prod(indices.shape):
+        return
+    xp = backend.xp
+    with backend.activate():
+        both = backend.to_numpy(xp.stack([xp.min(indices), xp.max(indices)]))
+    smallest, largest = int(both[0]), int(both[1])
+    if smallest < 0 or largest >= below:
+        name = owner() if callable(owner) else owner
+        bad = smallest if smallest < 0 else largest
+        raise ValueError(f"{name}: {what} holds index {bad}, outside [0, {below}) (indices from {smallest} "
+                         f"to {largest})")
+
+
 class KitMethods:
     """The layer kit (see the module docstring): parameters, buffers, input and grad_out checks, the cache."""
 
@@ -109,6 +139,11 @@ class KitMethods:
             setattr(self, kind, getattr(self, kind) + (name,))
 
     # -- what forward receives ---------------------------------------------
+    def input_indices(self) -> int | None:
+        """None when this layer's input holds numbers (the default), or V when it holds integer
+        indices below V (see the module docstring): :meth:`check_input` then keeps them integers."""
+        return None
+
     def check_input(self, x, shape=None, what: str = "input"):
         """Return ``x`` as an array of this layer's device and float dtype, or raise naming the layer.
 
@@ -118,12 +153,20 @@ class KitMethods:
         size) and at most one ``...`` (any number of axes): ``("batch", ..., n_in)`` for a Linear (2-D
         or more), ``(..., n)`` (any number of leading axes), ``("batch", 3, "height", "width")``.
 
+        A layer whose ``input_indices()`` is V takes integer indices instead: they keep their
+        integer dtype, floats and bools are refused, and on a sync-free backend every index must
+        lie in [0, V).
+
         Raises:
             TypeError: not an array, another device's array, a float array of the other dtype, a
-                torch tensor that autograd tracks. ValueError: the shape does not fit ``shape``.
+                torch tensor that autograd tracks, floats for indices. ValueError: the shape does
+                not fit ``shape``; an index out of range.
         """
         backend = self._backend
-        if not (backend.owns(x) and x.dtype == self._array_dtype) or (backend.autograd and x.requires_grad):
+        below = self.input_indices()
+        if below is not None:
+            x = self._convert_indices(x, what, below)
+        elif not (backend.owns(x) and x.dtype == self._array_dtype) or (backend.autograd and x.requires_grad):
             x = self._convert_input(x, what)
         if shape is not None and not shape_fits(x.shape, shape):
             ndim = len(shape) - (Ellipsis in shape)
@@ -132,6 +175,26 @@ class KitMethods:
             else:
                 expected = f"{what} of shape {describe_shape(shape, x.ndim)}"
             raise ValueError(f"{self._name()}: expected {expected}, got {tuple(x.shape)}")
+        return x
+
+    def _convert_indices(self, x, what, below):
+        """:meth:`check_input` for integer indices below ``below``: moved as they are, range-checked
+        where that costs no sync."""
+        backend = self._backend
+        if getattr(x, "requires_grad", False):
+            raise TypeError(TRACKED.format(f"{self._name()}: {what}"))
+        if backends.is_host_array(x):
+            integral = x.dtype.kind in "iu"
+        else:
+            x = backends.accept_array(backend, x, self._name, what)      # names another device's array
+            integral = backend.isdtype(x.dtype, "integral")
+        if not integral:
+            hint = " (cast them: x.astype('int64'))" if "float" in dtype_name(x.dtype) else ""
+            raise TypeError(f"{self._name()}: {what} must be integer indices in [0, {below}), got dtype "
+                            f"{dtype_name(x.dtype)}{hint}")
+        x = backend.asarray(x) if backends.is_host_array(x) else x
+        if backend.sync_free:
+            check_index_range(backend, x, below, self._name, what)
         return x
 
     def _convert_input(self, x, what):

@@ -47,7 +47,11 @@ class Linear(Layer):
         """x: (batch, n_in), or (batch, ..., n_in) -> y = x @ W + b: (batch, n_out), or (..., n_out)."""
         x = self.check_input(x, shape=self._input_shape)
         self.save_for_backward(x=x)
-        y = x @ self.W.data
+        if x.ndim != 2:              # one 2-D matmul: NumPy's (N, T, n_in) @ W skips BLAS (14x slower)
+            flat = self.xp.reshape(x, (-1, self.n_in)) @ self.W.data      # -1: N may be symbolic (ONNX)
+            y = self.xp.reshape(flat, (-1,) + tuple(x.shape[1:-1]) + (self.n_out,))
+        else:
+            y = x @ self.W.data
         if self.b is not None:
             y += self.b.data
         return y
@@ -62,6 +66,9 @@ class Linear(Layer):
             and dL/db = sum over the batch of grad_out into W.grad and b.grad.
         """
         self.backward_params(grad_out)
+        if grad_out.ndim != 2:       # as in forward: one 2-D matmul
+            flat = self.xp.reshape(grad_out, (-1, self.n_out)) @ self.W.data.T
+            return self.xp.reshape(flat, grad_out.shape[:-1] + (self.n_in,))
         return grad_out @ self.W.data.T
 
     def backward_params(self, grad_out):

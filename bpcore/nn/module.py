@@ -48,7 +48,7 @@ def layer_types() -> dict[str, type]:
 # placed on a backend whose activate() switches something gets three bound methods in its own
 # __dict__, shadowing the class's forward/backward/backward_params with versions that enter the
 # device and then call the class's method. Classes never change; layers on the CPU backends get
-# nothing (no wrapper, no extra call: a wrapper in every call cost about 4% of the spiral step).
+# nothing (no wrapper, no extra call: a wrapper around every call showed on the spiral step).
 # The shadows are dropped when the layer moves to a backend that switches nothing, and never
 # copied (``__getstate__``): a copy gets its own, bound to itself.
 def _forward_on_device(self, *args, **kwargs):
@@ -117,8 +117,9 @@ class Layer(KitMethods):
         """
         self.backward(grad_out)
 
-    def __call__(self, x):
-        return self.forward(x)
+    def __call__(self, x, *args, **kwargs):
+        """``layer(x)`` is ``layer.forward(x)``; extra arguments go to forward too (an LSTM's state)."""
+        return self.forward(x, *args, **kwargs)
 
     def config(self) -> dict:
         """The constructor's arguments as plain data, so a checkpoint can rebuild the layer."""

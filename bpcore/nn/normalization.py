@@ -208,20 +208,37 @@ class LayerNorm(Layer):
         x = self.check_input(x, shape=(..., self.n))
         xp = self.xp
         centered = x - xp.mean(x, axis=-1, keepdims=True)
-        var = xp.mean(centered * centered, axis=-1, keepdims=True)
+        var = xp.expand_dims(xp.vecdot(centered, centered, axis=-1), axis=-1) * (1.0 / self.n)   # no (..., n) temporary
         inv_std = 1.0 / xp.sqrt(var + self.eps)
-        x_hat = centered * inv_std
+        centered *= inv_std                  # x_hat, in place: a transformer calls this on every token
+        x_hat = centered
         self.save_for_backward(x_hat=x_hat, inv_std=inv_std)
-        return _affine_forward(x_hat, self.weight, self.bias)
+        if self.weight is None:
+            return x_hat
+        y = x_hat * self.weight.data
+        y += self.bias.data
+        return y
 
     def backward(self, grad_out):
-        """grad_out: (..., n) -> dL/dx (..., n); adds dL/dweight, dL/dbias (n,) summed over the rest."""
+        """grad_out: (..., n) -> dL/dx (..., n); adds dL/dweight, dL/dbias (n,) summed over the rest.
+
+        The module docstring's formula with m = n, one row at a time; the row sums are dot products
+        (``vecdot``, no (..., n) temporary) and the arithmetic runs in place on dL/dx_hat.
+        """
         x_hat, inv_std = self.saved("x_hat", "inv_std")
         self.check_grad_out(grad_out, x_hat.shape)
         xp = self.xp
         leading = tuple(range(grad_out.ndim - 1))
         grad_x_hat = _affine_backward(xp, grad_out, x_hat, self.weight, self.bias, axes=leading)
-        return _normalized_backward(xp, grad_x_hat, x_hat, inv_std, axis=-1)
+        if grad_x_hat is grad_out:
+            grad_x_hat = grad_out * 1.0      # a copy: grad_out is the caller's
+        sum_grad = xp.sum(grad_x_hat, axis=-1, keepdims=True)
+        sum_grad_x_hat = xp.expand_dims(xp.vecdot(grad_x_hat, x_hat, axis=-1), axis=-1)
+        grad_x_hat *= self.n
+        grad_x_hat -= sum_grad
+        grad_x_hat -= x_hat * sum_grad_x_hat
+        grad_x_hat *= inv_std * (1.0 / self.n)
+        return grad_x_hat
 
     def __repr__(self):
         extra = "" if self.elementwise_affine else ", elementwise_affine=False"

@@ -36,7 +36,8 @@ class ModelSummary:
         def shape_text(shape):
             return "(" + ", ".join("batch" if d is None else str(d) for d in shape) + ")"
         table = [("Layer", "Output shape", "Param #")]
-        table += [(f"{name}  {what}".strip(), shape_text(shape), f"{count:,}") for name, what, shape, count in self.rows]
+        table += [(f"{name}  {what}".strip(), shape_text(shape), f"{count:,}")
+                  for name, what, shape, count in self.rows]
         widths = [max(len(row[i]) for row in table) for i in range(3)]
         lines = [f"{a:<{widths[0]}}   {b:<{widths[1]}}   {c:>{widths[2]}}" for a, b, c in table]
         rule = "=" * len(lines[0])
@@ -63,7 +64,9 @@ def _leaves(model, prefix=""):
 
 def _default_input_shape(model):
     first = _leaves(model)[0][1] if _leaves(model) else None
-    n_in = getattr(first, "n_in", None) or getattr(first, "num_features", None)
+    # a Linear's n_in, a BatchNorm1d's features, a GPT's context_length (its longest token sequence)
+    n_in = (getattr(first, "n_in", None) or getattr(first, "num_features", None)
+            or getattr(first, "context_length", None))
     if n_in is None or hasattr(first, "in_channels"):
         raise ValueError(f"summary: pass input_shape, the shape of one sample without the batch dimension "
                          f"(e.g. (1, 8, 8) for 8x8 grey images); the first layer {first!r} does not fix it")
@@ -76,7 +79,8 @@ def summary(model, input_shape=None, print_fn=print) -> ModelSummary:
     Args:
         model: a bpcore Layer (a Sequential gets one line per layer).
         input_shape: one sample's shape without the batch dimension, e.g. (1, 8, 8); optional
-            when the first layer is a Linear (its n_in) or a BatchNorm1d.
+            when the first layer is a Linear (its n_in), a BatchNorm1d or bp.gpt's TokenPositionEmbedding
+            (its context_length).
     Returns:
         A :class:`ModelSummary` (``.text`` is the table; so is its ``str`` when nothing printed it,
         and "" when it was printed here, so that ``print(model.summary())`` prints it once).
@@ -91,7 +95,8 @@ def summary(model, input_shape=None, print_fn=print) -> ModelSummary:
         raise TypeError(f"summary: input_shape must be a tuple of ints such as (1, 8, 8), got {input_shape!r}")
     input_shape = tuple(check_int("summary", f"input_shape[{i}]", d) for i, d in enumerate(input_shape))
     backend, leaves = model.device, _leaves(model)
-    x = backend.xp.zeros((2,) + input_shape, dtype=backend.dtype(model.dtype), device=backend.device)
+    dtype = backend.dtype(model.dtype if model.input_indices() is None else "int64")   # indices: zeros
+    x = backend.xp.zeros((2,) + input_shape, dtype=dtype, device=backend.device)
     was_training, rows = model.training, []
     model.eval()
     try:
@@ -103,7 +108,9 @@ def summary(model, input_shape=None, print_fn=print) -> ModelSummary:
                     raise ValueError(f"summary: layer {name or type(layer).__name__} refused the shape "
                                      f"{(None,) + tuple(x.shape[1:])} (input_shape is one sample's shape "
                                      f"without the batch dimension): {error}") from None
-                rows.append((name, repr(layer).replace("\n", " "), (None,) + tuple(x.shape[1:]), _count(layer)))
+                # a layer holding layers (a TransformerBlock) by its short label, not its children's reprs
+                what = layer._label() if layer.children() else repr(layer)
+                rows.append((name, what, (None,) + tuple(x.shape[1:]), _count(layer)))
     finally:
         model.train(was_training)
         for layer in model.modules():

@@ -31,7 +31,8 @@ class ExportReport:
         path: the file written. opset: the ONNX opset of the default domain. nodes: nodes in the graph.
         max_difference: the largest |onnxruntime - model| on the example.
         input_shape, output_shape: the graph's shapes, "batch" where the batch axis is dynamic.
-        dtype: "float32" or "float64". size: the file's size in bytes.
+        dtype: the input's dtype: "float32" or "float64" (the model's), "int64" for a model that
+            takes integer indices (an Embedding first). size: the file's size in bytes.
     """
 
     path: str
@@ -92,10 +93,12 @@ def export(model, example, path, input_names=("input",), output_names=("output",
 
     work.to("onnx")
     batch = "batch" if dynamic_batch else host_example.shape[0]
-    argument = ndx.argument(shape=(batch, *host_example.shape[1:]), dtype=getattr(ndx, work.dtype))
+    # the graph's input: floats in the model's dtype, or int64 indices for a model that takes them
+    input_dtype = work.dtype if work.input_indices() is None else "int64"
+    argument = ndx.argument(shape=(batch, *host_example.shape[1:]), dtype=getattr(ndx, input_dtype))
     output = trace(work, argument, backends.get("onnx"))
     proto = ndx.build({input_name: argument}, {output_name: output})
-    feed = host_example.astype(work.dtype, copy=False)
+    feed = host_example.astype(input_dtype, copy=False)
     if dynamic_batch:
         _declare_output_shape(proto, onnxruntime, feed, input_name, output_name)
     proto.producer_name, proto.producer_version = "bpcore", __version__
@@ -114,7 +117,7 @@ def export(model, example, path, input_names=("input",), output_names=("output",
     replace_atomically(path, lambda stream: stream.write(content))
     return ExportReport(path=path, opset=_opset(proto), nodes=len(proto.graph.node), max_difference=difference,
                         input_shape=_shape(proto.graph.input[0]), output_shape=_shape(proto.graph.output[0]),
-                        dtype=work.dtype, size=len(content))
+                        dtype=input_dtype, size=len(content))
 
 
 def _libraries():

@@ -9,12 +9,14 @@
     health.py     diagnose (gradient health report)
     gradient_health.py  GradientHealth (its fit callback), the divergence hint
     resume.py     load_checkpoint (with its History) and fit's resume=
+    generate.py   generate (extend a prompt token by token: greedy, temperature, top-k; on the device)
 """
 from __future__ import annotations
 
 from .callbacks import Callback, CSVLogger, EarlyStopping, ModelCheckpoint
 from .evaluate import evaluate, predict
 from .fit import fit
+from .generate import generate
 from .gradient_health import GradientHealth, GradientHealthWarning
 from .health import HealthReport, diagnose
 from .history import DivergenceError, History
@@ -22,4 +24,4 @@ from .resume import load_checkpoint
 
 __all__ = ["Callback", "CSVLogger", "DivergenceError", "EarlyStopping", "History", "ModelCheckpoint", "evaluate", "fit",
            "GradientHealth", "GradientHealthWarning", "HealthReport", "diagnose",
-           "load_checkpoint", "predict"]
+           "generate", "load_checkpoint", "predict"]

@@ -4,13 +4,14 @@ from __future__ import annotations
 from .._checks import check_int
 from ..nn.activations import stable_sigmoid
 from ..nn.module import Layer
-from .inputs import _check_common, _on_model_device, _prepare, _table_to_array
+from .inputs import _check_common, _checked_X, _on_model_device, _prepare
 from .metrics import _resolve_metrics
 
 
 @_on_model_device
 def _evaluate_prepared(model, loss_fn, X, y, batch_size, counters):
     xp = model.xp
+    dtype = model.device.dtype(model.dtype)     # not X's: integer indices for an Embedding
     was_training = model.training
     model.eval()
     checked = loss_fn.check_targets             # y was checked where it entered; pred on the first batch
@@ -26,7 +27,7 @@ def _evaluate_prepared(model, loss_fn, X, y, batch_size, counters):
                 correct, total = count(xp, out, y[start:stop, ...])
                 row.append(correct)
                 items[name] += total
-            values.append(xp.stack([xp.astype(xp.asarray(v), X.dtype) for v in row]))
+            values.append(xp.stack([xp.astype(xp.asarray(v), dtype) for v in row]))
     finally:
         loss_fn.check_targets = checked
         model.train(was_training)
@@ -54,7 +55,7 @@ def predict(model, X, batch_size: int = 1024, probabilities: bool = False):
     if not isinstance(model, Layer):
         raise TypeError(f"model must be a bpcore Layer, got {type(model).__name__}")
     check_int("", "batch_size", batch_size)
-    X = model.check_input(_table_to_array(X, "predict: X"), what="predict X")
+    X = _checked_X(model, X, "predict")
     xp = model.xp
     was_training = model.training
     model.eval()

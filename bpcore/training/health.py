@@ -196,15 +196,16 @@ def _measure(probe, loss_fn, x_batch, y_batch):
     with probe.device.activate(), probe.device.quiet_floating_point():
         loss = loss_fn.forward(probe.forward(x_batch), y_batch)
         probe.backward_params(loss_fn.backward())      # dL/dX of the data is not needed (one matmul less)
-        values, layout = [xp.astype(loss, x_batch.dtype)], []
+        dtype = probe.device.dtype(probe.dtype)       # not x_batch's: integer indices for an Embedding
+        values, layout = [xp.astype(loss, dtype)], []
         for path, layer, in_residual in leaves:
             out = outputs[path]
             flat = xp.reshape(out, (out.shape[0], -1))
             entry = {"layer": path, "kind": type(layer).__name__, "in_residual": in_residual, "names": []}
 
-            def add(name, value):
+            def add(name, value, entry=entry):
                 entry["names"].append(name)
-                values.append(xp.astype(value, x_batch.dtype))
+                values.append(xp.astype(value, dtype))
 
             add("act_mean", xp.mean(flat))
             add("act_std", xp.std(flat))

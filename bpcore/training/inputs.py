@@ -16,6 +16,7 @@ import backends
 from .._checks import check_int
 from ..losses import Loss
 from ..nn.kit import TRACKED as _TRACKED
+from ..nn.kit import check_index_range
 from ..nn.module import Layer
 
 
@@ -36,10 +37,20 @@ def _table_to_array(value, what):
     return value
 
 
+def _checked_X(model, X, what):
+    """X on the model's device as its first layer takes it (floats in the model's dtype, or integer
+    indices kept integers: ``Layer.input_indices``), every value checked (one sync on a GPU)."""
+    X = model.check_input(_table_to_array(X, f"{what}: X"), what=f"{what} X")
+    below = model.input_indices()
+    if below is not None:       # the layers check per call only where that costs no sync: here always
+        check_index_range(model.device, X, below, model._name, f"{what} X")
+    return X
+
+
 @_on_model_device
 def _prepare(model, loss_fn, X, y, what):
     """(X, y) on the model's device, y shaped and typed for the loss; every check done once."""
-    X = model.check_input(_table_to_array(X, f"{what}: X"), what=f"{what} X")
+    X = _checked_X(model, X, what)
     y = _table_to_array(y, f"{what}: y")
     if getattr(y, "requires_grad", False):
         raise TypeError(_TRACKED.format(f"{what}: y"))
@@ -52,7 +63,7 @@ def _prepare(model, loss_fn, X, y, what):
     if len(y.shape) == 0 or y.shape[0] != X.shape[0]:
         n_y = y.shape[0] if len(y.shape) else "a scalar"
         raise ValueError(f"{what}: X has {X.shape[0]} samples but y has {n_y}")
-    if not bool(xp.all(xp.isfinite(X))):
+    if xp.isdtype(X.dtype, "real floating") and not bool(xp.all(xp.isfinite(X))):
         raise ValueError(f"{what}: X contains NaN or infinite values")
     was_training = model.training
     model.eval()

@@ -13,9 +13,17 @@ from ..losses import BCELoss, BCEWithLogitsLoss, SoftmaxCrossEntropyLoss
 def _accuracy_counter(loss_fn):
     """(correct count as a 0-d device array, number of items) for a batch, by the loss's kind."""
     if isinstance(loss_fn, SoftmaxCrossEntropyLoss):
-        def count(xp, out, target):
-            predicted = xp.argmax(out, axis=1)
-            return xp.sum(xp.astype(predicted == xp.astype(target, predicted.dtype), out.dtype)), out.shape[0]
+        if loss_fn.ignore_index is not None:
+            # the number of labelled positions is known only on the device; fit and evaluate count
+            # items on the host (no sync per batch), so this pair is refused rather than miscounted
+            raise ValueError(f"metric 'accuracy' cannot yet leave out ignored labels: "
+                             f"SoftmaxCrossEntropyLoss(ignore_index={loss_fn.ignore_index}) is given; drop "
+                             f"metrics=['accuracy'], or use a loss without ignore_index")
+
+        def count(xp, out, target):      # logits (batch, classes) or (batch, time, classes)
+            predicted = xp.argmax(out, axis=-1)
+            agree = predicted == xp.astype(target, predicted.dtype)
+            return xp.sum(xp.astype(agree, out.dtype)), math.prod(target.shape)
     elif isinstance(loss_fn, (BCEWithLogitsLoss, BCELoss)):
         threshold = 0.0 if isinstance(loss_fn, BCEWithLogitsLoss) else 0.5
         def count(xp, out, target):

@@ -16,7 +16,7 @@ DOCS = Path(__file__).resolve().parents[1]
 
 # -- the gallery: examples/*.py run as `python examples/NAME.py --out DIR` would -----------------
 GALLERY_ORDER = ["chain_rule", "xor", "spiral", "moons", "blobs", "digits", "gradient_check",
-                 "vanishing_gradients", "deep_nets", "cnn_digits", "neural_flow", "export_onnx",
+                 "vanishing_gradients", "deep_nets", "cnn_digits", "char_rnn", "tiny_gpt", "neural_flow", "export_onnx",
                  "distributed", "cnn_mnist", "flow_screenshot"]
 _OUT = Path(tempfile.mkdtemp(prefix="bpcore-gallery-"))
 

@@ -30,10 +30,11 @@ _ONES: dict = {}
 
 
 def column_sums_by_matvec(x) -> bool:
-    """Whether ``sum(x, axis=0)`` is computed as ``ones @ x``: a C-contiguous float matrix with at
-    least 2 and at most MATVEC_MAX_COLUMNS columns (the hand-written benchmark step asks the same)."""
+    """Whether ``sum(x, axis=0)`` is computed as ``ones @ x``: a C-contiguous float32 or float64
+    matrix (BLAS's types) with at least 2 and at most MATVEC_MAX_COLUMNS columns (the hand-written
+    benchmark step asks the same)."""
     return (x.__class__ is np.ndarray and x.ndim == 2 and 1 < x.shape[1] <= MATVEC_MAX_COLUMNS
-            and x.dtype.kind == "f" and x.flags.c_contiguous)
+            and x.dtype.char in "fd" and x.flags.c_contiguous)
 
 
 def ones_for(rows: int, dtype):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 
 from .module import Layer
-from .windows import (channels_first, channels_last, check_image_input, offset_slices, pad, pair, route_max, tiles,
+from .windows import (too_big, channels_first, channels_last, check_image_input, offset_slices, pad, pair, route_max, tiles,
                       unpad, window_max, window_output)
 
 
@@ -42,7 +42,10 @@ class _Pool2d(Layer):
         """The channels-last view of x (N, H, W, C) padded with ``fill``, and (OH, OW)."""
         check_image_input(self, x)
         out_hw = window_output(self, x.shape, self.kernel_size, self.stride, self.padding)
-        return pad(self.xp, channels_last(self.xp, x), self.padding, fill), out_hw
+        try:
+            return pad(self.xp, channels_last(self.xp, x), self.padding, fill), out_hw
+        except MemoryError as error:
+            raise too_big(self, x.shape, out_hw, x.shape[1], (4 if self._dtype == "float32" else 8), error) from None
 
     def _as_output(self, y, channels, out_hw):
         """Channels-last y (N, OH, OW, C) as the (N, C, OH, OW) output. The reshape is a no-op view on

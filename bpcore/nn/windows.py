@@ -211,3 +211,16 @@ def route_max(backend, grad_out, argmax, padded_shape, kernel, stride):
         else:
             grad_pad[:, rows, cols, :] = piece
     return grad_pad
+
+
+def too_big(layer, x_shape, out_hw, channels: int, itemsize: int, error) -> MemoryError:
+    """The MemoryError for a sliding-window layer whose padded input or window matrix does not fit:
+    it names the layer, its window arguments and the bytes the (N OH OW, kH kW C) matrix needs."""
+    rows = x_shape[0] * out_hw[0] * out_hw[1]
+    width = layer.kernel_size[0] * layer.kernel_size[1] * channels
+    padded = (x_shape[2] + 2 * layer.padding[0]) * (x_shape[3] + 2 * layer.padding[1]) * x_shape[0] * x_shape[1]
+    return MemoryError(f"{layer._name()}: input {tuple(x_shape)} with kernel_size {layer.kernel_size}, stride "
+                       f"{layer.stride}, padding {layer.padding} needs {padded * itemsize:,} bytes padded and "
+                       f"{rows * width * itemsize:,} bytes for its {rows:,} x {width:,} windows, more than this "
+                       f"machine can allocate ({error or 'out of memory'}); use a smaller batch, image or padding")
+

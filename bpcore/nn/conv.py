@@ -47,8 +47,8 @@ import math
 from .._checks import check_int
 from . import init as _init
 from .module import Layer
-from .windows import (too_big, channels_first, channels_last, check_image_input, conv_input_grad, pad, pair,
-                      sliding_windows, unpad, window_output)
+from .windows import (channels_first, channels_last, check_image_input, conv_input_grad, pad, pair,
+                      sliding_windows, too_big, unpad, window_output)
 
 class Conv2d(Layer):
     """2-D convolution over (N, C, H, W) inputs, as ``torch.nn.Conv2d`` (cross-correlation, no flip).
@@ -99,7 +99,8 @@ class Conv2d(Layer):
             patches = sliding_windows(self._backend, x_pad, self.kernel_size, self.stride, self.dilation, out_hw)
             cols = xp.reshape(patches, (-1, math.prod(self.kernel_size) * self.in_channels))  # (N OH OW, kH kW C)
         except MemoryError as error:
-            raise too_big(self, x.shape, out_hw, self.in_channels, (4 if self._dtype == "float32" else 8), error) from None
+            itemsize = 4 if self._dtype == "float32" else 8
+            raise too_big(self, x.shape, out_hw, self.in_channels, itemsize, error) from None
         self.save_for_backward(cols=cols, x_shape=tuple(x.shape), out_hw=out_hw)     # cols: what dL/dW needs
         y = cols @ xp.matrix_transpose(self._w_mat())                              # (N OH OW, OC)
         if self.b is not None:

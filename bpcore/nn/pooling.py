@@ -18,8 +18,8 @@ from __future__ import annotations
 import math
 
 from .module import Layer
-from .windows import (too_big, channels_first, channels_last, check_image_input, offset_slices, pad, pair, route_max, tiles,
-                      unpad, window_max, window_output)
+from .windows import (channels_first, channels_last, check_image_input, offset_slices, pad, pair, route_max, tiles,
+                      too_big, unpad, window_max, window_output)
 
 
 class _Pool2d(Layer):

@@ -17,7 +17,8 @@ a backend name, alone or followed by ``:device`` (``"torch:cuda:0"``), picks
 that backend; ``"onnx"`` (ndonnx) records the forward pass as an ONNX graph
 (inference only, used by ``bp.onnx.export``). ``register()`` adds a backend
 without touching bpcore; ``register_fast_path()`` lets a backend run one of bpcore's operations
-(such as the scatter-add behind Embedding's backward) with its own faster function.
+(such as the scatter-add behind Embedding's backward, or a convolution's windows) with its own
+faster function; ``portable_only()`` turns every fast path off for a while.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from ._base import Backend, BackendUnavailableError, RandomStream, host_array_fr
 from ._onnx import InferenceOnlyError
 from ._random import GENERATOR as RANDOM_GENERATOR
 from ._random import checked_state as checked_random_state
-from ._fast_paths import fast_path, fast_paths, register_fast_path, unregister_fast_path
+from ._fast_paths import fast_path, fast_paths, portable_only, register_fast_path, unregister_fast_path
 from ._registry import accept_array, available, backend_of, get, known, register, status, to_host, unregister
 
 # bpcore checks this marker so that an unrelated PyPI project that is also
@@ -48,6 +49,7 @@ __all__ = [
     "host_array_from",
     "is_host_array",
     "known",
+    "portable_only",
     "register",
     "register_fast_path",
     "status",
@@ -75,6 +77,13 @@ def _register_builtin():
     register_fast_path("numpy", "scatter_add_rows", numpy_scatter_add_rows)
     register_fast_path("torch", "scatter_add_rows", torch_scatter_add_rows)
     register_fast_path("cupy", "scatter_add_rows", cupy_scatter_add_rows)
+    # Convolutions and pooling (bpcore.nn.windows holds the portable references): as_strided windows,
+    # max-pool routing with a boolean mask, a convolution's input gradient one kernel offset at a time
+    from . import _strided
+
+    for backend_name, paths in (("numpy", _strided.NUMPY_PATHS), ("cupy", _strided.CUPY_PATHS)):
+        for operation, function in paths.items():
+            register_fast_path(backend_name, operation, function)
 
 
 _register_builtin()

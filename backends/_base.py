@@ -58,11 +58,14 @@ class Backend(abc.ABC):
             refuse ``backward`` on it.
         sync_free: True where reading an array's values on the host costs no device sync
             (the arrays live in host memory: NumPy, torch on the CPU); see the property.
+        autograd: True where arrays may carry an autograd graph (torch tensors with
+            ``requires_grad``), which layers refuse; lets the everyday check skip asking others.
     """
 
     name: str = ""
     kind: str = "cpu"
     trains: bool = True
+    autograd: bool = False
 
     def __init__(self, xp, device, spec: str):
         self.xp = xp
@@ -100,7 +103,8 @@ class Backend(abc.ABC):
 
     def fast_path(self, operation: str):
         """The function registered for ``operation`` on this backend (``backends.register_fast_path``),
-        or None: the caller then runs its portable Array API reference."""
+        or None (always inside ``backends.portable_only()``): the caller then runs its portable
+        Array API reference."""
         return _fast_path(self.name, operation)
 
     def activate(self):

@@ -2,15 +2,18 @@
 
 DESIGN.md: "a backend may register a faster path for a hot spot ... but tests compare every fast
 path against the portable one". bpcore names the operation and its signature (``"scatter_add_rows"``:
-see ``bpcore.nn.scatter``); ``Backend.fast_path(operation)`` finds what is registered for its name.
+see ``bpcore.nn.scatter``; ``"sliding_windows"``, ``"route_max"``, ``"conv_input_grad"``: see
+``bpcore.nn.windows``); ``Backend.fast_path(operation)`` finds what is registered for its name.
 This module imports nothing from the package, so ``_base`` can read it without an import circle.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 # (backend name, operation) -> the function
 _FAST_PATHS: dict[tuple[str, str], Callable] = {}
+_PORTABLE_ONLY = [0]      # depth of portable_only() blocks now running
 
 
 def register_fast_path(name: str, operation: str, function: Callable, *, replace: bool = False) -> None:
@@ -44,8 +47,23 @@ def unregister_fast_path(name: str, operation: str) -> None:
 
 
 def fast_path(name: str, operation: str) -> Callable | None:
-    """The function registered for ``operation`` on backend ``name``, or None."""
+    """The function registered for ``operation`` on backend ``name``, or None (always None inside
+    :func:`portable_only`)."""
+    if _PORTABLE_ONLY[0]:
+        return None
     return _FAST_PATHS.get((name, operation))
+
+
+@contextlib.contextmanager
+def portable_only():
+    """While the block runs, every fast path is off: bpcore runs its portable Array API references
+    everywhere. For the tests that compare the two, and for benchmarks that time both (not per
+    thread: it turns them off for the whole process)."""
+    _PORTABLE_ONLY[0] += 1
+    try:
+        yield
+    finally:
+        _PORTABLE_ONLY[0] -= 1
 
 
 def fast_paths() -> dict[tuple[str, str], Callable]:

@@ -8,6 +8,7 @@ from ._base import Backend, BackendUnavailableError
 
 class TorchBackend(Backend):
     name = "torch"
+    autograd = True
 
     def __init__(self, torch, device):
         import array_api_compat.torch as torch_xp

@@ -1,38 +1,46 @@
-"""Time one CNN training step (forward, loss, backward, SGD update): bpcore against PyTorch eager.
+"""CNN training steps (forward, loss, backward, SGD update): bpcore against PyTorch eager, in one run.
 
-    python benchmarks/bench_cnn.py [--device cpu|cuda|torch|...] [--steps 50] [--memory]
+    python benchmarks/bench_cnn.py [--device cpu|cuda|torch|...] [--rounds 9] [--steps 10]
+                                   [--threads N] [--memory] [--write] [--profile CASE]
 
-Nets, batch 64, as the convolution issue asks:
+Nets, batch 64:
   digits CNN   1x8x8:   Conv2d(1, 16, 3, p1) ReLU MaxPool2 Conv2d(16, 32, 3, p1) ReLU MaxPool2 Flatten Linear(128, 10)
   CIFAR-sized 3x32x32: Conv2d(3, 32, 3, p1) ReLU MaxPool2 Conv2d(32, 64, 3, p1) ReLU MaxPool2 Flatten Linear(4096, 10)
-bpcore runs on --device; PyTorch eager (autograd, torch.optim.SGD, its own conv kernels) on the
-same kind of device. Prints the median time per step and the ratio bpcore / torch; with --memory,
-the peak memory one step allocates (tracemalloc for NumPy, which sees NumPy's buffers; the CUDA
-allocator's peak on a GPU; torch on the CPU is not traced, so its column is empty there).
+
+Three contenders from the same starting weights, interleaved round by round in a rotated order
+(benchmarks/_timing.py): bpcore on ``--device`` with its backend's fast paths (as_strided windows
+on NumPy), bpcore with the portable Array API lines only (``backends.portable_only()``), and
+PyTorch eager (autograd, torch.optim.SGD, its own conv kernels) on the same kind of device, all
+with ``--threads`` threads. Prints per-step minimum and median and the ratios of both. With
+``--memory``, the peak memory one step allocates (tracemalloc for NumPy; the CUDA allocator on
+a GPU; torch on the CPU is not traced). ``--write`` puts the output into
+``benchmarks/cpu-results.md`` (``gpu-results.md`` on a GPU), in a section per thread count,
+keeping the other sections.
 Compare ratios, not seconds: timings vary from machine to machine and from run to run.
 """
 from __future__ import annotations
 
 import argparse
 import os
-import platform
-import statistics
 import sys
-import time
 import tracemalloc
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+import _timing  # noqa: E402
 
 import backends  # noqa: E402
 import bpcore as bp  # noqa: E402
 
 CASES = {
-    "digits CNN 1x8x8, batch 64": dict(shape=(1, 8, 8), widths=(16, 32)),
-    "CIFAR-sized 3x32x32 conv 3-32-64, batch 64": dict(shape=(3, 32, 32), widths=(32, 64)),
+    "digits": dict(label="digits CNN 1x8x8", shape=(1, 8, 8), widths=(16, 32)),
+    "cifar": dict(label="CIFAR-sized 3x32x32, conv 3-32-64", shape=(3, 32, 32), widths=(32, 64)),
 }
-BATCH = 64
+BATCH, LR = 64, 0.01
 
 
 def bpcore_model(case):
@@ -43,118 +51,171 @@ def bpcore_model(case):
                          bp.Flatten(), bp.Linear(c2 * (h // 4) * (w // 4), 10, seed=2))
 
 
-def bpcore_step(case, device, X, y):
-    model = bpcore_model(case).to(device)
+def bpcore_step(model, device, X, y, portable=False):
+    """One step of ``model`` on ``device``; ``portable``: with every fast path off."""
+    model = model.to(device)
     be = model.device
     X, y = be.asarray(X), be.asarray(y)
     loss_fn = bp.SoftmaxCrossEntropyLoss()
-    loss_fn.check_targets = False     # data checked once; no per-step device sync
-    opt = bp.optim.SGD(model.parameters(), lr=0.01)
+    loss_fn.check(y)                  # label values once, where the data enter; no sync per step
+    opt = bp.optim.SGD(model.parameters(), lr=LR)
 
     def step():
         opt.zero_grad()
         loss_fn.forward(model(X), y)
-        model.backward(loss_fn.backward(), input_grad=False)
+        model.backward_params(loss_fn.backward())        # dL/dX of the data is not needed
         opt.step()
-    return step, be.synchronize
+
+    if not portable:
+        return step
+
+    def portable_step():
+        with backends.portable_only():
+            step()
+    return portable_step
 
 
-def torch_step(case, torch, device, X, y):
+def torch_step(torch, device, model, X, y):
+    """The same net in PyTorch eager, from bpcore ``model``'s starting weights."""
     nn = torch.nn
-    c, h, w = case["shape"]
-    c1, c2 = case["widths"]
-    model = nn.Sequential(nn.Conv2d(c, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                          nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                          nn.Flatten(), nn.Linear(c2 * (h // 4) * (w // 4), 10)).to(device)
+    layers = []
+    for layer in model.layers:
+        if isinstance(layer, bp.Conv2d):
+            conv = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, padding=layer.padding)
+            with torch.no_grad():
+                conv.weight.copy_(torch.as_tensor(model.device.to_numpy(layer.W.data)))
+                conv.bias.copy_(torch.as_tensor(model.device.to_numpy(layer.b.data)))
+            layers.append(conv)
+        elif isinstance(layer, bp.Linear):
+            linear = nn.Linear(layer.n_in, layer.n_out)
+            with torch.no_grad():
+                linear.weight.copy_(torch.as_tensor(model.device.to_numpy(layer.W.data).T))
+                linear.bias.copy_(torch.as_tensor(model.device.to_numpy(layer.b.data)))
+            layers.append(linear)
+        else:
+            layers.append({"ReLU": nn.ReLU, "Flatten": nn.Flatten}.get(type(layer).__name__, lambda: nn.MaxPool2d(2))())
+    net = nn.Sequential(*layers).to(device)
     X, y = torch.tensor(X, device=device), torch.tensor(y, device=device)
     loss_fn = nn.CrossEntropyLoss()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    opt = torch.optim.SGD(net.parameters(), lr=LR)
 
     def step():
         opt.zero_grad()
-        loss_fn(model(X), y).backward()
+        loss_fn(net(X), y).backward()
         opt.step()
-
-    def sync():
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-    return step, sync
-
-
-def median_step_time(step, sync, steps, repeats=5):
-    for _ in range(max(3, steps // 10)):      # warm up (allocator, caches, kernels)
-        step()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        sync()
-        times.append((time.perf_counter() - start) / steps)
-    return statistics.median(times), (max(times) - min(times)) / statistics.median(times)
+    step.net = net
+    return step
 
 
 def host_peak_bytes(step):
-    """Peak bytes NumPy allocates during one step (after a warm-up step), by tracemalloc."""
+    """Peak bytes NumPy allocates during one step (after a warm-up step), by tracemalloc: what the
+    step holds from before (the weights, the data) is not in it, only what the step allocates."""
     step()
     tracemalloc.start()
-    tracemalloc.reset_peak()
-    step()
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return peak
+    try:
+        step()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
 
 
-def fmt_time(seconds):
-    return f"{seconds * 1e3:.2f}ms" if seconds >= 1e-3 else f"{seconds * 1e6:.1f}us"
+def profile(device, name, steps=20, top=14) -> list[str]:
+    """Where bpcore's step on case ``name`` spends its CPU time (cProfile, benchmarks/_timing.py)."""
+    case = CASES[name]
+    rng = np.random.default_rng(0)
+    step = bpcore_step(bpcore_model(case), device, rng.standard_normal((BATCH,) + case["shape"]).astype(np.float32),
+                       rng.integers(0, 10, BATCH))
+    for _ in range(3):
+        step()
+    return _timing.profile(step, steps, top, f"profile of the bpcore step, {case['label']}")
+
+
+def run(args) -> list[str]:
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    with _timing.pinned_threads(args.threads, torch) as threads:
+        return _run(args, torch, threads)
+
+
+def _run(args, torch, threads) -> list[str]:
+    device = backends.get(args.device)
+    out = [threads]
+    out += _timing.machine_lines(device.spec, bp.__version__, torch)
+    torch_device = "cuda" if device.kind == "cuda" else "cpu"
+    out.append(f"batch {BATCH}; {args.rounds} rounds x {args.steps} steps per contender, interleaved, order rotated "
+               f"each round; per-step wall-clock min / median; ratios min-based / median-based, by the wall clock "
+               f"and by CPU time")
+    header = (f"{'case':<34}{'bpcore':>21}{'portable':>21}{'torch':>21}{'bp/torch':>13}{'portable/torch':>16}"
+              f"{'bp/torch cpu':>14}")
+    if args.memory:
+        header += f"{'bp peak':>10}{'torch peak':>12}"
+    out.append(header)
+    print("\n".join(out), flush=True)
+    rng = np.random.default_rng(0)
+    sync = device.synchronize if torch is None or torch_device != "cuda" else (
+        lambda: (device.synchronize(), torch.cuda.synchronize()))
+    for name in args.cases:
+        case = CASES[name]
+        X = rng.standard_normal((BATCH,) + case["shape"]).astype(np.float32)
+        y = rng.integers(0, 10, BATCH)
+        steps = {"bpcore": bpcore_step(bpcore_model(case), device, X, y),
+                 "portable": bpcore_step(bpcore_model(case), device, X, y, portable=True)}
+        if torch is not None:
+            steps["torch"] = torch_step(torch, torch_device, bpcore_model(case), X, y)
+        times = _timing.interleaved(steps, sync, args.rounds, args.steps)
+        stats, cpu = _timing.summary(times["wall"]), _timing.summary(times["cpu"])
+        nan = (float("nan"), float("nan"))
+        cells = "".join(f"{_timing.fmt_time(stats.get(k, nan)[0]) + ' / ' + _timing.fmt_time(stats.get(k, nan)[1]):>21}"
+                        for k in ("bpcore", "portable", "torch"))
+        line = (f"{case['label']:<34}{cells}{_timing.ratio_text(stats, 'bpcore', 'torch', 13)}"
+                f"{_timing.ratio_text(stats, 'portable', 'torch', 16)}{_timing.ratio_text(cpu, 'bpcore', 'torch', 14)}")
+        if args.memory:
+            ours = host_peak_bytes(steps["bpcore"]) if device.name == "numpy" else float("nan")
+            theirs = float("nan")
+            if torch is not None and torch_device == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+                steps["torch"]()
+                torch.cuda.synchronize()
+                theirs = torch.cuda.max_memory_allocated()
+            line += f"{ours / 2**20:>8.1f}MB{theirs / 2**20:>10.1f}MB"
+        out.append(line)
+        print(line, flush=True)
+    return out
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, from {', '.join(CASES)}")
+    p.add_argument("--rounds", type=int, default=9, help="interleaved rounds (default 9)")
+    p.add_argument("--steps", type=int, default=10, help="steps per contender per round (default 10)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                   help="threads for NumPy's BLAS and for PyTorch alike (default: the machine's cores)")
     p.add_argument("--memory", action="store_true", help="also measure the peak memory of one step")
+    p.add_argument("--write", action="store_true", help="write the results file (keeps its other sections)")
+    p.add_argument("--profile", metavar="CASE", choices=list(CASES),
+                   help="instead of timing: where bpcore's step on CASE spends its time (cProfile)")
     args = p.parse_args(argv)
-    device = backends.get(args.device)
-    try:
-        import torch
-    except ImportError:
-        torch = None
-    torch_device = "cuda" if device.kind == "cuda" else "cpu"
-    print(f"bpcore {bp.__version__} on {device.spec} | numpy {np.__version__} | python {platform.python_version()} "
-          f"| {platform.machine()}")
-    if torch is not None:
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    header = f"{'case':<44}{'bpcore':>10}{'torch':>10}{'bpcore/torch':>14}{'spread':>8}"
-    if args.memory:
-        header += f"{'bpcore peak':>13}{'torch peak':>12}"
-    print(header)
-    rng = np.random.default_rng(0)
-    results = {}
-    for name, case in CASES.items():
-        X = rng.standard_normal((BATCH,) + case["shape"]).astype(np.float32)
-        y = rng.integers(0, 10, BATCH)
-        step, sync = bpcore_step(case, device, X, y)
-        ours, spread = median_step_time(step, sync, args.steps)
-        theirs = float("nan")
-        if torch is not None:
-            t_step, t_sync = torch_step(case, torch, torch_device, X, y)
-            theirs, t_spread = median_step_time(t_step, t_sync, args.steps)
-            spread = max(spread, t_spread)
-        line = f"{name:<44}{fmt_time(ours):>10}{fmt_time(theirs):>10}{ours / theirs:>14.2f}{spread:>8.0%}"
-        if args.memory:
-            ours_peak = host_peak_bytes(step) if device.kind == "cpu" and device.name == "numpy" else float("nan")
-            theirs_peak = float("nan")
-            if torch is not None and torch_device == "cuda":
-                torch.cuda.reset_peak_memory_stats()
-                t_step()
-                torch.cuda.synchronize()
-                theirs_peak = torch.cuda.max_memory_allocated()
-            line += f"{ours_peak / 2**20:>11.1f}MB{theirs_peak / 2**20:>10.1f}MB"
-        print(line)
-        results[name] = (ours, theirs)
-    return results
+    args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    if not args.cases or any(c not in CASES for c in args.cases):
+        p.error(f"--cases: choose from {', '.join(CASES)}")
+    if args.rounds < 1 or args.steps < 1 or args.threads < 1:
+        p.error("--rounds, --steps and --threads must be at least 1")
+    if args.profile:
+        with _timing.pinned_threads(args.threads) as threads:
+            lines = [threads] + profile(backends.get(args.device), args.profile)
+        print("\n".join(lines))
+        return lines
+    lines = run(args)
+    if args.write:
+        kind = backends.get(args.device).kind
+        _timing.write_section(os.path.join(HERE, "gpu-results.md" if kind == "cuda" else "cpu-results.md"),
+                              f"bench_cnn threads={args.threads}", f"CNN training steps, {args.threads} thread(s): "
+                              "`python benchmarks/bench_cnn.py " + " ".join(argv if argv is not None else sys.argv[1:])
+                              + "`", lines)
+    return lines
 
 
 if __name__ == "__main__":

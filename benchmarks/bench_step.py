@@ -1,37 +1,32 @@
 """One training step (forward, loss, backward, SGD update, zero_grad), three ways, in one run.
 
-    python benchmarks/bench_step.py [--device cpu|cuda] [--nets spiral,moons,...] [--rounds 7]
-                                    [--steps 30] [--write]
+    python benchmarks/bench_step.py [--device cpu|cuda] [--nets spiral,moons,...] [--rounds 9]
+                                    [--steps N] [--threads N] [--write] [--profile NET]
 
 For each of five nets (the lessons' spiral and moons nets, an MNIST-sized MLP, a wide MLP and a
 deep narrow one), with the same starting weights for all three:
 
 1. bpcore on ``--device`` (numpy; CuPy with ``--device cuda``; PyTorch with ``--device torch`` or
    ``--device torch:cuda``);
-2. the same net written by hand as fast as the array library allows: every buffer (activations,
-   pre-activations, gradients, weight gradients) allocated once, then filled in place with
-   ``out=`` (matmul, tanh, maximum, exp, ...); the loss value computed as a training loop would;
-   in NumPy on a CPU, in CuPy on a GPU (for ``torch:cuda``: CuPy on the same GPU, if installed);
+2. the same net written by hand as fast as the array library allows: every buffer allocated once
+   and filled in place with ``out=``, the reductions bpcore's NumPy namespace makes, the loss
+   value computed as a training loop would; in NumPy on a CPU, in CuPy on a GPU (for
+   ``torch:cuda``: CuPy on the same GPU, if installed);
 3. PyTorch eager with autograd and ``torch.optim.SGD`` (``cuda`` on a GPU).
 
-The three are interleaved round by round (round r times ``--steps`` steps of each), so a
-noisy machine slows all of them alike; the table gives the per-step minimum and median over
-the rounds and the ratios of the minima. Also: the peak memory of one wide-net step (tracemalloc,
-which sees NumPy's allocations but not PyTorch's, so that column is bpcore against the
-hand-written step only), and the overhead of ``bp.fit`` over the bare step loop on the same
-shuffled batches (MNIST-sized net, per epoch, and fit's once-per-call checks apart), and on the CPU
-the cost of SoftmaxCrossEntropyLoss's per-call label check (spiral- and MNIST-sized). ``--write`` puts the output into
-``benchmarks/cpu-results.md`` (or ``gpu-results.md`` with ``--device cuda``), keeping its other
-sections. Timings vary between machines and runs: compare ratios, not seconds.
+All three run ``--threads`` threads and take turns in an order that rotates every round
+(benchmarks/_timing.py); the table gives per-step minimum and median and the ratios of both.
+Also: the peak memory of a wide-net step (tracemalloc sees NumPy's allocations, not PyTorch's),
+``bp.fit``'s overhead over the bare step loop (MNIST-sized net), and on the CPU the cost of
+SoftmaxCrossEntropyLoss's per-call label check (spiral- and MNIST-sized). ``--write`` puts the output
+into ``benchmarks/cpu-results.md`` (``gpu-results.md`` with ``--device cuda``), in a section per
+thread count, keeping the other sections. Compare ratios, not seconds.
 """
 from __future__ import annotations
 
 import argparse
-import datetime
 import math
 import os
-import platform
-import statistics
 import sys
 import time
 import timeit
@@ -41,9 +36,13 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))     # the repository
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "benchmarks"))
+
+import _timing  # noqa: E402
 
 import backends  # noqa: E402
 import bpcore as bp  # noqa: E402
+from backends._numpy import column_sums_by_matvec, ones_for  # noqa: E402
 
 NETS = {   # name: sizes, activation, batch; binary cross-entropy for one output, else softmax CE
     "spiral": ([2, 16, 8, 1], "tanh", 400),
@@ -52,8 +51,8 @@ NETS = {   # name: sizes, activation, batch; binary cross-entropy for one output
     "wide": ([784, 1024, 1024, 1024, 10], "relu", 512),
     "deep": ([64] * 20 + [10], "relu", 64),
 }
-LR = 0.1
-START, END = "<!-- bench_step: start -->", "<!-- bench_step: end -->"
+STEPS = {"spiral": 200, "moons": 200, "mnist": 20, "wide": 2, "deep": 40}    # per round: tens of ms each
+LR = 0.01                 # small enough that thousands of steps on one batch stay finite
 
 
 def make_data(sizes, batch, seed=0):
@@ -90,13 +89,23 @@ def handwritten_step(xp, weights, activation, X, y):
     """The baseline: the same net written out, in place wherever ``out=`` exists.
 
     weights: [(W (n_in, n_out), b (n_out,))] as host arrays, copied. In place: every matmul
-    (``out=``), the bias add, tanh / maximum, the loss's exp and log, the gradient arithmetic and
-    the SGD update. Allocated per step: only the reductions' small results (bias gradients,
-    the row maxima and sums of softmax, the loss value).
+    (``out=``), the bias add, tanh / maximum, the loss's arithmetic, the gradients, the bias
+    gradients (``out=``) and the SGD update. Reductions are the ones bpcore's NumPy namespace
+    makes: the ufuncs' own ``reduce`` (NumPy's ``x.sum()`` and ``x.max()`` add a wrapper of about
+    1.5 us each), and a narrow batch's column sums as ``ones @ g`` (backends/_numpy.py). Allocated
+    per step: only the 0-d loss value.
     """
     Ws = [xp.asarray(W.copy()) for W, _ in weights]
     bs = [xp.asarray(b.copy()) for _, b in weights]
     X = xp.asarray(X)
+    add_reduce = xp.add.reduce if xp is np else xp.sum               # CuPy: its sum takes out= too
+    max_reduce = xp.maximum.reduce if xp is np else xp.max
+
+    def column_sums(rows, out):        # the bias gradients, as bpcore's NumPy namespace sums columns
+        if xp is np and column_sums_by_matvec(rows):
+            np.matmul(ones_for(rows.shape[0], rows.dtype), rows, out=out)
+        else:
+            add_reduce(rows, axis=0, out=out)
     n, layers, relu = X.shape[0], len(Ws), activation == "relu"
     multiclass = Ws[-1].shape[1] > 1
     target = xp.asarray(np.eye(Ws[-1].shape[1], dtype=np.float32)[y] if multiclass else y)
@@ -104,8 +113,9 @@ def handwritten_step(xp, weights, activation, X, y):
     a = [X] + [xp.empty_like(zi) for zi in z[:-1]]                          # layer inputs
     g = [xp.empty_like(zi) for zi in z]                                     # dL/dz per layer
     dW = [xp.empty_like(W) for W in Ws]
+    db = [xp.empty_like(b) for b in bs]
     mask = [xp.empty_like(zi) for zi in z[:-1]]
-    work = xp.empty_like(z[-1])
+    work, row = xp.empty_like(z[-1]), xp.empty((n, 1), dtype=xp.float32)
     lr = np.float32(LR)
 
     def step():
@@ -119,24 +129,30 @@ def handwritten_step(xp, weights, activation, X, y):
                     xp.tanh(z[i], out=a[i + 1])
         out, grad = z[-1], g[-1]
         if multiclass:                                  # softmax cross-entropy, stable
-            out -= out.max(axis=1, keepdims=True)
+            out -= max_reduce(out, axis=1, keepdims=True)
             xp.exp(out, out=grad)
-            total = grad.sum(axis=1, keepdims=True)
-            grad /= total
-            loss = -(target * (out - xp.log(total))).sum() / n
+            add_reduce(grad, axis=1, keepdims=True, out=row)
+            grad /= row
+            xp.log(row, out=row)
+            xp.subtract(out, row, out=work)             # log-probabilities
+            xp.multiply(work, target, out=work)
+            loss = -add_reduce(work, axis=None) / n
             grad -= target
         else:                                           # BCE with logits, stable
             xp.abs(out, out=work)
             xp.negative(work, out=work)
             xp.exp(work, out=work)                      # e = exp(-|z|)
-            loss = (xp.maximum(out, 0) - out * target + xp.log1p(work)).sum() / n
-            xp.add(work, 1, out=grad)
+            xp.add(work, 1, out=grad)                   # 1 + e
+            xp.log(grad, out=row)                       # the loss per sample: log(1 + e) + max(z, 0) - z y
+            xp.add(row, xp.maximum(out, 0), out=row)
+            xp.subtract(row, out * target, out=row)
+            loss = add_reduce(row, axis=None) / n
             xp.divide(xp.where(out >= 0, 1, work), grad, out=grad)             # sigmoid(z)
             grad -= target
         grad /= n
         for i in range(layers - 1, -1, -1):
             xp.matmul(a[i].T, g[i], out=dW[i])
-            db = g[i].sum(axis=0)
+            column_sums(g[i], db[i])
             if i > 0:
                 xp.matmul(g[i], Ws[i].T, out=g[i - 1])
                 if relu:
@@ -147,7 +163,8 @@ def handwritten_step(xp, weights, activation, X, y):
                 g[i - 1] *= mask[i - 1]
             dW[i] *= lr
             Ws[i] -= dW[i]
-            bs[i] -= lr * db
+            db[i] *= lr
+            bs[i] -= db[i]
         return loss
     step.weights = Ws                  # for the test that this baseline trains the same net
     return step
@@ -177,29 +194,19 @@ def torch_step(torch, device, weights, activation, X, y):
 
 
 # -- measuring ----------------------------------------------------------------------------------
-def interleaved(steps_by_name, sync, rounds, steps):
-    """{name: [seconds per step, one per round]}, the implementations taking turns each round."""
-    for step in steps_by_name.values():               # warm up: allocator, caches, kernels
-        for _ in range(3):
-            step()
-    sync()
-    times = {name: [] for name in steps_by_name}
-    for _ in range(rounds):
-        for name, step in steps_by_name.items():
-            start = time.perf_counter()
-            for _ in range(steps):
-                step()
-            sync()
-            times[name].append((time.perf_counter() - start) / steps)
-    return times
-
-
 def peak_bytes(make_step):
-    """The peak of NumPy allocations (tracemalloc) while a step is built (weights, buffers, data
-    on the device) and run twice: everything a training step holds, and its transients."""
+    """The peak of NumPy allocations (tracemalloc) over two training steps, counting everything the
+    step holds (weights, gradients, buffers, what layers keep for backward) and its transients.
+
+    Tracing starts before the step is built, so what it holds is counted; the peak is reset after
+    the build and a first step, so one-time transients of building (host-side weight draws) and
+    of the first step (gradients made on first use) are not.
+    """
     tracemalloc.start()
     try:
         step = make_step()
+        step()
+        tracemalloc.reset_peak()
         step()
         step()
         return tracemalloc.get_traced_memory()[1]
@@ -272,56 +279,6 @@ def fit_overhead(be, rounds, epochs=3):
     return min(fit_epochs), min(loop_epochs), min(once)
 
 
-def label_check_cost(be, rounds, steps, number=200, repeats=25) -> list[str]:
-    """What SoftmaxCrossEntropyLoss's per-call label check adds to a step where it costs no sync
-    (``check_targets`` None, the default, on the CPU backends; False skips it), on a spiral-sized
-    net with a 2-class softmax head and on the MNIST-sized net. The check runs inside the loss's
-    forward, so that call is timed both ways (minimum over many short repeats: robust on a busy
-    machine) and the difference set against the whole step (interleaved rounds, as above)."""
-    lines = ["per-call label check of SoftmaxCrossEntropyLoss (check_targets None, the default, vs False):"]
-    for name, (sizes, activation, batch) in (("spiral", ([2, 16, 8, 2], "tanh", 400)), ("mnist", NETS["mnist"])):
-        X, y = make_data(sizes, batch)
-        model = bpcore_model(sizes, activation).to(be)
-        logits, labels = model(be.asarray(X)), be.asarray(y)
-        calls = {}
-        for check in (None, False):
-            loss_fn = bp.SoftmaxCrossEntropyLoss()
-            loss_fn.check_targets = check
-            calls[check] = timeit.Timer(lambda loss_fn=loss_fn, z=logits, t=labels: loss_fn.forward(z, t))
-        forward = {check: math.inf for check in calls}
-        for _ in range(repeats):                  # the two take turns, as the steps do
-            for check, timer in calls.items():
-                forward[check] = min(forward[check], timer.timeit(number) / number)
-        times = interleaved({"step": bpcore_step(bpcore_model(sizes, activation), be, X, y)}, be.synchronize,
-                            rounds, steps)
-        check_s, step_s = forward[None] - forward[False], min(times["step"])
-        lines.append(f"  {name}-sized {'-'.join(map(str, sizes))}, batch {batch}: loss forward "
-                     f"{forward[False] * 1e6:.1f} us unchecked, {forward[None] * 1e6:.1f} us checked: the check "
-                     f"{check_s * 1e6:+.1f} us of a {step_s * 1e6:.0f} us step ({100 * check_s / step_s:+.1f}%)")
-    return lines
-
-
-def machine_lines(be, torch):
-    lines = [f"date {datetime.date.today().isoformat()} | bpcore {bp.__version__} on {be.spec} | "
-             f"numpy {np.__version__} | python {platform.python_version()} | {platform.machine()}"]
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-        lines.append(f"CPU {model}, {os.cpu_count()} logical cores")
-    except (OSError, StopIteration):
-        lines.append(f"CPU {platform.processor() or 'unknown'}, {os.cpu_count()} logical cores")
-    try:
-        from threadpoolctl import threadpool_info
-        for pool in threadpool_info():
-            if pool.get("user_api") == "blas":
-                lines.append(f"BLAS {pool.get('internal_api')} {pool.get('version')} "
-                             f"({pool.get('architecture')} kernel, {pool.get('num_threads')} threads)")
-    except ImportError:
-        lines.append("BLAS: unknown (pip install threadpoolctl to see it)")
-    if torch is not None:
-        lines.append(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    return lines
-
-
 def hand_namespace(be):
     """(namespace, synchronize) of the hand-written step, on bpcore's device: NumPy on a CPU, CuPy on
     a GPU. For ``torch:cuda`` that is CuPy on the same GPU when CuPy is usable here (PyTorch has no
@@ -344,27 +301,64 @@ def torch_device_of(be) -> str:
     return f"cuda:{be.device.id}" if be.kind == "cuda" else "cpu"
 
 
+def label_check_cost(be, rounds, number=200, repeats=25) -> list[str]:
+    """What SoftmaxCrossEntropyLoss's per-call label check adds to a step where it costs no sync
+    (``check_targets`` None, the default, on the CPU backends; False skips it), on a spiral-sized
+    net with a 2-class softmax head and on the MNIST-sized net. The check runs inside the loss's
+    forward, so that call is timed both ways (taking turns, minimum over many short repeats: robust
+    on a busy machine) and the difference set against the whole step (interleaved rounds)."""
+    lines = ["per-call label check of SoftmaxCrossEntropyLoss (check_targets None, the default, vs False):"]
+    for name, (sizes, activation, batch) in (("spiral", ([2, 16, 8, 2], "tanh", 400)), ("mnist", NETS["mnist"])):
+        X, y = make_data(sizes, batch)
+        model = bpcore_model(sizes, activation).to(be)
+        logits, labels = model(be.asarray(X)), be.asarray(y)
+        calls = {}
+        for check in (None, False):
+            loss_fn = bp.SoftmaxCrossEntropyLoss()
+            loss_fn.check_targets = check
+            calls[check] = timeit.Timer(lambda loss_fn=loss_fn, z=logits, t=labels: loss_fn.forward(z, t))
+        forward = {check: math.inf for check in calls}
+        for _ in range(repeats):                  # the two take turns, as the steps do
+            for check, timer in calls.items():
+                forward[check] = min(forward[check], timer.timeit(number) / number)
+        step = bpcore_step(bpcore_model(sizes, activation), be, X, y)
+        times = _timing.interleaved({"step": step}, be.synchronize, rounds, STEPS[name])
+        check_s, step_s = forward[None] - forward[False], min(times["wall"]["step"])
+        lines.append(f"  {name}-sized {'-'.join(map(str, sizes))}, batch {batch}: loss forward "
+                     f"{forward[False] * 1e6:.1f} us unchecked, {forward[None] * 1e6:.1f} us checked: the check "
+                     f"{check_s * 1e6:+.1f} us of a {step_s * 1e6:.0f} us step ({100 * check_s / step_s:+.1f}%)")
+    return lines
+
+
 def run(args) -> list[str]:
-    be = backends.get(args.device)
-    hand_xp, hand_sync = hand_namespace(be)      # the hand-written step on the same device
-    torch_device = torch_device_of(be)
     try:
         import torch
     except ImportError:
         torch = None
+    with _timing.pinned_threads(args.threads, torch) as threads:
+        return _run(args, torch, threads)
+
+
+def _run(args, torch, threads) -> list[str]:
+    be = backends.get(args.device)
+    hand_xp, hand_sync = hand_namespace(be)      # the hand-written step on the same device
+    torch_device = torch_device_of(be)
     if be.kind == "cuda" and torch is not None and not torch.cuda.is_available():
         torch = None                              # a CPU build of torch beside CuPy: no PyTorch column
     names = [n.strip() for n in args.nets.split(",") if n.strip()]
     unknown = [n for n in names if n not in NETS]
     if unknown or not names:
         raise SystemExit(f"--nets: unknown {unknown or names}; choose from {', '.join(NETS)}")
-    out = machine_lines(be, torch)
-    out.append(f"{args.rounds} rounds x {args.steps} steps each, interleaved; per-step min / median"
-               + ("" if hand_xp is not None else "; no hand-written column (it needs CuPy on this GPU)"))
-    header = (f"{'net':<8}{'sizes':<26}{'batch':>6}{'hand min':>11}{'bpcore min':>12}{'torch min':>11}"
-              f"{'bp/hand':>9}{'bp/torch':>10}{'bp median':>11}")
+    out = [threads] + _timing.machine_lines(be.spec, bp.__version__, torch)
+    out.append(f"{args.rounds} rounds per net, each contender's steps in a row, interleaved, order rotated each "
+               f"round; per-step wall-clock min / median; ratios min-based / median-based, by the wall clock "
+               f"and by CPU time" + ("" if hand_xp is not None else "; no hand-written column (it needs CuPy on "
+                                    "this GPU)"))
+    header = (f"{'net':<7}{'sizes':<24}{'batch':>5}{'steps':>6}{'hand':>20}{'bpcore':>20}{'torch':>20}"
+              f"{'bp/hand':>13}{'bp/torch':>13}{'bp/hand cpu':>13}{'bp/torch cpu':>13}")
     out.append(header)
     print("\n".join(out), flush=True)
+    nan = (math.nan, math.nan)
     for name in names:
         sizes, activation, batch = NETS[name]
         X, y = make_data(sizes, batch)
@@ -382,13 +376,15 @@ def run(args) -> list[str]:
                 hand_sync()
             if torch is not None and be.kind == "cuda":
                 torch.cuda.synchronize()
-        times = interleaved(steps, sync, args.rounds, args.steps)
-        best = {k: min(v) for k, v in times.items()}
-        torch_min, hand_min = best.get("torch", math.nan), best.get("hand", math.nan)
+        count = args.steps or STEPS[name]
+        times = _timing.interleaved(steps, sync, args.rounds, count)
+        stats, cpu = _timing.summary(times["wall"]), _timing.summary(times["cpu"])
         label = "-".join(map(str, sizes)) if len(sizes) < 8 else f"{sizes[0]}x{len(sizes) - 1} layers"
-        line = (f"{name:<8}{label:<26}{batch:>6}{hand_min * 1e6:>9.1f}us{best['bpcore'] * 1e6:>10.1f}us"
-                f"{torch_min * 1e6:>9.1f}us{best['bpcore'] / hand_min:>9.2f}{best['bpcore'] / torch_min:>10.2f}"
-                f"{statistics.median(times['bpcore']) * 1e6:>9.1f}us")
+        cells = "".join(f"{_timing.fmt_time(stats.get(k, nan)[0]) + ' / ' + _timing.fmt_time(stats.get(k, nan)[1]):>20}"
+                        for k in ("hand", "bpcore", "torch"))
+        line = (f"{name:<7}{label:<24}{batch:>5}{count:>6}{cells}{_timing.ratio_text(stats, 'bpcore', 'hand', 13)}"
+                f"{_timing.ratio_text(stats, 'bpcore', 'torch', 13)}{_timing.ratio_text(cpu, 'bpcore', 'hand', 13)}"
+                f"{_timing.ratio_text(cpu, 'bpcore', 'torch', 13)}")
         out.append(line)
         print(line, flush=True)
     if be.kind == "cpu" and "wide" in names:
@@ -402,7 +398,7 @@ def run(args) -> list[str]:
                    f"hand-written {hand / 2**20:.1f} MiB, bpcore {ours / 2**20:.1f} MiB, ratio {ours / hand:.2f}")
         print(out[-1], flush=True)
     if args.label_check and be.sync_free:
-        out += label_check_cost(be, args.rounds, args.steps)
+        out += label_check_cost(be, args.rounds)
         print("\n".join(out[-3:]), flush=True)
     if args.fit:
         fit_s, loop_s, once_s = fit_overhead(be, max(2, args.rounds // 2))
@@ -414,41 +410,14 @@ def run(args) -> list[str]:
     return out
 
 
-def write_results(lines, device_kind, command):
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                        "gpu-results.md" if device_kind == "cuda" else "cpu-results.md")
-    section = "\n".join([START, "## Training step: `" + command + "`", "", "```text", *lines, "```", END])
-    old = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
-    if START in old and END in old:
-        new = old[:old.index(START)] + section + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + section + "\n"
-    with open(path, "w") as stream:
-        stream.write(new)
-    print(f"wrote {path}")
-
-
-def profile(be, name, steps=3000, top=12) -> list[str]:
-    """Where bpcore's step on net ``name`` spends its time: cProfile's functions by own time.
-    (The profiler's own cost inflates each Python call, so read the shares, not the microseconds.)"""
-    import cProfile
-    import pstats
-
+def profile(be, name, steps=3000, top=16) -> list[str]:
+    """Where bpcore's step on net ``name`` spends its CPU time (cProfile, benchmarks/_timing.py)."""
     sizes, activation, batch = NETS[name]
     X, y = make_data(sizes, batch)
     step = bpcore_step(bpcore_model(sizes, activation), be, X, y)
     for _ in range(100):
         step()
-    profiler = cProfile.Profile()
-    profiler.runcall(lambda: [step() for _ in range(steps)])
-    stats = pstats.Stats(profiler)
-    total = sum(row[2] for row in stats.stats.values())
-    rows = sorted(stats.stats.items(), key=lambda item: -item[1][2])[:top]
-    lines = [f"profile of the bpcore step, {name} net, {steps} steps: function, calls per step, share of the step"]
-    for (path, line, function), (_, calls, own_seconds, _, _) in rows:
-        where = f"{os.path.relpath(path, HERE)}:{line}" if path.startswith(HERE) else os.path.basename(path)
-        lines.append(f"  {100 * own_seconds / total:5.1f}%  {calls / steps:5.1f}  {function} ({where})")
-    return lines
+    return _timing.profile(step, steps, top, f"profile of the bpcore step, {name} net")
 
 
 def main(argv=None):
@@ -456,25 +425,32 @@ def main(argv=None):
     p.add_argument("--device", default="cpu", help="cpu (numpy), cuda (CuPy; PyTorch on CUDA beside it), torch, "
                                                    "torch:cuda, or any backend spec")
     p.add_argument("--nets", default=",".join(NETS), help=f"comma-separated, from {', '.join(NETS)}")
-    p.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default 7)")
-    p.add_argument("--steps", type=int, default=30, help="steps per implementation per round (default 30)")
+    p.add_argument("--rounds", type=int, default=9, help="interleaved rounds (default 9)")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"steps per contender per round (default per net: {STEPS})")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                   help="threads for NumPy's BLAS and for PyTorch alike (default: the machine's cores)")
     p.add_argument("--no-fit", dest="fit", action="store_false", help="skip fit's overhead measurement")
     p.add_argument("--no-label-check", dest="label_check", action="store_false",
-                   help="skip the cost of the per-call label check")
+                   help="skip the cost of SoftmaxCrossEntropyLoss's per-call label check")
     p.add_argument("--write", action="store_true", help="write the results file (keeps its other sections)")
     p.add_argument("--profile", metavar="NET", choices=list(NETS),
                    help="instead of timing: where bpcore's step on NET spends its time (cProfile)")
     args = p.parse_args(argv)
-    if args.rounds < 1 or args.steps < 1:
-        p.error("--rounds and --steps must be at least 1")
+    if args.rounds < 1 or (args.steps is not None and args.steps < 1) or args.threads < 1:
+        p.error("--rounds, --steps and --threads must be at least 1")
     if args.profile:
-        lines = profile(backends.get(args.device), args.profile)
+        with _timing.pinned_threads(args.threads) as threads:
+            lines = [threads] + profile(backends.get(args.device), args.profile)
         print("\n".join(lines))
         return lines
     lines = run(args)
     if args.write:
-        write_results(lines, backends.get(args.device).kind, "python benchmarks/bench_step.py " +
-                      " ".join(argv if argv is not None else sys.argv[1:]))
+        kind = backends.get(args.device).kind
+        command = "python benchmarks/bench_step.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        path = os.path.join(HERE, "benchmarks", "gpu-results.md" if kind == "cuda" else "cpu-results.md")
+        _timing.write_section(path, f"bench_step threads={args.threads}",
+                              f"Training step, {args.threads} thread(s): `{command}`", lines)
     return lines
 
 

@@ -30,8 +30,8 @@ class ReLUWithoutMask(bp.ReLU):
     """A planted bug: dL/dx = dL/dy everywhere, the derivative of the identity, not of ReLU."""
 
     def backward(self, grad_out):
-        slope = self.saved("slope")
-        return self.check_grad_out(grad_out, slope.shape)
+        y = self.saved("y")                  # ReLU's forward keeps its output y
+        return self.check_grad_out(grad_out, y.shape)
 
 
 def main(argv=None) -> dict:

@@ -15,24 +15,62 @@ import bpcore as bp
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_step", os.path.join(HERE, "benchmarks", "bench_step.py"))
+def _bench(name="bench_step"):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(HERE, "benchmarks", f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def test_the_step_benchmark_runs_a_tiny_round():
-    lines = _bench().main(["--nets", "spiral,moons", "--rounds", "1", "--steps", "1", "--no-fit"])
+    lines = _bench().main(["--nets", "spiral,moons", "--rounds", "1", "--steps", "1", "--no-fit", "--threads", "1"])
     rows = [line for line in lines if line.startswith(("spiral", "moons"))]
     assert len(rows) == 2 and all("us" in row for row in rows)
+    assert all(row.count(" / ") == 7 for row in rows)     # min / median of 3 contenders, 2 wall and 2 CPU ratios
     assert any(line.startswith("BLAS") or line.startswith("CPU") for line in lines)
+    assert lines[0].startswith("threads:") and "limited to 1" in lines[0]
+
+
+def test_the_cnn_benchmark_runs_a_tiny_round_with_the_portable_lines_beside_it():
+    lines = _bench("bench_cnn").main(["--cases", "digits", "--rounds", "1", "--steps", "1", "--threads", "1"])
+    rows = [line for line in lines if line.startswith("digits")]
+    assert len(rows) == 1 and rows[0].count(" / ") == 6
+    assert "portable" in lines[-2] and "torch" in lines[-2]
+
+
+def test_rounds_rotate_the_order_and_pinned_threads_are_put_back():
+    timing = _bench("_timing")
+    order = []
+    steps = {name: (lambda name=name: order.append(name)) for name in "abc"}
+    times = timing.interleaved(steps, lambda: None, rounds=3, steps=1, warmup=0)
+    assert order == list("abc" "bca" "cab")
+    assert all(len(values) == 3 for clock in ("wall", "cpu") for values in times[clock].values())
+    stats = timing.summary({"a": [2.0, 1.0, 9.0], "b": [1.0, 1.0, 3.0]})
+    assert stats["a"] == (1.0, 2.0) and timing.ratio_text(stats, "a", "b").strip() == "1.00 / 2.00"
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    before = [pool["num_threads"] for pool in threadpoolctl.threadpool_info()]
+    with timing.pinned_threads(1) as note:
+        assert "limited to 1" in note
+        assert all(pool["num_threads"] == 1 for pool in threadpoolctl.threadpool_info())
+    assert [pool["num_threads"] for pool in threadpoolctl.threadpool_info()] == before
+
+
+def test_write_section_keeps_the_other_sections(tmp_path):
+    timing = _bench("_timing")
+    path = tmp_path / "results.md"
+    path.write_text("# Results\n\nintro\n")
+    timing.write_section(str(path), "one", "First", ["a 1"])
+    timing.write_section(str(path), "two", "Second", ["b 2"])
+    timing.write_section(str(path), "one", "First again", ["a 3"])
+    text = path.read_text()
+    assert "intro" in text and "b 2" in text and "a 3" in text and "a 1" not in text
+    assert text.index("First again") < text.index("Second")
 
 
 def test_the_hand_written_baseline_computes_the_same_step_as_bpcore():
     """The baseline is only a fair one if it trains the same net: three steps, same weights."""
     bench = _bench()
-    for name in ("spiral", "mnist"):
+    for name in ("spiral", "moons", "mnist", "deep"):
         sizes, activation, batch = bench.NETS[name]
         X, y = bench.make_data(sizes, batch)
         model = bench.bpcore_model(sizes, activation)
@@ -62,14 +100,18 @@ def test_the_profile_lists_where_the_step_spends_its_time():
     bench = _bench()
     lines = bench.profile(bp.mlp([2, 4, 1]).device, "spiral", steps=20, top=5)
     assert lines[0].startswith("profile of the bpcore step, spiral net") and len(lines) == 6
+    cnn = _bench("bench_cnn").main(["--profile", "digits", "--threads", "1"])
+    assert cnn[0].startswith("threads:") and cnn[1].startswith("profile of the bpcore step, digits CNN")
+    assert any("conv.py" in line for line in cnn[2:])
     assert any("linear.py" in line for line in lines[1:])
 
 
 @pytest.mark.skipif("torch" not in backends.available(), reason="torch is not installed")
 def test_the_step_benchmark_runs_bpcore_on_torch():
-    lines = _bench().main(["--device", "torch", "--nets", "spiral", "--rounds", "1", "--steps", "1", "--no-fit"])
+    lines = _bench().main(["--device", "torch", "--nets", "spiral", "--rounds", "1", "--steps", "1", "--no-fit",
+                           "--threads", "1"])
     assert any(line.startswith("spiral") for line in lines)
-    assert "on torch:cpu" in lines[0]
+    assert lines[0].startswith("threads:") and "on torch:cpu" in lines[1]
 
 
 def test_on_torch_cuda_the_hand_written_step_runs_on_cupy_or_is_left_out():
@@ -86,6 +128,21 @@ def test_on_torch_cuda_the_hand_written_step_runs_on_cupy_or_is_left_out():
     assert bench.hand_namespace(backends.get("numpy"))[0] is np
     cupy_1 = types.SimpleNamespace(kind="cuda", name="cupy", device=types.SimpleNamespace(id=1))
     assert bench.torch_device_of(cupy_1) == "cuda:1"
+
+
+def test_every_figure_the_speed_guide_quotes_is_in_the_results_file():
+    """docs/guide/speed.md quotes only what the scripts printed (benchmarks/cpu-results.md, which only
+    `--write` writes); a goal ("1.25x") is not a measurement and is left out."""
+    import re
+
+    guide = open(os.path.join(HERE, "docs", "guide", "speed.md"), encoding="utf-8").read()
+    results = open(os.path.join(HERE, "benchmarks", "cpu-results.md"), encoding="utf-8").read()
+    pairs = re.findall(r"\d+\.\d\d / \d+\.\d\d", guide)            # a row's min / median ratios
+    assert len(pairs) > 10
+    missing = sorted({pair for pair in pairs if pair not in results})
+    figures = re.findall(r"(?<![\d.])(\d+\.\d+)(?![\d.]*x\b)", guide)
+    missing += sorted({figure for figure in figures if not re.search(rf"(?<![\d.]){re.escape(figure)}(?!\d)", results)})
+    assert not missing, f"docs/guide/speed.md quotes figures no script printed: {missing}"
 
 
 def _bench_gpt():

@@ -8,6 +8,8 @@ namespace function or operator given a device1 array outside ``activate()`` rais
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -121,9 +123,9 @@ class Doubled(bp.nn.Layer):
 
 
 def test_a_layer_called_on_its_own_enters_its_device_and_no_class_changes(device1):
-    """Each layer class's forward/backward is wrapped once, when the class is defined (Layer's
-    __init_subclass__); moving layers to a device changes no class. A layer called on its own,
-    outside any model, still computes on its device."""
+    """Moving layers to a device changes no class: a layer on a backend that switches devices gets
+    its own device-entering forward/backward (in its __dict__, bound to it), a layer on the CPU
+    none. A layer called on its own, outside any model, still computes on its device."""
     methods = {cls: (cls.forward, cls.backward) for cls in (bp.Linear, Doubled)}
     model = bp.Sequential(bp.Linear(3, 3, seed=0), Doubled()).to(SPEC)
     assert {cls: (cls.forward, cls.backward) for cls in methods} == methods
@@ -131,6 +133,13 @@ def test_a_layer_called_on_its_own_enters_its_device_and_no_class_changes(device
     out = model.layers[1].forward(model.layers[0].forward(np.ones((2, 3), "float32")))
     assert be.owns(out)
     assert be.owns(model.layers[1].backward(be.asarray(np.ones((2, 3), "float32"))))
+    twin = copy.deepcopy(model)                           # the copy's methods are bound to the copy
+    assert twin.layers[1].forward.__self__ is twin.layers[1] and be.owns(twin(np.ones((2, 3), "float32")))
+    shallow = copy.copy(model.layers[0])
+    assert shallow.forward.__self__ is shallow
+    model.to("cpu")
+    assert not {"forward", "backward", "backward_params"} & set(vars(model.layers[0]))
+    assert not {"forward", "backward", "backward_params"} & set(vars(bp.Linear(2, 2)))
 
 
 def test_clip_functions(device1):

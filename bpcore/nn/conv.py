@@ -1,6 +1,6 @@
-"""Conv2d: a 2-D convolution (cross-correlation, as PyTorch) written as im2col + one matmul.
+"""Conv2d: a 2-D convolution (cross-correlation, as PyTorch) written as im2col + one matrix product.
 
-Layout is NCHW: x (N, C, H, W), weight W (OC, C, kH, kW), output (N, OC, OH, OW) with
+Layout is NCHW outside: x (N, C, H, W), weight W (OC, C, kH, kW), output (N, OC, OH, OW) with
 
     OH = floor((H + 2 padH - dilH (kH - 1) - 1) / strideH) + 1      (OW likewise)
 
@@ -8,39 +8,37 @@ The im2col idea
 ---------------
 Output pixel (n, o, i, j) is a dot product between the filter W[o] (C kH kW numbers) and the
 patch of the padded input under it, x_pad[n, :, i s + a d, j s + b d] for a < kH, b < kW.
-Copy every patch into one column of a matrix ``cols`` of shape (N, C kH kW, OH OW): then the
-whole convolution is one matrix product,
+Copy every patch of every image into one row of a matrix ``cols``: then the whole convolution
+of the whole batch is one matrix product,
 
-    y[n] = W_mat @ cols[n] + b,    W_mat = W.reshape(OC, C kH kW).
+    y_rows = cols @ W_mat^T + b,    cols: (N OH OW, kH kW C),  W_mat: (OC, kH kW C),  y_rows: (N OH OW, OC)
 
-``cols`` is built without any per-pixel loop: for each kernel offset (a, b) the values it
-multiplies form a *strided slice* of the padded input,
-
-    x_pad[:, :, a d : a d + s (OH - 1) + 1 : s,  b d : b d + s (OW - 1) + 1 : s]     (N, C, OH, OW)
-
-so stacking the kH kW slices (``xp.stack``) and a ``reshape`` give ``cols``. Slices, stack,
-reshape and matmul are all in the Array API standard (it has no ``as_strided``), so these very
-lines run on NumPy, CuPy, PyTorch and array_api_strict.
+Each row of ``cols`` is one patch read channels-last, (a, b, c), and W_mat is W with its axes
+in that order, ``permute_dims(W, (0, 2, 3, 1))``. The rows of y are pixels (n, i, j) with their
+OC channels: the output in channels-last memory, handed on as its (N, OC, OH, OW) view (windows.py
+explains the layout). ``cols`` is built without any per-pixel loop: for each kernel offset (a, b)
+the values it multiplies form a *strided slice* of the padded input, and stacking the kH kW
+slices gives the patches (windows.py, ``sliding_windows``; NumPy and CuPy build them as one
+strided view instead).
 
 The backward formulas
 ---------------------
-With g = dL/dy reshaped to grad_out_cols (N, OC, OH OW), the chain rule through
-y[n] = W_mat @ cols[n] + b gives, exactly as for Linear:
+With g = dL/dy as rows (N OH OW, OC), the chain rule through y_rows = cols @ W_mat^T + b gives,
+exactly as for Linear, single matrix products over the whole batch:
 
-    dL/dW_mat  = sum_n grad_out_cols[n] @ cols[n]^T       -> reshape to (OC, C, kH, kW)
-    dL/db      = sum of g over n, i, j                     (OC,)
-    dL/dcols[n] = W_mat^T @ grad_out_cols[n]               (N, C kH kW, OH OW)
+    dL/dW_mat = g^T @ cols                  (OC, kH kW C)   -> permuted back to (OC, C, kH, kW)
+    dL/db     = sum of g over its rows      (OC,)
+    dL/dcols  = g @ W_mat                   (N OH OW, kH kW C)
 
 and dL/dx is **col2im** of dL/dcols: every entry of cols is a copy of one input entry, so the
 gradient of that input entry is the *sum* over all its copies. col2im walks the same kH kW
-strided slices as im2col and adds (``g_pad[slice] = g_pad[slice] + piece``) instead of reading,
-then drops the padding. (The standard has no scatter-add; kH kW slice additions replace it.)
-When the windows tile the input exactly (stride == kernel, no dilation, nothing left over, as in
-a 2x2 max-pool on an even image) every entry sits in one window, and im2col / col2im are plain
-reshapes and axis permutations, which skip the per-offset copies.
+strided slices as im2col and adds instead of reading, then drops the padding
+(``add_windows``; the standard has no scatter-add, and kH kW slice updates replace it).
+NumPy's fast path computes dL/dcols one kernel offset at a time and adds each piece while it is
+in cache (``conv_input_grad`` in windows.py and backends/_strided.py).
 
-Pooling (pooling.py) reuses the same two helpers: max-pooling routes each window's gradient to
-the one position that held its maximum, average pooling spreads it evenly over the window.
+Pooling (pooling.py) reads the same windows: max-pooling keeps a running maximum and sends
+each window's gradient to the one position that held it, average pooling spreads it evenly.
 """
 from __future__ import annotations
 
@@ -49,118 +47,8 @@ import math
 from .._checks import check_int
 from . import init as _init
 from .module import Layer
-
-
-# A window's sizes (kernel, stride, padding, dilation) above this describe no image a computer holds;
-# bounding them turns a typo or a forged checkpoint into a clear error instead of a MemoryError.
-MAX_WINDOW = 2 ** 16
-
-
-def pair(owner: str, name: str, value, minimum: int = 1) -> tuple[int, int]:
-    """An int or a pair of ints (as PyTorch's ``kernel_size=3`` or ``(3, 5)``), each in [minimum, MAX_WINDOW]."""
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(f"{owner}: {name} must be an int or a pair of ints, got {value!r}")
-        return (check_int(owner, f"{name}[0]", value[0], minimum, MAX_WINDOW),
-                check_int(owner, f"{name}[1]", value[1], minimum, MAX_WINDOW))
-    size = check_int(owner, name, value, minimum, MAX_WINDOW)
-    return (size, size)
-
-
-def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
-    """floor((size + 2 padding - dilation (kernel - 1) - 1) / stride) + 1, as PyTorch."""
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-
-
-def pad(xp, x, padding, value=0.0):
-    """x (N, C, H, W) with ``padding`` (pH, pW) rows/columns of ``value`` added on each side."""
-    ph, pw = padding
-    if ph == 0 and pw == 0:
-        return x
-    # Built by concatenation rather than xp.full((N, ...)) and a slice assignment, so that the batch
-    # size may be unknown while tracing (ONNX export with a symbolic batch axis).
-    if ph:
-        edge = xp.zeros_like(x[:, :, :1, :]) + value                 # (N, C, 1, W) of `value`
-        x = xp.concat([edge] * ph + [x] + [edge] * ph, axis=2)
-    if pw:
-        edge = xp.zeros_like(x[:, :, :, :1]) + value                 # (N, C, H + 2 pH, 1)
-        x = xp.concat([edge] * pw + [x] + [edge] * pw, axis=3)
-    return x
-
-
-def _offset_slices(kernel, stride, dilation, out_hw):
-    """For each kernel offset (a, b), row-major, the (rows, cols) slices of the padded input it reads."""
-    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
-    return [(slice(a * dh, a * dh + sh * (oh - 1) + 1, sh), slice(b * dw, b * dw + sw * (ow - 1) + 1, sw))
-            for a in range(kh) for b in range(kw)]
-
-
-def _tiles(x_shape, kernel, stride, dilation, out_hw):
-    """Whether the windows tile the (padded) input exactly: stride == kernel, no dilation, nothing
-    left over. Then im2col and col2im are pure reshapes (no copies per kernel offset)."""
-    return (stride == kernel and dilation == (1, 1)
-            and x_shape[2] == out_hw[0] * kernel[0] and x_shape[3] == out_hw[1] * kernel[1])
-
-
-def windows(xp, x_pad, kernel, stride, dilation, out_hw):
-    """The patches of ``x_pad`` (N, C, Hp, Wp): shape (N, C, kH kW, OH, OW), offsets row-major."""
-    c = x_pad.shape[1]                      # the batch axis is -1 in reshapes: it may be symbolic (ONNX)
-    if _tiles(x_pad.shape, kernel, stride, dilation, out_hw):
-        # x_pad[n, c, i kH + a, j kW + b] is patch (a, b) of window (i, j): split the axes, reorder
-        split = xp.reshape(x_pad, (-1, c, out_hw[0], kernel[0], out_hw[1], kernel[1]))
-        return xp.reshape(xp.permute_dims(split, (0, 1, 3, 5, 2, 4)), (-1, c, kernel[0] * kernel[1]) + out_hw)
-    return xp.stack([x_pad[:, :, rows, cols] for rows, cols in _offset_slices(kernel, stride, dilation, out_hw)],
-                    axis=2)
-
-
-def add_windows(xp, grad_windows, padded_shape, kernel, stride, dilation, out_hw):
-    """col2im: the (N, C, kH kW, OH, OW) window gradients summed back into an array of ``padded_shape``.
-
-    Each input entry gets the sum of the gradients of all its copies (one per window holding it).
-    """
-    n, c = padded_shape[:2]
-    if _tiles(padded_shape, kernel, stride, dilation, out_hw):
-        # each entry is in exactly one window: col2im is the inverse reshape of windows()
-        split = xp.reshape(grad_windows, (n, c, kernel[0], kernel[1]) + out_hw)
-        return xp.reshape(xp.permute_dims(split, (0, 1, 4, 2, 5, 3)), padded_shape)
-    grad_pad = xp.zeros(padded_shape, dtype=grad_windows.dtype, device=grad_windows.device)
-    for k, (rows, cols) in enumerate(_offset_slices(kernel, stride, dilation, out_hw)):
-        grad_pad[:, :, rows, cols] = grad_pad[:, :, rows, cols] + grad_windows[:, :, k, ...]
-    return grad_pad
-
-
-def unpad(grad_pad, padding, shape):
-    """The inverse of :func:`pad` for gradients: the (N, C, H, W) centre of ``grad_pad``."""
-    ph, pw = padding
-    if ph == 0 and pw == 0:
-        return grad_pad
-    return grad_pad[:, :, ph:ph + shape[2], pw:pw + shape[3]]
-
-
-def check_image_input(layer, x, channels=None):
-    """Refuse anything but a 4-D (N, C, H, W) array (with ``channels`` channels when given)."""
-    if x.ndim != 4:
-        raise ValueError(f"{layer._name()}: expected a 4-D input (batch, channels, height, width), "
-                         f"got shape {tuple(x.shape)}")
-    if channels is not None and x.shape[1] != channels:
-        raise ValueError(f"{layer._name()}: expected {channels} input channels, got input of shape "
-                         f"{tuple(x.shape)} with {x.shape[1]}")
-
-
-def window_output(layer, x_shape, kernel, stride, padding, dilation=(1, 1)):
-    """(OH, OW) for a sliding window over (N, C, H, W); a clear error when the window does not fit."""
-    h, w = x_shape[2], x_shape[3]
-    reach = (dilation[0] * (kernel[0] - 1) + 1, dilation[1] * (kernel[1] - 1) + 1)
-    if reach[0] > h + 2 * padding[0] or reach[1] > w + 2 * padding[1]:
-        raise ValueError(f"{layer._name()}: the kernel spans {reach[0]}x{reach[1]} (kernel_size {kernel}, "
-                         f"dilation {dilation}) but the padded input is only {h + 2 * padding[0]}x"
-                         f"{w + 2 * padding[1]} (input {tuple(x_shape)}, padding {padding})")
-    out_hw = (output_size(h, kernel[0], stride[0], padding[0], dilation[0]),
-              output_size(w, kernel[1], stride[1], padding[1], dilation[1]))
-    if out_hw[0] <= 0 or out_hw[1] <= 0:
-        raise ValueError(f"{layer._name()}: output size {out_hw} is not positive for input {tuple(x_shape)}")
-    return out_hw
-
+from .windows import (channels_first, channels_last, check_image_input, conv_input_grad, pad, pair,
+                      sliding_windows, too_big, unpad, window_output)
 
 class Conv2d(Layer):
     """2-D convolution over (N, C, H, W) inputs, as ``torch.nn.Conv2d`` (cross-correlation, no flip).
@@ -201,55 +89,65 @@ class Conv2d(Layer):
                 "dilation": list(self.dilation), "bias": self.b is not None, "init": self.init}
 
     def forward(self, x):
-        """x: (N, C, H, W) -> y: (N, OC, OH, OW), y[n] = W_mat @ cols[n] + b."""
+        """x: (N, C, H, W) -> y: (N, OC, OH, OW), one matrix product: y_rows = cols @ W_mat^T + b."""
         x = self.check_input(x)
         check_image_input(self, x, self.in_channels)
         xp = self.xp
         out_hw = window_output(self, x.shape, self.kernel_size, self.stride, self.padding, self.dilation)
-        patches = windows(xp, pad(xp, x, self.padding), self.kernel_size, self.stride, self.dilation, out_hw)
-        cols = xp.reshape(patches, (-1, self.in_channels * math.prod(self.kernel_size), out_hw[0] * out_hw[1]))
-        self.save_for_backward(cols=cols, x_shape=tuple(x.shape), out_hw=out_hw)   # cols: what dL/dW needs
-        y = xp.reshape(self.W.data, (self.out_channels, -1)) @ cols            # (N, OC, OH OW)
+        try:
+            x_pad = pad(xp, channels_last(xp, x), self.padding)                # (N, Hp, Wp, C)
+            patches = sliding_windows(self._backend, x_pad, self.kernel_size, self.stride, self.dilation, out_hw)
+            cols = xp.reshape(patches, (-1, math.prod(self.kernel_size) * self.in_channels))  # (N OH OW, kH kW C)
+        except MemoryError as error:
+            itemsize = 4 if self._dtype == "float32" else 8
+            raise too_big(self, x.shape, out_hw, self.in_channels, itemsize, error) from None
+        self.save_for_backward(cols=cols, x_shape=tuple(x.shape), out_hw=out_hw)     # cols: what dL/dW needs
+        y = cols @ xp.matrix_transpose(self._w_mat())                              # (N OH OW, OC)
         if self.b is not None:
-            y = y + xp.reshape(self.b.data, (1, self.out_channels, 1))
-        return xp.reshape(y, (-1, self.out_channels) + out_hw)
+            y += self.b.data
+        return channels_first(xp, xp.reshape(y, (-1,) + out_hw + (self.out_channels,)))
 
     def backward(self, grad_out):
-        """Backprop through y[n] = W_mat @ cols[n] + b.
+        """Backprop through y_rows = cols @ W_mat^T + b.
 
         Args:
             grad_out: dL/dy, shape (N, OC, OH, OW).
         Returns:
-            dL/dx, shape (N, C, H, W) = col2im(W_mat^T @ grad_out_cols). Adds
-            dL/dW = sum_n grad_out_cols[n] @ cols[n]^T and dL/db = sum of grad_out over N, OH, OW.
+            dL/dx, shape (N, C, H, W) = col2im(g @ W_mat) with g = grad_out as rows (N OH OW, OC).
+            Adds dL/dW = g^T @ cols (permuted to W's shape) and dL/db = sum of g over its rows.
         """
-        grad_cols = self._param_grads(grad_out)
-        xp = self.xp
+        grad_rows = self._param_grads(grad_out)
         x_shape, out_hw = self.saved("x_shape", "out_hw")
         (n, c, h, w), (ph, pw) = x_shape, self.padding
-        grad_patches = xp.matrix_transpose(xp.reshape(self.W.data, (self.out_channels, -1))) @ grad_cols
-        grad_patches = xp.reshape(grad_patches, (n, c, math.prod(self.kernel_size)) + out_hw)
-        grad_pad = add_windows(xp, grad_patches, (n, c, h + 2 * ph, w + 2 * pw), self.kernel_size, self.stride,
-                               self.dilation, out_hw)
-        return unpad(grad_pad, self.padding, x_shape)
+        grad_pad = conv_input_grad(self._backend, grad_rows, self._w_mat(), (n, h + 2 * ph, w + 2 * pw, c), out_hw,
+                                   self.kernel_size, self.stride, self.dilation)
+        return channels_first(self.xp, unpad(grad_pad, self.padding, (h, w)))
 
     def backward_params(self, grad_out):
-        """Only the parameter gradients of :meth:`backward`; skips W^T @ g and col2im."""
+        """Only the parameter gradients of :meth:`backward`; skips g @ W_mat and col2im."""
         self._param_grads(grad_out)
 
+    def _w_mat(self):
+        """W (OC, C, kH, kW) as W_mat (OC, kH kW C), the order of a channels-last patch."""
+        xp = self.xp
+        return xp.reshape(xp.permute_dims(self.W.data, (0, 2, 3, 1)), (self.out_channels, -1))
+
     def _param_grads(self, grad_out):
-        """Add dL/dW and dL/db; return grad_out as (N, OC, OH OW) columns."""
+        """Add dL/dW and dL/db; return grad_out as rows (N OH OW, OC)."""
         cols, x_shape, out_hw = self.saved("cols", "x_shape", "out_hw")
         self.check_grad_out(grad_out, (x_shape[0], self.out_channels) + out_hw)
         xp = self.xp
-        grad_cols = xp.reshape(grad_out, (x_shape[0], self.out_channels, -1))
-        # dL/dW_mat = sum_n grad_cols[n] @ cols[n]^T (a stacked matmul and a sum: on NumPy 3-20x faster
-        # than tensordot over the batch and pixel axes, which copies both operands first)
-        grad_w = xp.sum(grad_cols @ xp.matrix_transpose(cols), axis=0)
-        self.W.accumulate_grad(xp.reshape(grad_w, self.W.shape))
+        # a free view when grad_out is channels-last in memory (it is when the layer above is a
+        # bpcore layer), else one transposing copy
+        grad_rows = xp.reshape(channels_last(xp, grad_out), (-1, self.out_channels))
+        # dL/dW_mat = g^T @ cols, computed as its transpose cols^T @ g (kH kW C, OC): the same
+        # product, which OpenBLAS runs faster for a long, narrow g (measured on the CIFAR-sized net)
+        grad_w_t = xp.matrix_transpose(cols) @ grad_rows
+        (kh, kw), c = self.kernel_size, self.in_channels
+        self.W.accumulate_grad(xp.permute_dims(xp.reshape(grad_w_t, (kh, kw, c, self.out_channels)), (3, 2, 0, 1)))
         if self.b is not None:
-            self.b.accumulate_grad(xp.sum(grad_cols, axis=(0, 2)))          # dL/db = sum over n, pixels
-        return grad_cols
+            self.b.accumulate_grad(xp.sum(grad_rows, axis=0))                      # dL/db = sum over rows
+        return grad_rows
 
     def __repr__(self):
         extra = "".join(f", {name}={getattr(self, name)}" for name, default in

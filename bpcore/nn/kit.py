@@ -24,7 +24,8 @@ whose input goes to an Embedding returns that Embedding's ``input_indices()``. B
 layer returns None: indices have no gradient.
 
 ``KitMethods`` is a base of :class:`bpcore.nn.Layer`; its methods read the layer's backend
-(``self._backend``), float dtype (``self._dtype``) and name for messages (``self._name()``).
+(``self._backend``), float dtype (``self._dtype``, and the namespace's dtype object for it,
+``self._array_dtype``) and name for messages (``self._name()``).
 """
 from __future__ import annotations
 
@@ -43,20 +44,36 @@ TRACKED = ("{} is a torch tensor with requires_grad=True; bpcore computes gradie
 def shape_fits(shape, spec) -> bool:
     """Whether ``shape`` matches ``spec``: a tuple of ints (sizes that must match), strings (any
     size: names such as "batch") and at most one ``...`` (any number of axes, none included)."""
+    if spec.__class__ is not tuple:
+        spec = tuple(spec)
+    plan = _PLANS.get(spec)
+    if plan is None:
+        if len(_PLANS) > 4096:           # specs come from layers' sizes: a few per model, bounded anyway
+            _PLANS.clear()
+        plan = _PLANS[spec] = _plan(spec)
+    exact, minimum, checks = plan
+    ndim = len(shape)
+    if ndim != exact if exact is not None else ndim < minimum:
+        return False
+    for axis, size in checks:
+        if shape[axis] != size:
+            return False
+    return True
+
+
+_PLANS: dict = {}     # spec -> _plan(spec): the checks a spec means, worked out once (checks run every call)
+
+
+def _plan(spec):
+    """(the exact number of axes or None, the least number, ((axis, size), ...)) for a shape spec;
+    axes after a ``...`` are counted from the end."""
     if Ellipsis in spec:
         cut = spec.index(Ellipsis)
         before, after = spec[:cut], spec[cut + 1:]
-        if len(shape) < len(before) + len(after):
-            return False
-        pairs = list(zip(shape[:len(before)], before)) + list(zip(shape[len(shape) - len(after):], after))
-    elif len(shape) != len(spec):
-        return False
-    else:
-        pairs = zip(shape, spec)
-    for size, wanted in pairs:
-        if wanted.__class__ is int and size != wanted:
-            return False
-    return True
+        checks = [(axis, wanted) for axis, wanted in enumerate(before) if wanted.__class__ is int]
+        checks += [(axis - len(after), wanted) for axis, wanted in enumerate(after) if wanted.__class__ is int]
+        return None, len(before) + len(after), tuple(checks)
+    return len(spec), len(spec), tuple((axis, wanted) for axis, wanted in enumerate(spec) if wanted.__class__ is int)
 
 
 def describe_shape(spec, got_ndim: int) -> str:
@@ -149,7 +166,7 @@ class KitMethods:
         below = self.input_indices()
         if below is not None:
             x = self._convert_indices(x, what, below)
-        elif not (backend.owns(x) and x.dtype == backend.dtype(self._dtype)) or getattr(x, "requires_grad", False):
+        elif not (backend.owns(x) and x.dtype == self._array_dtype) or (backend.autograd and x.requires_grad):
             x = self._convert_input(x, what)
         if shape is not None and not shape_fits(x.shape, shape):
             ndim = len(shape) - (Ellipsis in shape)
@@ -187,7 +204,7 @@ class KitMethods:
             raise TypeError(TRACKED.format(f"{self._name()}: {what}"))
         host = backends.is_host_array(x)
         x = backends.accept_array(backend, x, self._name, what, dtype=self._dtype if host else None)
-        dtype = backend.dtype(self._dtype)
+        dtype = self._array_dtype
         if x.dtype == dtype:
             return x
         xp = backend.xp
@@ -230,9 +247,9 @@ class KitMethods:
         silent float64 gradients in a float32 model) and, when given, of ``shape`` (the forward
         output's shape: a ValueError otherwise)."""
         backend = self._backend
-        if (backend.owns(grad_out) and grad_out.dtype == backend.dtype(self._dtype) and backend.trains
+        if (backend.owns(grad_out) and grad_out.dtype == self._array_dtype and backend.trains
                 and (shape is None or grad_out.shape == shape)
-                and not getattr(grad_out, "requires_grad", False)):
+                and not (backend.autograd and grad_out.requires_grad)):
             return grad_out             # the common case, first; each failure is named below
         if not backend.trains:
             raise self._inference_only()
@@ -242,7 +259,7 @@ class KitMethods:
             backends.accept_array(backend, grad_out, self._name, "grad_out")     # raises, naming both
             raise TypeError(f"{self._name()}: grad_out must be an array of {backend.spec} (the layer's "
                             f"device), got a host array; move it with model.backend.asarray(...)")
-        if grad_out.dtype != backend.dtype(self._dtype):
+        if grad_out.dtype != self._array_dtype:
             raise TypeError(f"{self._name()}: grad_out has dtype {dtype_name(grad_out.dtype)}, but the layer "
                             f"is {self._dtype}")
         if shape is not None and tuple(grad_out.shape) != tuple(shape):

@@ -32,6 +32,7 @@ class Linear(Layer):
         n_out = _one_of("n_out", n_out, "out_features", out_features)
         self.n_in = check_int("Linear", "n_in", n_in)
         self.n_out = check_int("Linear", "n_out", n_out)
+        self._input_shape = ("batch", ..., self.n_in)      # what check_input accepts: (batch, ..., n_in)
         if init not in _init.SCHEMES:
             raise ValueError(f"Linear: unknown init {init!r}; choose one of {', '.join(_init.SCHEMES)}")
         self.init = init
@@ -44,7 +45,7 @@ class Linear(Layer):
 
     def forward(self, x):
         """x: (batch, n_in), or (batch, ..., n_in) -> y = x @ W + b: (batch, n_out), or (..., n_out)."""
-        x = self.check_input(x, shape=("batch", ..., self.n_in))
+        x = self.check_input(x, shape=self._input_shape)
         self.save_for_backward(x=x)
         if x.ndim != 2:              # one 2-D matmul: NumPy's (N, T, n_in) @ W skips BLAS (14x slower)
             flat = self.xp.reshape(x, (-1, self.n_in)) @ self.W.data      # -1: N may be symbolic (ONNX)

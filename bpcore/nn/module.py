@@ -7,7 +7,7 @@ dtype; ``to()`` and ``astype()`` change both for a layer and everything inside i
 """
 from __future__ import annotations
 
-import functools
+import types
 
 import backends
 
@@ -42,21 +42,32 @@ def layer_types() -> dict[str, type]:
     return dict(_LAYER_TYPES)
 
 
-def _on_layer_device(method):
-    """``method`` run with the layer's device current (``Backend.activate``), where that switches
-    anything: CuPy makes arrays and launches kernels on the *current* GPU, so a layer on "cuda:1"
-    called on its own must enter its device. On the CPU backends the method runs directly."""
-    @functools.wraps(method)
-    def on_layer_device(self, *args, **kwargs):
-        backend = self._backend
-        if not backend.switches_device:
-            return method(self, *args, **kwargs)
-        with backend.activate():
-            return method(self, *args, **kwargs)
-    return on_layer_device
+# -- entering a layer's device -----------------------------------------------------------------
+# CuPy makes arrays and launches kernels on the *current* GPU, so a layer on "cuda:1" called on its
+# own (``layer.forward(x)``, ``layer.backward(g)``) must make its device current first. A layer
+# placed on a backend whose activate() switches something gets three bound methods in its own
+# __dict__, shadowing the class's forward/backward/backward_params with versions that enter the
+# device and then call the class's method. Classes never change; layers on the CPU backends get
+# nothing (no wrapper, no extra call: a wrapper around every call showed on the spiral step).
+# The shadows are dropped when the layer moves to a backend that switches nothing, and never
+# copied (``__getstate__``): a copy gets its own, bound to itself.
+def _forward_on_device(self, *args, **kwargs):
+    with self._backend.activate():
+        return type(self).forward(self, *args, **kwargs)
 
 
-_DEVICE_METHODS = ("forward", "backward", "backward_params")
+def _backward_on_device(self, *args, **kwargs):
+    with self._backend.activate():
+        return type(self).backward(self, *args, **kwargs)
+
+
+def _backward_params_on_device(self, *args, **kwargs):
+    with self._backend.activate():
+        return type(self).backward_params(self, *args, **kwargs)
+
+
+_ON_DEVICE = {"forward": _forward_on_device, "backward": _backward_on_device,
+              "backward_params": _backward_params_on_device}
 
 
 class Layer(KitMethods):
@@ -74,20 +85,13 @@ class Layer(KitMethods):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        # Each class's own forward/backward run on its layer's device: wrapped once, here, when the
-        # class is defined (the same on every machine; nothing is changed later).
-        for name in _DEVICE_METHODS:
-            method = cls.__dict__.get(name)
-            if callable(method):
-                setattr(cls, name, _on_layer_device(method))
         if cls.__module__.startswith("bpcore.") and not cls.__name__.startswith("_"):
             _LAYER_TYPES[cls.__name__] = cls
 
     def __init__(self):
         budget.count_layer(type(self).__name__)
         self.training = True
-        self._backend = backends.get("cpu")
-        self._dtype = "float32"
+        self._place(backends.get("cpu"), "float32")
         self._path = ""          # position inside the parent model, for error messages
 
     # -- the contract ------------------------------------------------------
@@ -179,7 +183,8 @@ class Layer(KitMethods):
         spec, dtype = next(iter(placed)) if placed else (self._backend.spec, self._dtype)
         backend = backends.get(spec)
         for path, layer in self.named_modules():
-            layer._backend, layer._dtype, layer._path = backend, dtype, path
+            layer._place(backend, dtype)
+            layer._path = path
 
     # -- modes, devices, dtypes -------------------------------------------
     def train(self, mode: bool = True):
@@ -218,9 +223,37 @@ class Layer(KitMethods):
                 p.backend = target
             for name in layer._buffer_names + layer._constant_names:
                 setattr(layer, name, target.asarray(source.to_numpy(getattr(layer, name))))
-            layer._backend = target
+            layer._place(target)
             layer._saved = None
         return self
+
+    def _place(self, backend: backends.Backend, dtype: str | None = None) -> None:
+        """Put this layer on ``backend`` and, when given, its float ``dtype`` (the caller moves or
+        casts its arrays). Keeps the namespace's dtype object at hand for the per-call checks, and on
+        a backend whose activate() switches devices, makes forward/backward/backward_params enter it."""
+        self._backend = backend
+        if dtype is not None:
+            self._dtype = dtype
+        self._array_dtype = backend.dtype(self._dtype)      # looked up here, not in every check
+        own = self.__dict__
+        for name, on_device in _ON_DEVICE.items():
+            shadow = own.get(name)
+            ours = getattr(shadow, "__func__", None) is on_device
+            if backend.switches_device and shadow is None:
+                own[name] = types.MethodType(on_device, self)
+            elif ours and not backend.switches_device:
+                del own[name]
+
+    def __getstate__(self):
+        """What copy, deepcopy and pickle keep: everything but the device-entering methods, which
+        are bound to this very layer (``__setstate__`` makes the copy its own)."""
+        return {name: value for name, value in self.__dict__.items()
+                if not (name in _ON_DEVICE and getattr(value, "__func__", None) is _ON_DEVICE[name])}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if "_backend" in state:
+            self._place(self._backend)
 
     def cpu(self):
         """Move to the CPU, as PyTorch's ``model.cpu()``: "torch:cpu" from the torch backend, else "cpu"."""
@@ -248,7 +281,7 @@ class Layer(KitMethods):
                     buffer = getattr(layer, name)
                     if xp.isdtype(buffer.dtype, "real floating"):
                         setattr(layer, name, xp.astype(buffer, new))
-            layer._dtype = dtype
+            layer._place(backend, dtype)
             layer._saved = None
         return self
 

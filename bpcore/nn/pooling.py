@@ -1,26 +1,29 @@
 """Pooling over (N, C, H, W) inputs: MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1).
 
-Both sliding-window pools read their windows with conv.py's ``windows`` (the im2col strided
-slices, giving (N, C, kH kW, OH, OW)) and send gradients back with ``add_windows`` (col2im):
+The sliding-window pools work on the channels-last view (N, H, W, C) of their input and read
+each window position (a, b) as one strided slice of it (windows.py, ``offset_slices``):
 
-    max:      y = max over the window;  dL/dx gets dL/dy at the one position that held the
-              maximum (the first one, in row-major window order, when several tie, as PyTorch),
-              0 elsewhere. Padding is -inf, so it is never the maximum.
-    average:  y = sum over the window / (kH kW) (padding counts as zeros, PyTorch's
+    max:      y = a running maximum over the kH kW slices, with the position of the first
+              maximum (row-major window order, as PyTorch on ties) kept for backward; dL/dx gets
+              dL/dy at that one position, 0 elsewhere: no one-hot over the windows, and a backend
+              may route it with one scatter (windows.py, ``route_max``). Padding is -inf, so it
+              is never the maximum.
+    average:  y = sum of the slices / (kH kW) (padding counts as zeros, PyTorch's
               count_include_pad=True); every position of the window gets dL/dy / (kH kW).
 
-Overlapping windows (stride < kernel) simply add their gradients in col2im.
+Overlapping windows (stride < kernel) add their gradients; tiling ones assign them.
 """
 from __future__ import annotations
 
 import math
 
-from .conv import add_windows, check_image_input, pad, pair, unpad, windows, window_output
 from .module import Layer
+from .windows import (channels_first, channels_last, check_image_input, offset_slices, pad, pair, route_max, tiles,
+                      too_big, unpad, window_max, window_output)
 
 
 class _Pool2d(Layer):
-    """What MaxPool2d and AvgPool2d share: the window arguments, their checks and the caches."""
+    """What MaxPool2d and AvgPool2d share: the window arguments, their checks and the padding."""
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
@@ -35,24 +38,29 @@ class _Pool2d(Layer):
     def config(self) -> dict:
         return {"kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": list(self.padding)}
 
-    def _patches(self, x, fill):
-        """(N, C, kH kW, OH, OW) windows of x padded with ``fill``, and (OH, OW)."""
+    def _padded(self, x, fill):
+        """The channels-last view of x (N, H, W, C) padded with ``fill``, and (OH, OW)."""
         check_image_input(self, x)
         out_hw = window_output(self, x.shape, self.kernel_size, self.stride, self.padding)
-        patches = windows(self.xp, pad(self.xp, x, self.padding, fill), self.kernel_size, self.stride, (1, 1), out_hw)
-        return patches, out_hw
+        try:
+            return pad(self.xp, channels_last(self.xp, x), self.padding, fill), out_hw
+        except MemoryError as error:
+            raise too_big(self, x.shape, out_hw, x.shape[1], (4 if self._dtype == "float32" else 8), error) from None
 
     def _as_output(self, y, channels, out_hw):
-        """y (N, C, OH, OW) reshaped to the shape it has: a no-op view on array libraries, but a
-        tracer (ndonnx, for ONNX export) loses static shapes through reductions and needs them back."""
-        return self.xp.reshape(y, (-1, channels) + out_hw)
+        """Channels-last y (N, OH, OW, C) as the (N, C, OH, OW) output. The reshape is a no-op view on
+        array libraries, but a tracer (ndonnx, for ONNX export) loses static shapes through
+        reductions and needs them back."""
+        xp = self.xp
+        return channels_first(xp, xp.reshape(y, (-1,) + out_hw + (channels,)))
 
-    def _to_input(self, grad_windows, x_shape, out_hw):
-        """col2im of (N, C, kH kW, OH, OW) window gradients, padding dropped: dL/dx (N, C, H, W)."""
+    def _padded_shape(self, x_shape):
         n, c, h, w = x_shape
-        padded_shape = (n, c, h + 2 * self.padding[0], w + 2 * self.padding[1])
-        grad_pad = add_windows(self.xp, grad_windows, padded_shape, self.kernel_size, self.stride, (1, 1), out_hw)
-        return unpad(grad_pad, self.padding, x_shape)
+        return (n, h + 2 * self.padding[0], w + 2 * self.padding[1], c)
+
+    def _to_input(self, grad_pad, x_shape):
+        """Channels-last dL/dx_pad (N, Hp, Wp, C), padding dropped -> dL/dx (N, C, H, W)."""
+        return channels_first(self.xp, unpad(grad_pad, self.padding, x_shape[2:]))
 
     def __repr__(self):
         stride = "" if self.stride == self.kernel_size else f", stride={self.stride}"
@@ -70,19 +78,19 @@ class MaxPool2d(_Pool2d):
     def forward(self, x):
         """x: (N, C, H, W) -> (N, C, OH, OW)."""
         x = self.check_input(x)
-        patches, out_hw = self._patches(x, -math.inf)
-        argmax = self.xp.argmax(patches, axis=2)           # (N, C, OH, OW); the first maximum on ties
-        self.save_for_backward(argmax=argmax, x_shape=tuple(x.shape), out_hw=out_hw)
-        return self._as_output(self.xp.max(patches, axis=2), x.shape[1], out_hw)
+        x_pad, out_hw = self._padded(x, -math.inf)
+        largest, argmax = window_max(self._backend, x_pad, self.kernel_size, self.stride, out_hw)
+        self.save_for_backward(argmax=argmax, x_shape=tuple(x.shape))
+        return self._as_output(largest, x.shape[1], out_hw)
 
     def backward(self, grad_out):
         """grad_out: (N, C, OH, OW) -> dL/dx (N, C, H, W): each dL/dy goes to its window's argmax."""
-        argmax, x_shape, out_hw = self.saved("argmax", "x_shape", "out_hw")
-        self.check_grad_out(grad_out, x_shape[:2] + out_hw)
-        xp = self.xp
-        positions = xp.arange(math.prod(self.kernel_size), device=grad_out.device)
-        routed = positions[None, None, :, None, None] == argmax[:, :, None, :, :]   # one-hot over the window
-        return self._to_input(xp.astype(routed, grad_out.dtype) * grad_out[:, :, None, :, :], x_shape, out_hw)
+        argmax, x_shape = self.saved("argmax", "x_shape")
+        n, oh, ow, c = argmax.shape
+        grad_out = self.check_grad_out(grad_out, (n, c, oh, ow))
+        grad_pad = route_max(self._backend, channels_last(self.xp, grad_out), argmax, self._padded_shape(x_shape),
+                             self.kernel_size, self.stride)
+        return self._to_input(grad_pad, x_shape)
 
 
 class AvgPool2d(_Pool2d):
@@ -94,18 +102,28 @@ class AvgPool2d(_Pool2d):
     def forward(self, x):
         """x: (N, C, H, W) -> (N, C, OH, OW)."""
         x = self.check_input(x)
-        patches, out_hw = self._patches(x, 0.0)
+        x_pad, out_hw = self._padded(x, 0.0)
+        total = None
+        for rows, cols in offset_slices(self.kernel_size, self.stride, (1, 1), out_hw):
+            piece = x_pad[:, rows, cols, :]
+            total = piece if total is None else total + piece
         self.save_for_backward(x_shape=tuple(x.shape), out_hw=out_hw)
-        return self._as_output(self.xp.mean(patches, axis=2), x.shape[1], out_hw)
+        return self._as_output(total / math.prod(self.kernel_size), x.shape[1], out_hw)
 
     def backward(self, grad_out):
         """grad_out: (N, C, OH, OW) -> dL/dx (N, C, H, W)."""
         x_shape, out_hw = self.saved("x_shape", "out_hw")
-        self.check_grad_out(grad_out, x_shape[:2] + out_hw)
+        grad_out = self.check_grad_out(grad_out, x_shape[:2] + out_hw)
         xp = self.xp
-        count = math.prod(self.kernel_size)
-        shared = xp.broadcast_to(grad_out[:, :, None, :, :] / count, x_shape[:2] + (count,) + out_hw)
-        return self._to_input(shared, x_shape, out_hw)
+        share = channels_last(xp, grad_out) / math.prod(self.kernel_size)       # (N, OH, OW, C)
+        grad_pad = xp.zeros(self._padded_shape(x_shape), dtype=grad_out.dtype, device=grad_out.device)
+        overlap = not tiles(self.kernel_size, self.stride, (1, 1))
+        for rows, cols in offset_slices(self.kernel_size, self.stride, (1, 1), out_hw):
+            if overlap:
+                grad_pad[:, rows, cols, :] += share
+            else:
+                grad_pad[:, rows, cols, :] = share
+        return self._to_input(grad_pad, x_shape)
 
 
 class AdaptiveAvgPool2d(Layer):

@@ -57,7 +57,6 @@ PARSE_FAULTS = [
 ]
 
 
-
 @pytest.mark.parametrize("make", [case[1] for case in PARSE_FAULTS], ids=[case[0] for case in PARSE_FAULTS])
 def test_any_parse_fault_is_a_checkpoint_error_and_changes_nothing(tmp_path, good, make):
     path = tmp_path / "forged.bp"

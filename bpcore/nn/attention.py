@@ -132,7 +132,7 @@ class MultiHeadAttention(Layer):
         grad_v = xp.matrix_transpose(weights) @ grad_heads         # (N, H, T, D)
         # the softmax, row by row: dS = P * (dP - sum_j dP_j P_j); zero where P is (the mask)
         grad_scores = grad_weights                                 # (dP is not needed again: in place)
-        grad_scores -= xp.expand_dims(xp.vecdot(grad_weights, weights, axis=-1), axis=-1)   # row sums of dP * P
+        grad_scores -= xp.vecdot(grad_weights, weights, axis=-1)[..., None]   # row sums of dP * P
         grad_scores *= weights
         # S = q_scaled @ k^T with q_scaled = q / sqrt(D)
         grad_q = grad_scores @ k

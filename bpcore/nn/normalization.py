@@ -218,7 +218,7 @@ class LayerNorm(Layer):
         x = self.check_input(x, shape=(..., self.n))
         xp = self.xp
         centered = x - xp.mean(x, axis=-1, keepdims=True)
-        var = xp.expand_dims(xp.vecdot(centered, centered, axis=-1), axis=-1) * (1.0 / self.n)   # no (..., n) temporary
+        var = xp.vecdot(centered, centered, axis=-1)[..., None] * (1.0 / self.n)   # no (..., n) temporary
         inv_std = 1.0 / xp.sqrt(var + self.eps)
         centered *= inv_std                  # x_hat, in place: a transformer calls this on every token
         x_hat = centered
@@ -243,7 +243,7 @@ class LayerNorm(Layer):
         if grad_x_hat is grad_out:
             grad_x_hat = grad_out * 1.0      # a copy: grad_out is the caller's
         sum_grad = xp.sum(grad_x_hat, axis=-1, keepdims=True)
-        sum_grad_x_hat = xp.expand_dims(xp.vecdot(grad_x_hat, x_hat, axis=-1), axis=-1)
+        sum_grad_x_hat = xp.vecdot(grad_x_hat, x_hat, axis=-1)[..., None]
         grad_x_hat *= self.n
         grad_x_hat -= sum_grad
         grad_x_hat -= x_hat * sum_grad_x_hat

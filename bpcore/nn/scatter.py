@@ -49,7 +49,7 @@ def portable_scatter_add_rows(xp, values, indices, num_rows: int, device):
     sums = xp.take(values, order, axis=0)
     shift = 1
     while shift < count:            # after this step, row i holds the sum of rows i-2s+1..i of its run
-        same_run = xp.expand_dims(keys[shift:] == keys[:-shift], axis=1)
+        same_run = (keys[shift:] == keys[:-shift])[:, None]
         # the right side is computed (from the rows before this step) before it is written back
         sums[shift:, ...] = sums[shift:, ...] + xp.where(same_run, sums[:-shift, ...], zero)
         shift *= 2

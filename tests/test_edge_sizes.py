@@ -104,3 +104,28 @@ def test_a_memory_error_while_building_names_the_layer_and_its_arguments_users_l
         Huge(2 ** 21)
     with pytest.raises(MemoryError, match=r"^BatchNorm1d\(n=1099511627776\): "):   # named once, by the outer class
         bp.BatchNorm1d(2 ** 40)
+
+
+SEQUENCE_LAYERS = {
+    "RNN": (lambda: bp.RNN(3, 4), "float32"), "LSTM": (lambda: bp.LSTM(3, 4), "float32"),
+    "GRU": (lambda: bp.GRU(3, 4), "float32"), "MultiHeadAttention": (lambda: bp.MultiHeadAttention(3, 1), "float32"),
+    "TransformerBlock": (lambda: bp.TransformerBlock(3, 1), "float32"),
+    "Embedding": (lambda: bp.Embedding(5, 3), "int64"),
+    "gpt": (lambda: bp.gpt(5, 4, 3, 1, 1), "int64"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SEQUENCE_LAYERS))
+@pytest.mark.parametrize("n, t", [(0, 2), (2, 0)], ids=["no sequences", "empty sequences"])
+def test_sequence_layers_take_no_sequences_and_name_empty_ones(backend, name, n, t):
+    make, dtype = SEQUENCE_LAYERS[name]
+    layer = make().to(backend)
+    x = np.zeros((n, t) if dtype == "int64" else (n, t, 3), dtype=dtype)
+    try:
+        out = layer(x)
+    except ValueError as error:                  # only an empty time axis may be refused, by the layer's name
+        assert t == 0 and "the sequence is empty" in str(error), str(error)
+        return
+    assert tuple(out.shape[:2]) == (n, t)
+    grad_in = layer.backward(backend.asarray(np.zeros(tuple(out.shape), dtype=np.float32)))
+    assert grad_in is None if dtype == "int64" else tuple(grad_in.shape) == x.shape

@@ -85,6 +85,9 @@ class MultiHeadAttention(Layer):
         x = self.check_input(x, shape=("batch", "time", self.embed_dim))
         xp = self.xp
         _, T, E = x.shape                   # N is not used: it may be symbolic (ONNX export), hence the -1s
+        if T == 0:
+            raise ValueError(f"{self._name()}: the sequence is empty (time axis of length 0): {tuple(x.shape)}; "
+                             f"attention needs at least one position to attend to")
         H, D = self.num_heads, self.head_dim
         # every projection is one 2-D matmul over the N T rows (NumPy's 3-D @ 2-D skips BLAS)
         qkv = xp.reshape(x, (-1, E)) @ self.W_qkv.data

@@ -55,7 +55,9 @@ class Embedding(Layer):
         if not backend.sync_free:
             rows = xp.where(in_range, rows, backend.constant(math.nan, rows.dtype))
         self.save_for_backward(flat=flat, shape=tuple(x.shape))
-        return xp.reshape(rows, (-1,) + tuple(x.shape[1:]) + (self.embedding_dim,))
+        # an empty batch or sequence: -1 would be ambiguous, and every size is known
+        batch = x.shape[0] if 0 in tuple(x.shape) else -1
+        return xp.reshape(rows, (batch,) + tuple(x.shape[1:]) + (self.embedding_dim,))
 
     def backward(self, grad_out):
         """grad_out: dL/dy (batch, ..., embedding_dim) -> None; adds dL/dW (a scatter-add) into W.grad."""

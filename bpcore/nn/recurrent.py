@@ -153,7 +153,7 @@ class _Recurrent(Layer):
     def _empty_like_steps(self, like):
         """An uninitialised (N, T, G H) array, filled step by step with slice assignment."""
         shape = (like.shape[0], like.shape[1], self._gates * self.hidden_size)
-        return self.xp.empty(shape, dtype=like.dtype, device=like.device)
+        return self.xp.empty(shape, dtype=like.dtype, device=self._backend.device)
 
     def _split(self, array):
         """The G blocks of width H along the last axis (one per gate)."""

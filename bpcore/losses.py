@@ -32,7 +32,8 @@ from .nn.parameter import dtype_name
 
 
 class Loss:
-    """Base class: subclasses define ``_forward(xp, pred, target)`` and ``_backward(xp)``."""
+    """Base class: subclasses define ``_forward(xp, pred, target)``, which returns the mean loss and
+    sets ``self._grad`` (dL/dpred) while its inputs are at hand; ``backward()`` returns it."""
 
     def __init__(self):
         self.check_targets = None        # per-call value checks where they cost no sync (module docstring)

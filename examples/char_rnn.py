@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bpcore as bp  # noqa: E402
-from _common import parser, positive_int, resolve_device  # noqa: E402
+from _common import blas_threads, parser, positive_int, resolve_device  # noqa: E402
 
 
 def default_text() -> str:
@@ -109,22 +109,12 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     if not args.temperature > 0:
         p.error(f"--temperature must be > 0, got {args.temperature}")
-    limits = _blas_threads(args.threads)
+    limits = blas_threads(args.threads)
     try:
         return _run(args)
     finally:
         if limits is not None:
             limits.restore_original_limits()
-
-
-def _blas_threads(count):
-    """Limit NumPy's BLAS to ``count`` threads while the example runs (threadpoolctl, when installed)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        print("(threadpoolctl is not installed: BLAS keeps its own thread count; pip install threadpoolctl)")
-        return None
-    return threadpool_limits(count, user_api="blas")
 
 
 def _run(args) -> dict:

@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bpcore as bp  # noqa: E402
-from _common import parser, positive_int, resolve_device, save_figure  # noqa: E402
+from _common import blas_threads, parser, positive_int, resolve_device, save_figure  # noqa: E402
 
 IGNORE = -100          # targets the loss skips (the question's own digits)
 
@@ -61,22 +61,12 @@ def main(argv=None) -> dict:
         p.error(f"--temperature must be > 0, got {args.temperature}")
     if args.lr is not None and not args.lr > 0:
         p.error(f"--lr must be > 0, got {args.lr}")
-    limits = _blas_threads(args.threads)
+    limits = blas_threads(args.threads)
     try:
         return run_adder(args) if task == "adder" else run_text(args)
     finally:
         if limits is not None:
             limits.restore_original_limits()
-
-
-def _blas_threads(count):
-    """Limit NumPy's BLAS to ``count`` threads while the example runs (threadpoolctl, when installed)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        print("(threadpoolctl is not installed: BLAS keeps its own thread count; pip install threadpoolctl)")
-        return None
-    return threadpool_limits(count, user_api="blas")
 
 
 class PrintLoss(bp.Callback):

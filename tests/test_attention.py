@@ -27,18 +27,6 @@ E = 12                          # a multiple of 1, 2, 3 and 4 heads
 SHAPES = [(3, 5), (1, 1), (1, 4), (2, 1)]      # (N, T): T = 1 and N = 1 included
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """The ops are tiny: extra torch threads only contend for the cores."""
-    if torch is None:
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def causal_mask(T):
     return torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
 

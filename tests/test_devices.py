@@ -15,6 +15,7 @@ import pytest
 
 import backends
 import bpcore as bp
+from bpcore.training.snapshot import restore, snapshot
 
 SPEC = "array_api_strict:device1"
 pytestmark = pytest.mark.skipif(SPEC not in backends.available(), reason="array_api_strict is not installed")
@@ -158,9 +159,9 @@ def test_clip_functions(device1):
 
 def test_snapshot_restore_and_gradcheck(device1):
     model = bp.Sequential(bp.Linear(3, 4), bp.Dropout(0.3, seed=2), bp.Tanh(), bp.Linear(4, 1)).to(SPEC)
-    snapshot = model._snapshot()
-    assert all(on_device1(device1, value) for value in snapshot.values())
-    model._restore(snapshot)
+    copies = snapshot(model)
+    assert all(on_device1(device1, value) for value in copies.values())
+    restore(model, copies)
     assert all(on_device1(device1, p.data) for p in model.parameters())
     x, y = data()
     assert bp.gradcheck(model, bp.BCEWithLogitsLoss(), x, y).passed

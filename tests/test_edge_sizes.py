@@ -92,3 +92,15 @@ def test_windows_too_big_for_memory_name_the_layer_its_arguments_and_the_bytes()
     huge = np.broadcast_to(np.float32(0), (2 ** 20, 64, 1024, 1024))     # 256 TB of zeros that take no memory
     with pytest.raises(MemoryError, match=r"MaxPool2d.*needs [\d,]+ bytes padded"):
         bp.MaxPool2d(3, padding=1)(huge)
+
+
+def test_a_memory_error_while_building_names_the_layer_and_its_arguments_users_layers_too():
+    class Huge(bp.Layer):
+        def __init__(self, width, scale=1.0):
+            super().__init__()
+            self.table = self.parameter(np.ones((width, width)))     # the user's own host allocation
+
+    with pytest.raises(MemoryError, match=r"^Huge\(width=2097152\): Unable to allocate"):
+        Huge(2 ** 21)
+    with pytest.raises(MemoryError, match=r"^BatchNorm1d\(n=1099511627776\): "):   # named once, by the outer class
+        bp.BatchNorm1d(2 ** 40)

@@ -30,17 +30,6 @@ def tokens(rng, shape=(3, CONTEXT)):
     return rng.integers(0, V, shape)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    if torch is None:
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # bpcore's last name part inside a block -> torch's (and whether a 2-D value is transposed)
 BLOCK_PARTS = {"W_qkv": "attn.in_proj_weight", "b_qkv": "attn.in_proj_bias", "W_out": "attn.out_proj.weight",
                "b_out": "attn.out_proj.bias", "W": "weight", "b": "bias", "weight": "weight", "bias": "bias"}

@@ -13,8 +13,7 @@ caught too, not only the one that was reported:
 - labels out of range: refused on every call where checking is free, NaN on a device.
 
 The classes inside layer code (zero-size dimensions, unbounded constructor arguments, BatchNorm's
-message, a layer shared by two models) are at the end; those the layer kit does not handle yet are
-marked xfail(strict=True): when one starts passing, its marker must go.
+message, a layer shared by two models) are at the end.
 """
 from __future__ import annotations
 
@@ -245,8 +244,6 @@ def _zero_size_cases():
     }
 
 
-@pytest.mark.xfail(strict=True, reason="issue 30, layer code: Flatten of a (0, C, 0, 0) input (no samples, empty "
-                                       "images) ends in NumPy's reshape error (-1 with a zero-size shape)")
 @PROPERTY_SETTINGS
 @given(name=st.sampled_from(sorted(_zero_size_cases())), n=st.integers(0, 2), h=st.integers(0, 3), w=st.integers(0, 3))
 @example(name="Conv2d", n=0, h=3, w=3)
@@ -266,9 +263,6 @@ def test_zero_size_dimensions_pass_through_every_layer_or_are_refused_by_name(na
     assert grad_in.shape == x.shape
 
 
-@pytest.mark.xfail(strict=True, reason="issue 30, layer code: window sizes are bounded, but a Linear or "
-                                       "BatchNorm1d of 2**40 features ends in a MemoryError naming neither the "
-                                       "layer nor the argument")
 @PROPERTY_SETTINGS
 @given(case=st.sampled_from(["Conv2d padding", "Conv2d kernel_size", "Linear n_in", "BatchNorm1d n"]),
        power=st.integers(40, 60))

@@ -3,17 +3,19 @@
     parameter.py      Parameter: a trainable array and its gradient
     kit.py            the layer kit: parameter, register_buffer, check_input, save_for_backward/saved,
                       check_grad_out (Layer's base; Parameter.accumulate_grad is the sixth tool)
-    module.py         Layer (the contract), LayerList, the layer-type registry
+    module.py         Layer (the contract), the layer-type registry
+    devices.py        moving and casting a layer: to, cpu, cuda, astype (Layer's base)
     budget.py         what rebuilding a model from a file may allocate
     state.py          state_dict loading: check everything, then write
-    containers.py     Sequential, Residual, mlp
+    containers.py     Sequential, Residual, LayerList, mlp
     linear.py         Linear
     activations.py    Identity, ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, GELU (+ stable_sigmoid)
     normalization.py  BatchNorm1d, BatchNorm2d, LayerNorm
     attention.py      MultiHeadAttention (self-attention, causal or not; backward written out)
     transformer.py    TransformerBlock (GPT-2's pre-LN block), TokenPositionEmbedding, gpt
     chunks.py         row blocks: elementwise chains (GELU) one cache-sized block at a time on a CPU
-    conv.py           Conv2d (im2col / col2im from strided slices, explained in its docstring)
+    conv.py           Conv2d (one matrix product per pass on im2col rows, explained in its docstring)
+    windows.py        sliding windows (im2col, col2im, max routing): the portable lines conv and pooling use
     pooling.py        MaxPool2d, AvgPool2d, AdaptiveAvgPool2d
     flatten.py        Flatten
     summary.py        summary(model, input_shape): one line per layer, output shape and parameters

@@ -34,8 +34,10 @@ class Flatten(Layer):
         shape = tuple(x.shape)
         out_shape = shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:]
         self.save_for_backward(x_shape=shape, out_shape=out_shape)
-        # the batch axis as -1 when it is kept: its size may be symbolic while tracing (ONNX export)
-        target = (-1,) + out_shape[1:] if start >= 1 else out_shape
+        # the batch axis as -1 when it is kept: its size may be symbolic while tracing (ONNX export);
+        # an empty array's -1 would be ambiguous, and its sizes are all known
+        empty = 0 in shape
+        target = (-1,) + out_shape[1:] if start >= 1 and not empty else out_shape
         return self.xp.reshape(x, target)
 
     def backward(self, grad_out):

@@ -45,6 +45,14 @@ def _too_big(shape, error):
                        f"than this machine can allocate ({error or 'out of memory'}); choose smaller sizes")
 
 
+def _before_drawing(shape) -> None:
+    """Refuse an array of ``shape`` that a file being loaded does not back (budget.py), or that no
+    address space holds (NumPy's own error for it says less), before any memory is taken."""
+    budget.afford(math.prod(shape), "a weight of shape " + str(shape))
+    if 8 * math.prod(shape) >= 2 ** 63:
+        raise _too_big(shape, "larger than any address space")
+
+
 def weight(scheme: str, fan_in: int, fan_out: int, rng: np.random.Generator, shape=None) -> np.ndarray:
     """A float64 host array drawn by ``scheme`` (see the module docstring).
 
@@ -53,9 +61,7 @@ def weight(scheme: str, fan_in: int, fan_out: int, rng: np.random.Generator, sha
     """
     scheme = _ALIASES.get(scheme, scheme)
     shape = (fan_in, fan_out) if shape is None else tuple(shape)
-    budget.afford(math.prod(shape), "a weight of shape " + str(shape))    # before drawing (see budget.py)
-    if 8 * math.prod(shape) >= 2 ** 63:           # beyond any address space: NumPy's own error says less
-        raise _too_big(shape, "larger than any address space")
+    _before_drawing(shape)
     try:
         return _draw(scheme, fan_in, fan_out, rng, shape)
     except MemoryError as error:
@@ -84,34 +90,34 @@ def _uniform(rng, limit, shape):
     return rng.uniform(-limit, limit, shape)
 
 
-def _count(size) -> int:
-    """How many numbers an array of shape ``size`` (an int or a tuple) holds."""
-    return math.prod(size) if isinstance(size, tuple) else int(size)
+def _shape(size) -> tuple:
+    """The shape of an array of ``size`` (an int or a tuple)."""
+    return tuple(size) if isinstance(size, tuple) else (int(size),)
 
 
 def zeros(size, dtype="float64") -> np.ndarray:
     """Host zeros of shape ``size`` (biases start at zero)."""
-    budget.afford(_count(size), "zeros")
+    _before_drawing(_shape(size))
     return np.zeros(size, dtype=dtype)
 
 
 def ones(size) -> np.ndarray:
     """Host ones of shape ``size`` (normalization scales start at one)."""
-    budget.afford(_count(size), "ones")
+    _before_drawing(_shape(size))
     return np.ones(size)
 
 
 def uniform(shape, bound: float, rng: np.random.Generator) -> np.ndarray:
     """Host U(-bound, bound) numbers of ``shape`` (PyTorch's recurrent layers: bound = 1 / sqrt(hidden))."""
     shape = tuple(shape)
-    budget.afford(math.prod(shape), "a weight of shape " + str(shape))
+    _before_drawing(shape)
     return rng.uniform(-bound, bound, shape)
 
 
 def normal(shape, std: float, rng: np.random.Generator) -> np.ndarray:
     """Host N(0, std^2) numbers of ``shape`` (PyTorch's Embedding: std = 1)."""
     shape = tuple(shape)
-    budget.afford(math.prod(shape), "a weight of shape " + str(shape))
+    _before_drawing(shape)
     return rng.normal(0.0, std, shape)
 
 

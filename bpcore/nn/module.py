@@ -1,4 +1,5 @@
-"""The layer contract: Layer (Parameter is in parameter.py, the layer kit in kit.py, LayerList in containers.py).
+"""The layer contract: Layer (Parameter is in parameter.py, the layer kit in kit.py, moving and casting
+in devices.py, LayerList in containers.py).
 
 Every layer computes ``forward(x)``, keeps with ``save_for_backward`` exactly what its backward
 pass reads, and ``backward(grad_out)`` returns ``grad_in`` while adding (+=) into each of its
@@ -7,14 +8,16 @@ dtype; ``to()`` and ``astype()`` change both for a layer and everything inside i
 """
 from __future__ import annotations
 
-import types
+import functools
+import inspect
 
 import backends
 
-from .._checks import check_int
 from . import budget
+from .devices import DeviceMethods
 from .kit import KitMethods
 from .parameter import FLOAT_DTYPES, Parameter, dtype_name  # noqa: F401  (re-exported: the contract's names)
+from .parameter import own_parameters as _own_parameters
 from .state import load_state
 from .summary import summary
 
@@ -42,49 +45,25 @@ def layer_types() -> dict[str, type]:
     return dict(_LAYER_TYPES)
 
 
-# -- entering a layer's device -----------------------------------------------------------------
-# CuPy makes arrays and launches kernels on the *current* GPU, so a layer on "cuda:1" called on its
-# own (``layer.forward(x)``, ``layer.backward(g)``) must make its device current first. A layer
-# placed on a backend whose activate() switches something gets three bound methods in its own
-# __dict__, shadowing the class's forward/backward/backward_params with versions that enter the
-# device and then call the class's method. Classes never change; layers on the CPU backends get
-# nothing (no wrapper, no extra call: a wrapper around every call showed on the spiral step).
-# The shadows are dropped when the layer moves to a backend that switches nothing, and never
-# copied (``__getstate__``): a copy gets its own, bound to itself.
-def _forward_on_device(self, *args, **kwargs):
-    with self._backend.activate():
-        return type(self).forward(self, *args, **kwargs)
-
-
-def _backward_on_device(self, *args, **kwargs):
-    with self._backend.activate():
-        return type(self).backward(self, *args, **kwargs)
-
-
-def _backward_params_on_device(self, *args, **kwargs):
-    with self._backend.activate():
-        return type(self).backward_params(self, *args, **kwargs)
-
-
-_ON_DEVICE = {"forward": _forward_on_device, "backward": _backward_on_device,
-              "backward_params": _backward_params_on_device}
-
-
-class Layer(KitMethods):
+class Layer(KitMethods, DeviceMethods):
     """Base class of every layer: subclasses define ``forward`` and ``backward``.
 
     Parameters are attributes holding :class:`Parameter` objects (made with ``self.parameter``);
     child layers are attributes holding layers (or a :class:`LayerList` of them); both are found
     in the order they were assigned, as in PyTorch. The layer kit (``check_input``,
-    ``save_for_backward``, ``saved``, ``check_grad_out``, ``register_buffer``) is in kit.py.
+    ``save_for_backward``, ``saved``, ``check_grad_out``, ``register_buffer``) is in kit.py;
+    moving and casting (``to``, ``astype``, ``cpu``, ``cuda``, ``backend``, ``dtype``) in devices.py.
     """
 
     _buffer_names: tuple[str, ...] = ()      # persistent buffers: saved in state_dict()
     _constant_names: tuple[str, ...] = ()    # buffers that move with the layer but are not saved
     _min_training_batch = 1          # samples a training-mode batch needs (BatchNorm1d: 2)
+    stop_training = False            # a callback sets model.stop_training = True to end fit (Keras's name)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:               # once, when the class is defined
+            cls.__init__ = _naming_memory_errors(cls.__dict__["__init__"])
         if cls.__module__.startswith("bpcore.") and not cls.__name__.startswith("_"):
             _LAYER_TYPES[cls.__name__] = cls
 
@@ -168,25 +147,7 @@ class Layer(KitMethods):
         return [(f"{path}.{name}" if path else name, getattr(layer, name))
                 for path, layer in self.named_modules(prefix.rstrip(".")) for name in layer._buffer_names]
 
-    def _adopt_children(self):
-        """Take the device and dtype of the layers inside (they must agree); name their places.
-        Containers call it when they are built."""
-        inner = self.modules()[1:]
-        if len({id(layer) for layer in inner}) != len(inner):
-            raise ValueError(f"{type(self).__name__}: the same layer object appears twice; each layer caches "
-                             f"its own input for backward, so a reused layer would get wrong gradients. "
-                             f"Make a second layer (copy.deepcopy(layer) for the same weights)")
-        placed = {(sub._backend.spec, sub._dtype) for sub in inner if _own_parameters(sub) or sub._buffer_names}
-        if len(placed) > 1:
-            raise ValueError(f"{type(self).__name__}: layers live on different devices or dtypes "
-                             f"{sorted(placed)}; build them alike or call .to()/.astype() on each first")
-        spec, dtype = next(iter(placed)) if placed else (self._backend.spec, self._dtype)
-        backend = backends.get(spec)
-        for path, layer in self.named_modules():
-            layer._place(backend, dtype)
-            layer._path = path
-
-    # -- modes, devices, dtypes -------------------------------------------
+    # -- modes -------------------------------------------------------------
     def train(self, mode: bool = True):
         """Training mode (Dropout drops, BatchNorm uses batch statistics). Returns self."""
         for path, layer in self.named_modules():
@@ -202,109 +163,6 @@ class Layer(KitMethods):
         """Set every parameter's gradient to zero."""
         for p in self.parameters():
             p.zero_grad()
-
-    def to(self, device):
-        """Move every parameter and buffer to ``device`` ("cpu", "cuda", "torch", ..., a Backend,
-        or a library's device object such as ``torch.device("cpu")``).
-
-        Returns self. Gradients move too; the values are copied exactly. What forward kept for
-        backward is dropped (it lives on the old device), unless the device stays the same.
-        """
-        target = backends.get(device)
-        for path, layer in self.named_modules():
-            layer._path = path
-            source = layer._backend
-            if source is target:
-                continue
-            for _, p in _own_parameters(layer):
-                p.data = target.asarray(source.to_numpy(p.data))
-                if p._grad is not None:
-                    p._grad = target.asarray(source.to_numpy(p._grad))
-                p.backend = target
-            for name in layer._buffer_names + layer._constant_names:
-                setattr(layer, name, target.asarray(source.to_numpy(getattr(layer, name))))
-            layer._place(target)
-            layer._saved = None
-        return self
-
-    def _place(self, backend: backends.Backend, dtype: str | None = None) -> None:
-        """Put this layer on ``backend`` and, when given, its float ``dtype`` (the caller moves or
-        casts its arrays). Keeps the namespace's dtype object at hand for the per-call checks, and on
-        a backend whose activate() switches devices, makes forward/backward/backward_params enter it."""
-        self._backend = backend
-        if dtype is not None:
-            self._dtype = dtype
-        self._array_dtype = backend.dtype(self._dtype)      # looked up here, not in every check
-        own = self.__dict__
-        for name, on_device in _ON_DEVICE.items():
-            shadow = own.get(name)
-            ours = getattr(shadow, "__func__", None) is on_device
-            if backend.switches_device and shadow is None:
-                own[name] = types.MethodType(on_device, self)
-            elif ours and not backend.switches_device:
-                del own[name]
-
-    def __getstate__(self):
-        """What copy, deepcopy and pickle keep: everything but the device-entering methods, which
-        are bound to this very layer (``__setstate__`` makes the copy its own)."""
-        return {name: value for name, value in self.__dict__.items()
-                if not (name in _ON_DEVICE and getattr(value, "__func__", None) is _ON_DEVICE[name])}
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        if "_backend" in state:
-            self._place(self._backend)
-
-    def cpu(self):
-        """Move to the CPU, as PyTorch's ``model.cpu()``: "torch:cpu" from the torch backend, else "cpu"."""
-        return self.to("torch:cpu" if self._backend.name == "torch" else "cpu")
-
-    def cuda(self, device: int | None = None):
-        """Move to a CUDA GPU, as PyTorch's ``model.cuda()``: torch's CUDA from the torch backend,
-        else CuPy ("cuda" or "cuda:N"). Raises BackendUnavailableError (saying why) without a GPU."""
-        suffix = "" if device is None else f":{check_int('cuda', 'device', device, minimum=0)}"
-        return self.to(("torch:cuda" if self._backend.name == "torch" else "cuda") + suffix)
-
-    def astype(self, dtype: str):
-        """Cast every parameter, gradient and floating buffer to "float32" or "float64". Returns self."""
-        if dtype not in FLOAT_DTYPES:
-            raise ValueError(f"dtype must be one of {FLOAT_DTYPES}, got {dtype!r}")
-        for layer in self.modules():
-            backend = layer._backend
-            xp, new = backend.xp, backend.dtype(dtype)
-            with backend.activate():
-                for _, p in _own_parameters(layer):
-                    p.data = xp.astype(p.data, new)
-                    if p._grad is not None:
-                        p._grad = xp.astype(p._grad, new)
-                for name in layer._buffer_names + layer._constant_names:
-                    buffer = getattr(layer, name)
-                    if xp.isdtype(buffer.dtype, "real floating"):
-                        setattr(layer, name, xp.astype(buffer, new))
-            layer._place(backend, dtype)
-            layer._saved = None
-        return self
-
-    @property
-    def backend(self) -> backends.Backend:
-        """The backend this layer's arrays live on: ``.xp`` (the namespace), ``.device`` (the
-        library's device object), ``.asarray``/``.to_numpy`` to move data."""
-        return self._backend
-
-    @property
-    def device(self) -> backends.Backend:
-        """The same :class:`backends.Backend` as :attr:`backend` (the name PyTorch users reach for)."""
-        return self._backend
-
-    @property
-    def xp(self):
-        """The Array API namespace of this layer's backend."""
-        return self._backend.xp
-
-    @property
-    def dtype(self) -> str:
-        """The float dtype name of this layer's parameters: "float32" or "float64"."""
-        return self._dtype
 
     # -- state -------------------------------------------------------------
     def state_dict(self):
@@ -358,33 +216,28 @@ class Layer(KitMethods):
         inner = "".join(f"\n  ({name}): " + repr(child).replace("\n", "\n  ") for name, child in children)
         return f"{type(self).__name__}({arguments}{inner}\n)"
 
-    # -- fit's last-good copy (device to device, no host transfer) ------------
-    def _snapshot(self) -> dict:
-        """Device copies of every parameter and buffer (no host transfer), for :meth:`_restore`."""
-        copies = {}
-        with self._backend.activate():         # CuPy copies onto the current GPU
-            for path, layer in self.named_modules():
-                for name, p in _own_parameters(layer):
-                    copies[(path, name)] = layer.xp.asarray(p.data, copy=True)
-                for name in layer._buffer_names:
-                    copies[(path, name)] = layer.xp.asarray(getattr(layer, name), copy=True)
-        return copies
+def _naming_memory_errors(init):
+    """``init`` (a layer class's __init__), with a MemoryError raised while building the layer named by
+    the layer and its arguments: ``Linear(n_in=1099511627776, n_out=2): a weight of shape ...``."""
+    signature = inspect.signature(init)
 
-    def _restore(self, snapshot: dict) -> None:
-        """Put back values taken by :meth:`_snapshot` (same device and dtype)."""
-        layers = dict(self.named_modules())
-        with self._backend.activate():
-            for (path, name), value in snapshot.items():
-                target = getattr(layers[path], name)
-                if isinstance(target, Parameter):
-                    target.data = layers[path].xp.asarray(value, copy=True)
-                else:
-                    setattr(layers[path], name, layers[path].xp.asarray(value, copy=True))
-
-
-def _own_parameters(layer):
-    """(name, Parameter) pairs held directly by ``layer``, in assignment order."""
-    return [(name, value) for name, value in vars(layer).items() if isinstance(value, Parameter)]
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        if "_building" in self.__dict__:            # a base class's __init__ (super().__init__): the
+            return init(self, *args, **kwargs)      # outermost call names the layer with its own arguments
+        self.__dict__["_building"] = True
+        try:
+            init(self, *args, **kwargs)
+        except MemoryError as error:
+            try:
+                bound = signature.bind(self, *args, **kwargs).arguments
+                arguments = ", ".join(f"{name}={value!r}" for name, value in list(bound.items())[1:])
+            except TypeError:
+                arguments = "..."
+            raise MemoryError(f"{type(self).__name__}({arguments}): {error}") from None
+        finally:
+            self.__dict__.pop("_building", None)
+    return __init__
 
 
 def _holds_layers(values) -> bool:

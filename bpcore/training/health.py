@@ -75,9 +75,6 @@ class LayerHealth:
             setattr(self, name, values.get(name))
         self.in_residual = values.get("in_residual", False)
 
-    def as_dict(self) -> dict:
-        return {name: getattr(self, name) for name in self._FIELDS}
-
     def __repr__(self):
         return f"LayerHealth({self.layer!r}, {self.kind})"
 

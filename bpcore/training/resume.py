@@ -25,13 +25,13 @@ def load_checkpoint(path, model=None, optimizer=None, device=None) -> dict:
     "history" is a :class:`History` (None if the file holds none).
     """
     prepared = prepare_load(path, model=model, optimizer=optimizer, device=device)
-    history = _history(path, prepared.history)
+    history = _history(prepared.history)
     saved = prepared.apply()
     saved["history"] = history
     return saved
 
 
-def _history(path, plain):
+def _history(plain):
     """A History from the plain data that prepare_load checked (None stays None)."""
     return None if plain is None else History.from_state_dict(plain)
 
@@ -48,7 +48,7 @@ def _resume(path, model, optimizer, scheduler, rng, epochs):
     if start > epochs:
         raise ValueError(f"fit: {path} already holds {start} epochs, more than epochs={epochs} "
                          f"(epochs is the total, counted from the start)")
-    history = _history(path, prepared.history) or History()
+    history = _history(prepared.history) or History()
     if prepared.rng_state is not None:
         probe = type(rng.bit_generator)()          # a throwaway bit generator of the same kind
         try:

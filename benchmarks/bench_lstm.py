@@ -19,7 +19,8 @@ on a GPU), in a section per thread count, keeping the other sections.
 
 ``--profile CELL``, instead of timing: how much of bpcore's step the matrix products alone take
 (the same products on arrays of the step's shapes, timed by themselves), PyTorch's whole step
-beside it, and where bpcore's step spends its CPU time (cProfile). Compare ratios, not seconds.
+beside it, and where bpcore's step spends its CPU time (cProfile); with ``--write`` it has a
+section of its own. Compare ratios, not seconds.
 """
 from __future__ import annotations
 
@@ -204,11 +205,13 @@ def main(argv=None):
     lines = run(args)
     if args.profile:
         print("\n".join(lines))
-    elif args.write:
+    if args.write:
         kind = backends.get(args.device).kind
+        what = f"profile={args.profile} " if args.profile else ""
+        title = f"What dominates bpcore's {args.profile} step" if args.profile else "Recurrent training steps"
         _timing.write_section(os.path.join(HERE, "gpu-results.md" if kind == "cuda" else "cpu-results.md"),
-                              f"bench_lstm threads={args.threads}", f"Recurrent training steps, {args.threads} "
-                              "thread(s): `python benchmarks/bench_lstm.py " + " ".join(
+                              f"bench_lstm {what}threads={args.threads}", f"{title}, {args.threads} thread(s): "
+                              "`python benchmarks/bench_lstm.py " + " ".join(
                                   argv if argv is not None else sys.argv[1:]) + "`", lines)
     return lines
 

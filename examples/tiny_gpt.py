@@ -1,4 +1,9 @@
-"""A tiny GPT, every backward written by hand, learns to add (or to write like a text file).
+"""A tiny GPT that learns to add
+===============================
+
+A tiny GPT, every backward written by hand, learns to add (or to write like a text file).
+
+.. code-block:: bash
 
     python examples/tiny_gpt.py [--task adder|text] [--text PATH] [--device cpu|cuda|torch|...]
                                 [--epochs N] [--seed 0] [--out DIR] [--threads 1]

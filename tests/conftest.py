@@ -68,8 +68,8 @@ def one_torch_thread():
 
 # -- the GPU gate: BPCORE_REQUIRE_GPU=1 (every GPU backend) or "cupy,torch:cuda" (a list of specs) --------
 def pytest_collection_modifyitems(items):
-    """The specs of a case's ``runs_on`` marks (the ``backend`` fixture's, test_io's pairs) ride on its
-    report as a user property, so that pytest-xdist's controller can count them too."""
+    """The specs of a case's ``runs_on`` marks (the ``backend`` fixture's, test_checkpoint_round_trip's
+    pairs) ride on its report as a user property, so that pytest-xdist's controller can count them too."""
     for item in items:
         specs = sorted({spec for mark in item.iter_markers("runs_on") for spec in mark.args})
         if specs:

@@ -1,121 +1,27 @@
-"""Forged checkpoints (with valid SHA-256s), saves that must load, and values that must be refused.
+"""Forged checkpoints (with valid SHA-256s) and values that must be refused; saves that must load
+and memory bounded by the file are in test_checkpoint_sizes.py.
 
-Every forged file here is built by ``forge``, which recomputes both checksums, so what is
-tested is the checking behind the checksum. For each one: the error is a bp.CheckpointError
-naming the file, nothing in the model, optimizer or scheduler being loaded into changes,
-and the message quotes at most a little of the file.
+Every forged file here is built by ``forge`` (tests/forging.py), which recomputes both
+checksums, so what is tested is the checking behind the checksum. For each one: the error is a
+bp.CheckpointError naming the file, nothing in the model, optimizer or scheduler being loaded
+into changes, and the message quotes at most a little of the file.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import os
 import struct
 import tracemalloc
 
+import checkpoint_helpers
 import numpy as np
 import pytest
+from checkpoint_helpers import assert_unchanged, model_and_optimizer, refused_everywhere, snapshot
+from forging import edited, edited_text, forge, forge_text, split
 
 import bpcore as bp
-from bpcore.io import MAGIC
 
-
-# ------------------------------------------------------------------------ forging
-def split(raw: bytes):
-    """(header dict, payload bytes) of a valid file."""
-    (length,) = struct.unpack("<Q", raw[8:16])
-    return json.loads(raw[16:16 + length].decode("utf-8")), raw[16 + length:-32]
-
-
-def forge_text(header_text: bytes, payload: bytes) -> bytes:
-    """A file from raw header bytes: the length prefix and the SHA-256 trailer made to match."""
-    body = MAGIC + struct.pack("<Q", len(header_text)) + header_text + payload
-    return body + hashlib.sha256(body).digest()
-
-
-def forge(header: dict, payload: bytes) -> bytes:
-    """A file from an edited header and payload, with payload_bytes, payload_sha256 and the
-    trailer recomputed: what a deliberate forger would do."""
-    header = dict(header, payload_bytes=len(payload), payload_sha256=hashlib.sha256(payload).hexdigest())
-    return forge_text(json.dumps(header).encode("utf-8"), payload)
-
-
-def model_and_optimizer(seed=0):
-    model = bp.Sequential(bp.Linear(3, 4, seed=seed), bp.BatchNorm1d(4), bp.ReLU(), bp.Dropout(0.2, seed=1),
-                          bp.Linear(4, 2, seed=seed + 1))
-    return model, bp.optim.Adam(model.parameters(), lr=1e-2)
-
-
-def trained_file(path):
-    """A valid checkpoint of a trained model with Adam state, epoch, history, RNG and scheduler."""
-    model, opt = model_and_optimizer()
-    scheduler = bp.optim.StepLR(opt, step_size=2)
-    rng = np.random.default_rng(0)
-    X, y = rng.standard_normal((16, 3)), rng.standard_normal((16, 2))
-    bp.fit(model, bp.MSELoss(), opt, X, y, epochs=2, batch_size=8, scheduler=scheduler, checkpoint=path,
-           progress=False)
-    return path.read_bytes()
-
-
-@pytest.fixture(scope="module")
-def good(tmp_path_factory):
-    return trained_file(tmp_path_factory.mktemp("good") / "good.bp")
-
-
-def edited(good, change):
-    header, payload = split(good)
-    result = change(header, payload)
-    return forge(header, result if isinstance(result, bytes) else payload)
-
-
-def snapshot(model, opt, scheduler=None):
-    return ({k: v.copy() for k, v in model.state_dict().items()}, repr(opt.state_dict()),
-            None if scheduler is None else repr(scheduler.state_dict()))
-
-
-def assert_unchanged(model, opt, before, scheduler=None):
-    state, opt_state, sched_state = before
-    now = model.state_dict()
-    assert list(now) == list(state)
-    for name in state:
-        assert np.array_equal(now[name], state[name]), name
-    assert repr(opt.state_dict()) == opt_state
-    if scheduler is not None:
-        assert repr(scheduler.state_dict()) == sched_state
-
-
-def refused_everywhere(path, pattern=None, resume=True, load=True, load_into=True):
-    """bp.load, load_checkpoint(model=, optimizer=) and fit(resume=) all refuse ``path`` with a
-    CheckpointError naming it, and change nothing (``load=False``: the fault is in a part that
-    a model alone does not read; ``load_into=False``: in a part only fit reads)."""
-    messages = []
-    if load:
-        with pytest.raises(bp.CheckpointError) as info:
-            bp.load(path)
-        messages.append(str(info.value))
-    model, opt = model_and_optimizer(seed=5)
-    before = snapshot(model, opt)
-    if load_into:
-        with pytest.raises(bp.CheckpointError) as info:
-            bp.load_checkpoint(path, model=model, optimizer=opt)
-        messages.append(str(info.value))
-        assert_unchanged(model, opt, before)
-    if resume:
-        scheduler = bp.optim.StepLR(opt, step_size=2)
-        before = snapshot(model, opt, scheduler)
-        X = np.zeros((8, 3))
-        with pytest.raises(bp.CheckpointError) as info:
-            bp.fit(model, bp.MSELoss(), opt, X, np.zeros((8, 2)), epochs=4, scheduler=scheduler, resume=path,
-                   progress=False)
-        messages.append(str(info.value))
-        assert_unchanged(model, opt, before, scheduler)
-    for message in messages:
-        assert os.fspath(path) in message, message
-        assert len(message) < 2000, len(message)
-        if pattern is not None:
-            assert pattern in message, message
-    return messages
+good = checkpoint_helpers.good      # the module-scoped fixture: a trained checkpoint's bytes
 
 
 # ===================================================================== one error type
@@ -149,13 +55,6 @@ PARSE_FAULTS = [
     ("history-not-a-mapping", lambda good: edited(good, lambda h, p: h.update(history=[1, 2]))),
     ("dtype-of-the-model-a-dict", lambda good: edited(good, lambda h, p: h.update(dtype={"a": 1}))),
 ]
-
-
-def edited_text(good, old: bytes, new: bytes) -> bytes:
-    (length,) = struct.unpack("<Q", good[8:16])
-    text = good[16:16 + length]
-    assert old in text
-    return forge_text(text.replace(old, new, 1), good[16 + length:-32])
 
 
 @pytest.mark.parametrize("make", [case[1] for case in PARSE_FAULTS], ids=[case[0] for case in PARSE_FAULTS])
@@ -313,110 +212,6 @@ def test_optimizer_buffers_beyond_float32_are_refused(tmp_path, good):
         opt.load_state_dict(state)
 
 
-# ===================================================================== bounded memory
-def relaid(header, payload, change):
-    """The payload rebuilt after ``change(name, dtype, shape, data) -> (shape, data)`` ran on every
-    tensor, with offsets and byte counts recomputed (a consistent, forged layout)."""
-    pieces = []
-    for entry in header["tensors"]:
-        data = payload[entry["offset"]:entry["offset"] + entry["nbytes"]]
-        entry["shape"], data = change(entry["name"], entry["dtype"], entry["shape"], data)
-        pieces.append(data)
-    offset = 0
-    for entry, data in zip(header["tensors"], pieces):
-        entry["offset"], entry["nbytes"] = offset, len(data)
-        offset += len(data)
-    return b"".join(pieces)
-
-
-def test_an_empty_tensor_cannot_vouch_for_a_huge_layer(tmp_path, good):
-    def change(h, p):
-        h["architecture"]["layers"][1]["config"]["n"] = 2 ** 40
-        return relaid(h, p, lambda name, dtype, shape, data: ([0, 2 ** 40], b"") if name.startswith("model/1.")
-                      else (shape, data))
-    path = tmp_path / "huge.bp"
-    path.write_bytes(edited(good, change))
-    refused_everywhere(path)
-
-
-def test_a_thousand_big_layers_backed_by_one_tensor_are_refused_before_allocating(tmp_path):
-    big = np.zeros((1000, 1000), dtype=np.float32)            # 4 MB, the file's one tensor
-    header = {"format": "bpcore-checkpoint", "format_version": 1, "bpcore_version": "x", "dtype": "float32",
-              "tensors": [{"name": "model/0.W", "dtype": "float32", "shape": [1000, 1000], "offset": 0,
-                           "nbytes": big.nbytes}],
-              "architecture": {"type": "Sequential", "layers": [
-                  {"type": "Linear", "config": {"n_in": 1000, "n_out": 1000}} for _ in range(1000)]}}
-    path = tmp_path / "many.bp"
-    path.write_bytes(forge(header, big.tobytes()))
-    tracemalloc.start()
-    try:
-        with pytest.raises(bp.CheckpointError, match="would create 1000000 or more numbers"):
-            bp.load(path)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 6 * os.path.getsize(path)
-
-
-def test_loading_costs_a_small_multiple_of_the_file(tmp_path):
-    model = bp.mlp([256, 1024, 1024, 1024, 8], seed=0)
-    path = tmp_path / "model.bp"
-    model.save(path)
-    size = os.path.getsize(path)
-    tracemalloc.start()
-    try:
-        loaded = bp.load(path)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert np.array_equal(loaded.state_dict()["0.W"], model.state_dict()["0.W"])
-    assert peak < 3.2 * size, peak / size
-
-
-# ===================================================================== saves that load
-def test_a_long_history_does_not_grow_the_header_and_always_loads(tmp_path):
-    model = bp.mlp([4] + [8] * 20 + [1], seed=0)
-    history = bp.History()
-    grads = {name: 0.5 for name, _ in model.named_parameters()}
-    for epoch in range(40_000):
-        history._record(epoch, {"loss": 1.0 / (epoch + 1), "lr": 0.1}, grads, grads)
-    path = tmp_path / "long.bp"
-    bp.save_checkpoint(path, model=model, epoch=40_000, history=history)
-    (length,) = struct.unpack("<Q", path.read_bytes()[8:16])
-    assert length < 100_000                           # 40 000 epochs of 42 norms live in the payload
-    saved = bp.load_checkpoint(path)
-    assert saved["history"]["loss"][-1] == 1.0 / 40_000 and saved["history"].epochs[-1] == 39_999
-    assert len(saved["history"].grad_norms["20.W"]) == 40_000
-
-
-def test_a_save_whose_header_the_loader_would_refuse_keeps_the_old_file(tmp_path, monkeypatch):
-    import bpcore.checkpoint.format as fmt
-
-    path = tmp_path / "model.bp"
-    bp.mlp([2, 3, 1], seed=0).save(path)
-    content = path.read_bytes()
-    monkeypatch.setattr(fmt, "_MAX_HEADER", 2000)        # the one cap, shared by saving and loading
-    bp.load(path)
-    with pytest.raises(ValueError, match=r"header would be \d+ bytes.*bp.load would refuse it.*architecture"):
-        bp.mlp([2] + [3] * 40 + [1], seed=0).save(path)
-    assert path.read_bytes() == content
-    assert sorted(os.listdir(tmp_path)) == ["model.bp"]
-
-
-def test_old_files_with_the_history_in_the_header_still_load(tmp_path, good):
-    history = {"history": {"loss": [0.5, 0.25]}, "grad_norms": {}, "weight_norms": {}, "epochs": [0, 1]}
-    path = tmp_path / "old.bp"
-
-    def change(h, p):
-        h["history"] = history
-        h["tensors"] = [t for t in h["tensors"] if not t["name"].startswith("history/")]
-        kept = sum(t["nbytes"] for t in h["tensors"])
-        return p[:kept]
-    path.write_bytes(edited(good, change))
-    assert bp.load_checkpoint(path)["history"]["loss"] == [0.5, 0.25]
-    assert math.isclose(bp.load_checkpoint(path)["history"]["loss"][1], 0.25)
-
-
 # ===================================================================== fuzzing the header
 def _leaves(value, path=()):
     """Every (path, value) in a JSON document, containers included."""
@@ -466,19 +261,3 @@ def test_fuzzed_headers_give_a_checkpoint_error_or_a_valid_load_and_change_nothi
                 assert "already holds" in str(error), (place, error)
                 assert_unchanged(model, opt, before, scheduler)
             before = snapshot(model, opt, scheduler)
-
-
-@pytest.mark.parametrize("kind, config, needed", [
-    ("Conv2d", {"in_channels": 512, "out_channels": 512, "kernel_size": [9, 9]}, 512 * 512 * 81),
-    ("BatchNorm2d", {"num_features": 2 ** 30}, 2 ** 30),
-])
-def test_convolutional_layers_must_be_backed_by_the_file_too(tmp_path, kind, config, needed):
-    small = np.zeros(4, dtype=np.float32)
-    header = {"format": "bpcore-checkpoint", "format_version": 1, "bpcore_version": "x", "dtype": "float32",
-              "tensors": [{"name": "model/0.b", "dtype": "float32", "shape": [4], "offset": 0,
-                           "nbytes": small.nbytes}],
-              "architecture": {"type": "Sequential", "layers": [{"type": kind, "config": config}]}}
-    path = tmp_path / "conv.bp"
-    path.write_bytes(forge(header, small.tobytes()))
-    with pytest.raises(bp.CheckpointError, match=f"would create {needed} or more numbers"):
-        bp.load(path)

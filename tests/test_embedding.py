@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from helpers import assert_matches_torch, count_syncs, host, tolerance
-from test_checkpoint_faults import forge
+from forging import forge
 
 import backends
 import bpcore as bp

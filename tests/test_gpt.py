@@ -8,7 +8,7 @@ import tracemalloc
 import numpy as np
 import pytest
 from helpers import assert_matches_torch, from_torch, host, to_torch, tolerance
-from test_checkpoint_faults import forge
+from forging import forge
 
 import bpcore as bp
 

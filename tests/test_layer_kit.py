@@ -10,7 +10,7 @@ import backends
 import bpcore as bp
 
 from helpers import host
-from test_checkpoint_faults import forge, split
+from forging import forge, split
 
 README = os.path.join(os.path.dirname(__file__), os.pardir, "README.md")
 

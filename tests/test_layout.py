@@ -80,6 +80,29 @@ def test_no_module_is_over_400_lines():
     assert not long, f"modules over 400 lines (STYLE.md: one room per idea): {long}"
 
 
+TEST_FILE_LIMIT = 450      # test files stay under ~400 lines, split by subject; this much slack before it fails
+
+
+def _python_files_over(folder: pathlib.Path, limit: int) -> dict:
+    """{path under ``folder``: line count} of its .py files longer than ``limit`` lines."""
+    long = {}
+    for path in folder.rglob("*.py"):
+        with open(path, encoding="utf-8") as stream:
+            count = sum(1 for _ in stream)
+        if count > limit:
+            long[str(path.relative_to(folder))] = count
+    return long
+
+
+def test_no_test_file_is_over_450_lines(tmp_path):
+    (tmp_path / "test_long.py").write_text("x = 1\n" * (TEST_FILE_LIMIT + 1))     # the check sees a planted one
+    (tmp_path / "test_short.py").write_text("x = 1\n" * TEST_FILE_LIMIT)
+    assert _python_files_over(tmp_path, TEST_FILE_LIMIT) == {"test_long.py": TEST_FILE_LIMIT + 1}
+    long = _python_files_over(ROOT / "tests", TEST_FILE_LIMIT)
+    assert not long, (f"test files over {TEST_FILE_LIMIT} lines: {long}; split them by subject (shared helpers "
+                      "in tests/helpers.py or a small helper module beside the tests)")
+
+
 def test_the_flow_page_parts_are_files_of_their_own():
     from bpcore.viz import flow_page
 

@@ -8,7 +8,7 @@ import tracemalloc
 import numpy as np
 import pytest
 from helpers import assert_matches_torch, count_syncs, host, tolerance
-from test_checkpoint_faults import forge
+from forging import forge
 
 import backends
 import bpcore as bp

@@ -177,10 +177,15 @@ class _Recurrent(Layer):
 class RNN(_Recurrent):
     """Elman RNN, as ``torch.nn.RNN(C, H, nonlinearity, batch_first=True)``.
 
-    Forward per step:  h_t = act(x_t W_ih + b_ih + h_{t-1} W_hh + b_hh),  act = tanh or relu.
-    Backward per step, with dh = dL/dh_t from the output plus from step t+1:
+    Forward per step::
+
+        h_t = act(x_t W_ih + b_ih + h_{t-1} W_hh + b_hh),  act = tanh or relu
+
+    Backward per step, with dh = dL/dh_t from the output plus from step t+1::
+
         dz_t = dh * act'(z_t)   (tanh: 1 - h_t^2; relu: 1 where h_t > 0)
         dL/dh_{t-1} (carried) = dz_t @ W_hh^T
+
     Then dL/dW_ih = X^T dZ, dL/dW_hh = H_prev^T dZ, dL/db_ih = dL/db_hh = sum dZ, dL/dx = dZ W_ih^T.
 
     Args:
@@ -232,15 +237,19 @@ class RNN(_Recurrent):
 class LSTM(_Recurrent):
     """Long short-term memory, as ``torch.nn.LSTM(C, H, batch_first=True)``.
 
-    Forward per step, with z = x_t W_ih + b_ih + h_{t-1} W_hh + b_hh split into [z_i, z_f, z_g, z_o]:
+    Forward per step, with z = x_t W_ih + b_ih + h_{t-1} W_hh + b_hh split into [z_i, z_f, z_g, z_o]::
+
         i = sigmoid(z_i), f = sigmoid(z_f), g = tanh(z_g), o = sigmoid(z_o)
         c_t = f * c_{t-1} + i * g,    h_t = o * tanh(c_t)
-    Backward per step, with dh = dL/dh_t (output + from step t+1) and dc carried from step t+1:
+
+    Backward per step, with dh = dL/dh_t (output + from step t+1) and dc carried from step t+1::
+
         do = dh * tanh(c_t)
         dc = dc + dh * o * (1 - tanh(c_t)^2)
         di = dc * g,  df = dc * c_{t-1},  dg = dc * i
         dz = [di i (1 - i), df f (1 - f), dg (1 - g^2), do o (1 - o)]
         dL/dc_{t-1} (carried) = dc * f,   dL/dh_{t-1} (carried) = dz @ W_hh^T
+
     Then the same four big matmuls as every recurrent layer (module docstring).
     """
 
@@ -304,15 +313,19 @@ class LSTM(_Recurrent):
 class GRU(_Recurrent):
     """Gated recurrent unit, as ``torch.nn.GRU(C, H, batch_first=True)``.
 
-    Forward per step, with xw = x_t W_ih + b_ih = [xw_r, xw_z, xw_n], hw = h_{t-1} W_hh + b_hh likewise:
+    Forward per step, with xw = x_t W_ih + b_ih = [xw_r, xw_z, xw_n], hw = h_{t-1} W_hh + b_hh likewise::
+
         r = sigmoid(xw_r + hw_r),  z = sigmoid(xw_z + hw_z)
         n = tanh(xw_n + r * hw_n)            (hw_n = h_{t-1} W_hn + b_hn: the reset gate scales it)
         h_t = (1 - z) * n + z * h_{t-1}
-    Backward per step, with dh = dL/dh_t (output + from step t+1):
+
+    Backward per step, with dh = dL/dh_t (output + from step t+1)::
+
         dn = dh (1 - z) (1 - n^2)           (dL/d of n's pre-activation)
         dr = dn * hw_n * r (1 - r),   dz = dh (h_{t-1} - n) z (1 - z)
         dL/dxw = [dr, dz, dn],   dL/dhw = [dr, dz, dn * r]
         dL/dh_{t-1} (carried) = dh * z + dL/dhw @ W_hh^T
+
     The input and hidden parts differ only in the n block, so dL/dW_hh = H_prev^T dL/dhw.
     """
 

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_gpt.py [--device cpu|cuda] [--layers 4] [--embed 128] [--heads 4]
                                    [--context 64] [--batch 32] [--vocab 65] [--rounds 7] [--steps 5]
-                                   [--threads N] [--profile]
+                                   [--threads N] [--write] [--profile]
 
 The step: zero_grad, forward (tokens (batch, context) -> logits), softmax cross-entropy on the next
 tokens, backward, AdamW. The same model both ways (bp.gpt's starting weights copied into a torch
@@ -11,9 +11,12 @@ mask, GELU(approximate="tanh"), LayerNorm, Linear head), the same batch; the fir
 printed side by side to show it. bpcore runs on ``--device`` (NumPy on the CPU, CuPy with
 ``--device cuda``), torch on the CPU or CUDA to match.
 
-Timing: the two take turns, round by round (``--steps`` steps each per round), so a busy machine
-slows both alike; the table gives the minimum and the median per step and the ratio of the minima
-(bpcore / torch: below 1 is faster than PyTorch eager).
+Timing as in every benchmark here (benchmarks/_timing.py): both contenders use ``--threads``
+threads (default: the machine's cores); they take turns round by round, the order rotated each
+round, ``--steps`` steps each per round; the table gives the per-step minimum and median by the
+wall clock and by CPU time, and the ratios (bpcore / torch: below 1 is faster than PyTorch eager)
+of the minima and of the medians. ``--write`` puts the output into ``benchmarks/cpu-results.md``
+(``gpu-results.md`` on a GPU), in a section per thread count, keeping the other sections.
 
 Peak memory: each framework builds the model and runs three steps in a child process of its own.
 On the CPU the figure is the growth of the process's peak resident memory during the steps over
@@ -21,24 +24,23 @@ its memory before them (Linux: /proc/self/clear_refs resets the peak); on a GPU,
 device memory in use during the steps (torch.cuda.max_memory_allocated; a CuPy memory-pool hook).
 
 ``--profile`` times bpcore's layers by type (forward + backward, cProfile's cumulative times) and
-prints the shares: what dominates the step. ``--threads`` limits the BLAS and torch threads to N
-for both (default: each library's own). Compare ratios, not seconds.
+prints the shares: what dominates the step. Compare ratios, not seconds.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import platform
-import statistics
 import subprocess
 import sys
-import time
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))     # the repository
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "benchmarks"))
+
+import _timing  # noqa: E402
 
 import backends  # noqa: E402
 import bpcore as bp  # noqa: E402
@@ -156,27 +158,6 @@ def torch_step(torch, args, device):
 
 
 # -- measuring -----------------------------------------------------------------------------------
-def interleaved(steps_by_name, sync, rounds, steps):
-    """({name: [wall seconds per step, one per round]}, {name: [CPU seconds per step, ...]}), the two
-    taking turns each round. CPU time (all threads of the process) is the fairer figure on a machine
-    that other work keeps busy: waiting for a core is not counted."""
-    for step in steps_by_name.values():               # warm up: allocators, caches, kernels
-        for _ in range(2):
-            step()
-    sync()
-    times = {name: [] for name in steps_by_name}
-    cpu = {name: [] for name in steps_by_name}
-    for _ in range(rounds):
-        for name, step in steps_by_name.items():
-            start, start_cpu = time.perf_counter(), time.process_time()
-            for _ in range(steps):
-                step()
-            sync()
-            times[name].append((time.perf_counter() - start) / steps)
-            cpu[name].append((time.process_time() - start_cpu) / steps)
-    return times, cpu
-
-
 def _rss_kib(field):
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
@@ -297,66 +278,41 @@ _LEAF_FILES = {"linear.py": "Linear: the MLPs and the head (matrix products)",
                "losses.py": "softmax cross-entropy", "optimizers.py": "AdamW"}
 
 
-def machine_lines(be, torch):
-    lines = [f"bpcore {bp.__version__} on {be.spec} | numpy {np.__version__} | python "
-             f"{platform.python_version()} | {platform.machine()}, {os.cpu_count()} logical cores"]
-    try:
-        from threadpoolctl import threadpool_info
-        for pool in threadpool_info():
-            if pool.get("user_api") == "blas":
-                lines.append(f"BLAS {pool.get('internal_api')} {pool.get('version')} "
-                             f"({pool.get('architecture')} kernel, {pool.get('num_threads')} threads)")
-    except ImportError:
-        lines.append("BLAS: unknown (pip install threadpoolctl to see it)")
-    lines.append(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    return lines
-
-
-def _limit_threads(threads):
-    """BLAS and torch threads to ``threads`` for this process (None: leave them)."""
-    if not threads:
-        return None
-    import torch
-    torch.set_num_threads(threads)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        os.environ["OPENBLAS_NUM_THREADS"] = str(threads)   # too late for this process; noted
-        return "threadpoolctl missing: BLAS threads not limited"
-    return threadpool_limits(limits=threads)
-
-
 def run(args) -> list[str]:
+    import torch
+    with _timing.pinned_threads(args.threads, torch) as threads:
+        return _run(args, torch, threads)
+
+
+def _run(args, torch, threads) -> list[str]:
     be = backends.get(args.device)
     if be.kind == "cuda" and be.name != "cupy":
         raise SystemExit("--device: the GPU comparison runs bpcore on CuPy (--device cuda); torch CUDA is "
                          "the PyTorch column there")
-    import torch
-    _limit_threads(args.threads)
     device = "cuda" if be.kind == "cuda" else "cpu"
     ours, theirs = bpcore_step(args, be), torch_step(torch, args, device)
     first = (float(ours()), float(theirs()))
     sync = (lambda: (be.synchronize(), torch.cuda.synchronize())) if device == "cuda" else be.synchronize
-    times, cpu = interleaved({"bpcore": ours, "torch": theirs}, sync, args.rounds, args.steps)
-    best = {name: min(values) for name, values in times.items()}
-    best_cpu = {name: min(values) for name, values in cpu.items()}
+    times = _timing.interleaved({"bpcore": ours, "torch": theirs}, sync, args.rounds, args.steps)
+    wall, cpu = _timing.summary(times["wall"]), _timing.summary(times["cpu"])
     memory = peaks(args)
     tokens = args.batch * args.context
-    lines = machine_lines(be, torch)
+    lines = [threads] + _timing.machine_lines(be.spec, bp.__version__, torch)
     lines.append(f"GPT: {args.layers} layers, embed {args.embed}, {args.heads} heads, context {args.context}, "
                  f"batch {args.batch}, vocab {args.vocab}; "
                  f"{sum(int(np.prod(p.shape)) for p in bpcore_model(args).parameters()):,} parameters; AdamW")
     lines.append(f"first-step loss: bpcore {first[0]:.6f}, torch {first[1]:.6f} (the same model and batch)")
-    lines.append(f"{'':8s} {'min ms/step':>12s} {'median':>9s} {'CPU ms/step':>12s} {'tokens/s':>10s} "
-                 f"{'peak memory':>12s}")
+    lines.append(f"{args.rounds} rounds x {args.steps} steps per contender, interleaved, order rotated each round; "
+                 f"per-step min / median; ratios min-based / median-based")
+    lines.append(f"{'':8s}{'wall min / median':>22}{'CPU min / median':>22}{'tokens/s':>10}{'peak memory':>13}")
     for name in ("bpcore", "torch"):
         peak = memory[name]["bytes"]
         peak_text = "n/a" if peak is None else f"{peak / 2**20:.1f} MiB"
-        lines.append(f"{name:8s} {1000 * best[name]:12.1f} {1000 * statistics.median(times[name]):9.1f} "
-                     f"{1000 * best_cpu[name]:12.1f} {tokens / best[name]:10,.0f} {peak_text:>12s}")
-    lines.append(f"ratio bpcore / torch eager (min per step): {best['bpcore'] / best['torch']:.2f} wall, "
-                 f"{best_cpu['bpcore'] / best_cpu['torch']:.2f} CPU time "
-                 f"({args.rounds} interleaved rounds of {args.steps} steps; below 1 is faster)")
+        lines.append(f"{name:8s}{_timing.fmt_time(wall[name][0]) + ' / ' + _timing.fmt_time(wall[name][1]):>22}"
+                     f"{_timing.fmt_time(cpu[name][0]) + ' / ' + _timing.fmt_time(cpu[name][1]):>22}"
+                     f"{tokens / wall[name][0]:10,.0f}{peak_text:>13}")
+    lines.append(f"ratio bpcore / torch eager: wall {_timing.ratio_text(wall, 'bpcore', 'torch', 0)}, "
+                 f"CPU time {_timing.ratio_text(cpu, 'bpcore', 'torch', 0)} (below 1 is faster)")
     lines.append(f"memory: {memory['bpcore']['how']}")
     if args.profile:
         lines += profile(args, be)
@@ -372,19 +328,31 @@ def main(argv=None):
     p.add_argument("--context", type=int, default=64)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--vocab", type=int, default=65, help="65: the characters of tiny Shakespeare")
-    p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--threads", type=int, default=None, help="BLAS and torch threads for both (default: theirs)")
+    p.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default 7)")
+    p.add_argument("--steps", type=int, default=5, help="steps per contender per round (default 5)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                   help="threads for NumPy's BLAS and for PyTorch alike (default: the machine's cores)")
+    p.add_argument("--write", action="store_true", help="write the results file (keeps its other sections)")
     p.add_argument("--profile", action="store_true", help="also print what bpcore's step time goes to")
     p.add_argument("--child", choices=["bpcore", "torch"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if min(args.rounds, args.steps, args.threads) < 1:
+        p.error("--rounds, --steps and --threads must be at least 1")
     if args.child:
-        limits = _limit_threads(args.threads)
-        print(json.dumps(child_peak(args, args.child)))
-        del limits
+        torch = None
+        if args.child == "torch":
+            import torch
+        with _timing.pinned_threads(args.threads, torch):
+            print(json.dumps(child_peak(args, args.child)))
         return None
     lines = run(args)
     print("\n".join(lines))
+    if args.write:
+        kind = backends.get(args.device).kind
+        path = os.path.join(HERE, "benchmarks", "gpu-results.md" if kind == "cuda" else "cpu-results.md")
+        _timing.write_section(path, f"bench_gpt threads={args.threads}", f"GPT training step, {args.threads} "
+                              "thread(s): `python benchmarks/bench_gpt.py " + " ".join(
+                                  argv if argv is not None else sys.argv[1:]) + "`", lines)
     return lines
 
 

@@ -1,48 +1,61 @@
-"""Time one LSTM training step (forward through time, loss, backward through time, SGD update):
-bpcore's hand-written LSTM against PyTorch eager ``nn.LSTM``, as a ratio measured in one run.
+"""Recurrent training steps (forward through time, loss, backward through time, SGD update): bpcore's
+hand-written LSTM, GRU and RNN against PyTorch eager's ``nn.LSTM``, ``nn.GRU`` and ``nn.RNN``, in one run.
 
-    python benchmarks/bench_lstm.py [--device cpu|torch|cuda] [--batch 32 --steps 64 --inputs 64 --hidden 256]
-                                    [--rounds 7] [--repeats 5] [--profile]
+    python benchmarks/bench_lstm.py [--device cpu|torch|cuda|...] [--cells LSTM,GRU,RNN]
+                                    [--batch 32] [--length 64] [--inputs 64] [--hidden 256]
+                                    [--rounds 9] [--steps 5] [--threads N] [--write] [--profile CELL]
 
-The step, the same on both sides: y = LSTM(x) for x (batch, T, C) from a zero state, the mean
-squared error against a fixed target (batch, T, H), the gradients of every parameter, and an SGD
-update (lr 0.01). Both start from the same weights. bpcore runs on --device; PyTorch eager
-(autograd, its own LSTM kernels: oneDNN's on the CPU where torch uses it) on the same kind of
-device. The two take turns round by round (``--repeats`` steps each per round) and the median
-seconds per step of each is printed with their ratio. ``--profile`` prints where bpcore's step
-spends its time (cProfile, own time per function). Compare ratios, not seconds.
+The step, the same on both sides: y = cell(x) for x (batch, length T, inputs C) from a zero state,
+the mean squared error against a fixed target (batch, T, hidden H), the gradients of every
+parameter (not of x: the first layer of a model needs none), and an SGD update (lr 0.01), from
+the same starting weights. bpcore runs on ``--device``; PyTorch eager (autograd, its own recurrent
+kernels: on the CPU the LSTM runs oneDNN's fused ``mkldnn_rnn_layer``) on the same kind of device.
+
+Timing as in every benchmark here (benchmarks/_timing.py): both contenders use ``--threads``
+threads; they take turns round by round, the order rotated each round, ``--steps`` steps each per
+round; the table gives the per-step minimum and median and the ratios of both, by the wall clock
+and by CPU time. ``--write`` puts the output into ``benchmarks/cpu-results.md`` (``gpu-results.md``
+on a GPU), in a section per thread count, keeping the other sections.
+
+``--profile CELL``, instead of timing: how much of bpcore's step the matrix products alone take
+(the same products on arrays of the step's shapes, timed by themselves), PyTorch's whole step
+beside it, and where bpcore's step spends its CPU time (cProfile); with ``--write`` it has a
+section of its own. Compare ratios, not seconds.
 """
 from __future__ import annotations
 
 import argparse
 import os
-import platform
-import statistics
 import sys
-import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+import _timing  # noqa: E402
 
 import backends  # noqa: E402
 import bpcore as bp  # noqa: E402
 
-HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CELLS = ("LSTM", "GRU", "RNN")
+LR = 0.01
 
 
-def make_data(batch, steps, inputs, hidden, seed=0):
+def make_data(batch, length, inputs, hidden, seed=0):
+    """x (batch, length, inputs) and the target (batch, length, hidden), float32 host arrays."""
     rng = np.random.default_rng(seed)
-    return (rng.standard_normal((batch, steps, inputs)).astype("float32"),
-            rng.standard_normal((batch, steps, hidden)).astype("float32"))
+    return (rng.standard_normal((batch, length, inputs)).astype("float32"),
+            rng.standard_normal((batch, length, hidden)).astype("float32"))
 
 
 def bpcore_step(layer, X, Y):
-    """One training step of ``layer`` (an LSTM on its device) on device arrays X, Y."""
+    """One training step of ``layer`` (an RNN, LSTM or GRU on its device) on X, Y."""
     be = layer.device
     X, Y = be.asarray(X), be.asarray(Y)
     loss_fn = bp.MSELoss()
-    opt = bp.optim.SGD(layer.parameters(), lr=0.01)
+    opt = bp.optim.SGD(layer.parameters(), lr=LR)
 
     def step():
         opt.zero_grad()
@@ -53,16 +66,18 @@ def bpcore_step(layer, X, Y):
 
 
 def torch_step(torch, layer, X, Y, device):
-    """The same step in PyTorch eager, from ``layer``'s weights (torch's weight_ih_l0 = W_ih.T)."""
-    be = layer.device
-    reference = torch.nn.LSTM(layer.input_size, layer.hidden_size, batch_first=True).to(device)
+    """The same step in PyTorch eager, from ``layer``'s weights (torch's weight_ih_l0 = W_ih.T);
+    ``step.reference`` is the torch module."""
+    be, kind = layer.device, type(layer).__name__
+    extra = {"nonlinearity": layer.nonlinearity} if kind == "RNN" else {}
+    reference = getattr(torch.nn, kind)(layer.input_size, layer.hidden_size, batch_first=True, **extra).to(device)
     with torch.no_grad():
         for name, ours in (("weight_ih_l0", layer.W_ih), ("weight_hh_l0", layer.W_hh)):
             getattr(reference, name).copy_(torch.tensor(be.to_numpy(ours.data).T))
         for name, ours in (("bias_ih_l0", layer.b_ih), ("bias_hh_l0", layer.b_hh)):
             getattr(reference, name).copy_(torch.tensor(be.to_numpy(ours.data)))
     X, Y = torch.tensor(X, device=device), torch.tensor(Y, device=device)
-    opt = torch.optim.SGD(reference.parameters(), lr=0.01)
+    opt = torch.optim.SGD(reference.parameters(), lr=LR)
 
     def step():
         opt.zero_grad(set_to_none=False)
@@ -73,156 +88,131 @@ def torch_step(torch, layer, X, Y, device):
     return step
 
 
-def interleaved(steps_by_name, sync, rounds, repeats):
-    """{name: [seconds per step, one per round]}, the implementations taking turns each round."""
-    for step in steps_by_name.values():
-        for _ in range(2):
-            step()
-    sync()
-    times = {name: [] for name in steps_by_name}
-    for _ in range(rounds):
-        for name, step in steps_by_name.items():
-            start = time.perf_counter()
-            for _ in range(repeats):
-                step()
-            sync()
-            times[name].append((time.perf_counter() - start) / repeats)
-    return times
-
-
-def profile(step, repeats=10, top=12) -> list[str]:
-    """cProfile's functions by own time over ``repeats`` steps (read the shares, not the microseconds)."""
-    import cProfile
-    import pstats
-
-    step()
-    profiler = cProfile.Profile()
-    profiler.runcall(lambda: [step() for _ in range(repeats)])
-    stats = pstats.Stats(profiler)
-    total = sum(row[2] for row in stats.stats.values())
-    lines = [f"profile of bpcore's LSTM step ({repeats} steps): share of own time, calls per step, function"]
-    for (path, line, function), (_, calls, own, _, _) in sorted(stats.stats.items(), key=lambda i: -i[1][2])[:top]:
-        where = f"{os.path.relpath(path, HERE)}:{line}" if path.startswith(HERE) else os.path.basename(path)
-        lines.append(f"  {100 * own / total:5.1f}%  {calls / repeats:7.1f}  {function} ({where})")
-    return lines
-
-
-def matmul_share(layer, X, step, repeats=9) -> list[str]:
-    """How much of bpcore's step is matrix products: the same products (one before the loop, one per
-    step forward, one per step backward, three after the loop: X^T dZ, H_prev^T dZ and their sums'
-    partner dZ W_ih^T skipped as fit skips it) timed alone on arrays of the step's shapes."""
+def products_alone(layer, X) -> callable:
+    """The matrix products of ``layer``'s step, on arrays of its shapes: the input side before the
+    loop, h @ W_hh per step forward, dZ_t @ W_hh^T per step backward, X^T dZ and H_prev^T dZ after."""
     be, xp = layer.device, layer.xp
     N, T, C = X.shape
-    H = layer.hidden_size
+    H, width = layer.hidden_size, layer.W_hh.shape[1]
     rng = np.random.default_rng(1)
-    x_flat, h = be.asarray(rng.standard_normal((T * N, C)).astype("float32")), be.asarray(
-        rng.standard_normal((N, H)).astype("float32"))
-    dZ_t = be.asarray(rng.standard_normal((N, 4 * H)).astype("float32"))
-    dZ, h_prev = be.asarray(rng.standard_normal((T * N, 4 * H)).astype("float32")), be.asarray(
-        rng.standard_normal((T * N, H)).astype("float32"))
+
+    def on_device(*shape):
+        return be.asarray(rng.standard_normal(shape).astype("float32"))
+    x_rows, h, dZ_t, dZ, h_prev = on_device(N * T, C), on_device(N, H), on_device(N, width), \
+        on_device(N * T, width), on_device(N * T, H)
     W_ih, W_hh = layer.W_ih.data, layer.W_hh.data
-    W_hh_T = xp.reshape(xp.reshape(W_hh.T, (-1,)), (4 * H, H))
+    W_hh_T = xp.reshape(xp.reshape(W_hh.T, (-1,)), (width, H))
 
     def products():
-        x_flat @ W_ih
+        x_rows @ W_ih
         for _ in range(T):
             h @ W_hh
         for _ in range(T):
             dZ_t @ W_hh_T
-        x_flat.T @ dZ
+        x_rows.T @ dZ
         h_prev.T @ dZ
-    pairs = [(_seconds(step), _seconds(products)) for _ in range(repeats)]      # taking turns
-    whole, alone = min(p[0] for p in pairs), min(p[1] for p in pairs)
-    return [f"matrix products alone (1 + {T} + {T} + 2 of them, the step's shapes): {alone * 1e3:.2f} ms, "
-            f"{100 * alone / whole:.0f}% of bpcore's step ({whole * 1e3:.2f} ms; each the best of {repeats}, "
-            f"taking turns); the rest is elementwise work and Python"]
+        be.synchronize()
+    return products
 
 
-def _seconds(function):
-    start = time.perf_counter()
-    function()
-    return time.perf_counter() - start
-
-
-def machine_lines(be, torch):
-    lines = [f"bpcore {bp.__version__} on {be.spec} | numpy {np.__version__} | python {platform.python_version()}"]
-    try:
-        from threadpoolctl import threadpool_info
-        for pool in threadpool_info():
-            if pool.get("user_api") == "blas":
-                lines.append(f"BLAS {pool.get('internal_api')} {pool.get('version')} "
-                             f"({pool.get('num_threads')} threads)")
-    except ImportError:
-        lines.append("BLAS: unknown (pip install threadpoolctl to see it)")
-    if torch is not None:
-        lines.append(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-                     f"oneDNN {'on' if torch.backends.mkldnn.is_available() else 'off'}")
-    return lines
-
-
-def _limit_threads(count):
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        raise SystemExit("--threads needs threadpoolctl (pip install threadpoolctl)") from None
-    threadpool_limits(count)
-    try:
-        import torch
-        torch.set_num_threads(count)
-    except ImportError:
-        pass
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="cpu", help="bpcore's device: cpu (numpy), torch, cuda (CuPy), ...")
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--steps", type=int, default=64, help="sequence length T")
-    p.add_argument("--inputs", type=int, default=64, help="input width C")
-    p.add_argument("--hidden", type=int, default=256, help="hidden width H")
-    p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--repeats", type=int, default=5, help="steps of each per round")
-    p.add_argument("--threads", type=int, default=None,
-                   help="BLAS threads for NumPy and torch alike (default: each library's own; on a shared "
-                        "machine 1 keeps busy-waiting threads from distorting both)")
-    p.add_argument("--profile", action="store_true", help="also print where bpcore's step spends its time")
-    args = p.parse_args(argv)
-    if args.threads is not None:
-        _limit_threads(args.threads)
+def profile(args, torch, name) -> list[str]:
+    """What dominates bpcore's step for cell ``name``: the products alone against the whole step
+    (and PyTorch's whole step), taking turns; then cProfile's functions by own CPU time."""
     be = backends.get(args.device)
+    X, Y = make_data(args.batch, args.length, args.inputs, args.hidden)
+    layer = getattr(bp, name)(args.inputs, args.hidden, seed=0).to(be)
+    steps = {"bpcore step": bpcore_step(layer, X, Y), "its matrix products alone": products_alone(layer, X)}
+    if torch is not None:
+        steps["torch eager step"] = torch_step(torch, layer, X, Y, "cuda" if be.kind == "cuda" else "cpu")
+    times = _timing.interleaved(steps, be.synchronize, args.rounds, 1)
+    best = {key: min(values) for key, values in times["cpu"].items()}
+    whole, alone = best["bpcore step"], best["its matrix products alone"]
+    lines = [f"{name} step, batch {args.batch}, T {args.length}, C {args.inputs}, H {args.hidden}: CPU time per "
+             f"step, best of {args.rounds} rounds taking turns"]
+    for key, seconds in best.items():
+        lines.append(f"  {key:<28}{_timing.fmt_time(seconds):>10}")
+    lines.append(f"matrix products (1 + {args.length} + {args.length} + 2 of them) alone: "
+                 f"{100 * alone / whole:.0f}% of bpcore's step; the rest is elementwise work and Python")
+    if torch is not None:
+        lines.append(f"the products alone take {alone / best['torch eager step']:.2f} of PyTorch's whole step")
+    return lines + _timing.profile(steps["bpcore step"], 10, 14, f"profile of bpcore's {name} step")
+
+
+def run(args) -> list[str]:
     try:
         import torch
     except ImportError:
         torch = None
-    X, Y = make_data(args.batch, args.steps, args.inputs, args.hidden)
-    layer = bp.LSTM(args.inputs, args.hidden, seed=0).to(be)
-    steps = {"bpcore": bpcore_step(layer, X, Y)}
+    with _timing.pinned_threads(args.threads, torch) as threads:
+        if args.profile:
+            return [threads] + profile(args, torch, args.profile)
+        return _run(args, torch, threads)
+
+
+def _run(args, torch, threads) -> list[str]:
+    be = backends.get(args.device)
     torch_device = "cuda" if be.kind == "cuda" else "cpu"
-    if torch is not None:
-        steps["torch eager"] = torch_step(torch, layer, X, Y, torch_device)
+    sync = be.synchronize if torch is None or torch_device != "cuda" else (
+        lambda: (be.synchronize(), torch.cuda.synchronize()))
+    out = [threads] + _timing.machine_lines(be.spec, bp.__version__, torch)
+    out.append(f"batch {args.batch}, T {args.length}, C {args.inputs}, H {args.hidden}, float32, MSE loss, SGD; "
+               f"{args.rounds} rounds x {args.steps} steps per contender, interleaved, order rotated each round; "
+               f"per-step wall-clock min / median; ratios min-based / median-based, by the wall clock and by CPU time")
+    out.append(f"{'cell':<6}{'bpcore':>21}{'torch eager':>21}{'bp/torch':>13}{'bp/torch cpu':>15}")
+    print("\n".join(out), flush=True)
+    X, Y = make_data(args.batch, args.length, args.inputs, args.hidden)
+    nan = (float("nan"), float("nan"))
+    for name in args.cells:
+        layer = getattr(bp, name)(args.inputs, args.hidden, seed=0).to(be)
+        steps = {"bpcore": bpcore_step(layer, X, Y)}
+        if torch is not None:
+            steps["torch"] = torch_step(torch, layer, X, Y, torch_device)
+        times = _timing.interleaved(steps, sync, args.rounds, args.steps)
+        stats, cpu = _timing.summary(times["wall"]), _timing.summary(times["cpu"])
+        cells = "".join(f"{_timing.fmt_time(stats.get(k, nan)[0]) + ' / ' + _timing.fmt_time(stats.get(k, nan)[1]):>21}"
+                        for k in ("bpcore", "torch"))
+        line = (f"{name:<6}{cells}{_timing.ratio_text(stats, 'bpcore', 'torch', 13)}"
+                f"{_timing.ratio_text(cpu, 'bpcore', 'torch', 15)}")
+        out.append(line)
+        print(line, flush=True)
+    if torch is None:
+        out.append("torch is not installed: no ratios (pip install torch)")
+    return out
 
-    def sync():
-        be.synchronize()
-        if torch is not None and torch_device == "cuda":
-            torch.cuda.synchronize()
 
-    lines = machine_lines(be, torch)
-    lines.append(f"LSTM training step, batch {args.batch}, T {args.steps}, C {args.inputs}, H {args.hidden} "
-                 f"(float32); {args.rounds} rounds x {args.repeats} steps each, interleaved; median ms per step")
-    times = interleaved(steps, sync, args.rounds, args.repeats)
-    medians = {name: statistics.median(values) for name, values in times.items()}
-    for name, seconds in medians.items():
-        lines.append(f"  {name:<12}{seconds * 1e3:9.2f} ms")
-    if "torch eager" in medians:
-        lines.append(f"ratio bpcore / torch eager: {medians['bpcore'] / medians['torch eager']:.2f} "
-                     f"(below 1: bpcore is faster)")
-    else:
-        lines.append("torch is not installed: no ratio (pip install torch)")
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu", help="bpcore's device: cpu (NumPy), torch, cuda (CuPy), ...")
+    p.add_argument("--cells", default=",".join(CELLS), help=f"comma-separated, from {', '.join(CELLS)}")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--length", type=int, default=64, help="sequence length T")
+    p.add_argument("--inputs", type=int, default=64, help="input width C")
+    p.add_argument("--hidden", type=int, default=256, help="hidden width H")
+    p.add_argument("--rounds", type=int, default=9, help="interleaved rounds (default 9)")
+    p.add_argument("--steps", type=int, default=5, help="steps per contender per round (default 5)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                   help="threads for NumPy's BLAS and for PyTorch alike (default: the machine's cores; on a "
+                        "shared machine 1 keeps busy-waiting threads from distorting both)")
+    p.add_argument("--write", action="store_true", help="write the results file (keeps its other sections)")
+    p.add_argument("--profile", metavar="CELL", choices=CELLS,
+                   help="instead of timing: what dominates bpcore's step for CELL (products alone, cProfile)")
+    args = p.parse_args(argv)
+    args.cells = [c.strip() for c in args.cells.split(",") if c.strip()]
+    if not args.cells or any(c not in CELLS for c in args.cells):
+        p.error(f"--cells: choose from {', '.join(CELLS)}")
+    if min(args.batch, args.length, args.inputs, args.hidden, args.rounds, args.steps, args.threads) < 1:
+        p.error("--batch, --length, --inputs, --hidden, --rounds, --steps and --threads must be at least 1")
+    lines = run(args)
     if args.profile:
-        lines += matmul_share(layer, X, steps["bpcore"])
-        lines += profile(steps["bpcore"])
-    for line in lines:
-        print(line)
+        print("\n".join(lines))
+    if args.write:
+        kind = backends.get(args.device).kind
+        what = f"profile={args.profile} " if args.profile else ""
+        title = f"What dominates bpcore's {args.profile} step" if args.profile else "Recurrent training steps"
+        _timing.write_section(os.path.join(HERE, "gpu-results.md" if kind == "cuda" else "cpu-results.md"),
+                              f"bench_lstm {what}threads={args.threads}", f"{title}, {args.threads} thread(s): "
+                              "`python benchmarks/bench_lstm.py " + " ".join(
+                                  argv if argv is not None else sys.argv[1:]) + "`", lines)
     return lines
 
 

@@ -126,7 +126,8 @@ def test_one_step_at_a_time_equals_the_whole_sequence(backend, rng, name):
 def test_memory_grows_linearly_in_time(name):
     """What forward keeps for backward: double the steps, (about) double the memory."""
     layer = LAYERS[name][0](seed=0)
-    x = np.random.default_rng(0).standard_normal((8, 400, C)).astype("float32")
+    # longer than both cuts, so both are slices the layer copies (a whole array would be kept uncopied)
+    x = np.random.default_rng(0).standard_normal((8, 800, C)).astype("float32")
 
     def kept(steps):
         layer._saved = None
@@ -225,7 +226,7 @@ def test_onnx_export_unrolls_the_steps(rng, name, tmp_path):
     assert report.input_shape == ("batch", 5) and report.output_shape == ("batch", 5, 9)
 
 
-def test_the_lstm_benchmark_runs_a_tiny_round():
+def _bench_lstm():
     import importlib.util
     import os
 
@@ -233,25 +234,40 @@ def test_the_lstm_benchmark_runs_a_tiny_round():
     spec = importlib.util.spec_from_file_location("bench_lstm", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    lines = module.main(["--batch", "2", "--steps", "3", "--inputs", "4", "--hidden", "5", "--rounds", "1",
-                         "--repeats", "1", "--profile"])
-    assert any(line.startswith("  bpcore") for line in lines) and any("_back_steps" in line for line in lines)
+    return module
 
 
-def test_the_lstm_benchmark_times_the_same_step_on_both_sides():
+TINY = ["--batch", "2", "--length", "3", "--inputs", "4", "--hidden", "5", "--rounds", "1", "--steps", "1",
+        "--threads", "1"]
+
+
+def test_the_recurrent_benchmark_runs_a_tiny_round():
+    lines = _bench_lstm().main(TINY)
+    rows = [line for line in lines if line.startswith(("LSTM", "GRU", "RNN"))]
+    assert len(rows) == 3
+    if "torch is not installed" not in lines[-1]:
+        assert all(row.count(" / ") == 4 for row in rows)    # min / median of two contenders, wall and CPU ratios
+    assert lines[0].startswith("threads:") and "limited to 1" in lines[0]
+
+
+def test_the_recurrent_benchmark_profile_says_what_dominates():
+    lines = _bench_lstm().main(TINY + ["--profile", "LSTM"])
+    assert any("matrix products" in line and "% of bpcore's step" in line for line in lines)
+    assert any("_back_steps" in line for line in lines)
+
+
+@pytest.mark.parametrize("name", ["LSTM", "GRU", "RNN-relu"])
+def test_the_recurrent_benchmark_times_the_same_step_on_both_sides(name):
     """A fair ratio needs the same work: two steps of each from the same weights give the same weights."""
     torch = pytest.importorskip("torch")
-    import importlib.util
-    import os
-
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "bench_lstm.py")
-    spec = importlib.util.spec_from_file_location("bench_lstm", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _bench_lstm()
     X, Y = bench.make_data(3, 4, C, H)
-    layer = bp.LSTM(C, H, seed=0)
+    layer = LAYERS[name][0](seed=0)
     ours, theirs = bench.bpcore_step(layer, X, Y), bench.torch_step(torch, layer, X, Y, "cpu")
     for _ in range(2):
         ours()
         theirs()
-    np.testing.assert_allclose(layer.W_hh.data, theirs.reference.weight_hh_l0.detach().numpy().T, rtol=1e-5, atol=1e-6)
+    for mine, torch_name in PARAMETERS:
+        expected = getattr(theirs.reference, torch_name).detach().numpy()
+        np.testing.assert_allclose(getattr(layer, mine).data, expected.T if mine.startswith("W") else expected,
+                                   rtol=1e-5, atol=1e-6)

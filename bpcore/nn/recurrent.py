@@ -12,12 +12,15 @@ How the work is laid out (the same in all three):
 
 - forward: the input part of every gate at every step is one big matmul before the loop,
   ``XW = x @ W_ih + b_ih`` for all N T positions; each step then does ONE matmul for all its gates,
-  ``h @ W_hh``, and elementwise work. Steps are a Python loop (no recursion); what backward reads is
-  kept per step, so memory grows linearly in T.
+  ``h @ W_hh``, and elementwise work. Steps are a Python loop (no recursion); what backward reads
+  step by step is kept per step, so memory grows linearly in T. Each step writes its h into the
+  output, allocated once as (N, T, H), by slice assignment (``hidden[:, t, :] = h``).
 - backward: the loop runs the steps in reverse, carrying dL/dh (and the LSTM's dL/dc) from step t+1
-  to step t; each step does one matmul, ``dL/dh_{t-1} += dZ_t @ W_hh^T``. The parameter gradients and
-  dL/dx need no loop: with dZ (every step's dL/d(gate pre-activations)) stacked,
-  dL/dW_ih = X^T dZ, dL/dW_hh = H_prev^T dZ, dL/db = sum of dZ, dL/dx = dZ @ W_ih^T: four big matmuls.
+  to step t; each step does one matmul, ``dL/dh_{t-1} += dZ_t @ W_hh^T``, and writes its dL/d(gate
+  pre-activations) dZ_t into one (N, T, G H) array. The parameter gradients and dL/dx need no loop:
+  dL/dW_ih = X^T dZ, dL/dW_hh = H_prev^T dZ (H_prev: the state each step started from),
+  dL/db = sum of dZ, dL/dx = dZ @ W_ih^T: four big matmuls on the batch-first rows as they lie
+  (row n T + t), with no transpose or copy of x, the output or dZ.
 - sigmoid(z) = (1 + tanh(z / 2)) / 2, so the LSTM's four gates take one tanh over (N, 4 H):
   a = tanh(z * s) * s + (1 - s) with s = 1/2 on sigmoid gates and 1 on the g gate (the weights are
   scaled by s once per forward, so the steps never multiply z by s).
@@ -39,9 +42,10 @@ from .module import Layer
 class _Recurrent(Layer):
     """What RNN, LSTM and GRU share: parameters, checks, the big matmuls around the step loops.
 
-    A subclass sets ``_gates`` (G) and writes ``_steps(XW, state)`` (the forward loop: returns the
-    hidden states, the final state and what its backward reads) and ``_back_steps(grad_out, kept)``
-    (the reverse loop: returns dL/d(XW) and dL/d(h W_hh + b_hh) for every step, time first, and
+    A subclass sets ``_gates`` (G) and writes ``_steps(XW, state, hidden)`` (the forward loop: writes
+    every step's h into ``hidden`` (N, T, H) and returns the final state and what its backward reads)
+    and ``_back_steps(grad_out, h_prev, kept)`` (the reverse loop: returns dL/d(XW) and
+    dL/d(h W_hh + b_hh), each (N, T, G H) and the same array where they are equal, and
     dL/d(initial state)).
     """
 
@@ -75,42 +79,51 @@ class _Recurrent(Layer):
         ``state``: where to start (None: zeros): h (N, hidden_size), or (h, c) for an LSTM.
         """
         x = self.check_input(x, shape=("batch", "time", self.input_size))
-        xp, H, width = self.xp, self.hidden_size, self._gates * self.hidden_size
+        xp, width = self.xp, self._gates * self.hidden_size
         steps = x.shape[1]
         if steps == 0:
             raise ValueError(f"{self._name()}: the sequence is empty (time axis of length 0): {tuple(x.shape)}")
-        x_time_major = xp.reshape(xp.permute_dims(x, (1, 0, 2)), (-1, self.input_size))    # (T N, C)
+        x_rows = xp.reshape(x, (-1, self.input_size))                  # (N T, C): row n T + t is x[n, t]
         W, b = self._input_side()
-        XW = xp.reshape(x_time_major @ W + b, (steps, -1, width))                  # (T, N, G H)
-        state = self._initial_state(XW[0, :, :H], state)
-        hidden, final_state, kept = self._steps(XW, state)
-        self.save_for_backward(x_time_major=x_time_major, kept=kept, final_state=final_state, shape=tuple(x.shape))
-        return xp.stack(hidden, axis=1)                                   # (N, T, H)
+        XW = x_rows @ W
+        XW += b                            # in place: XW is a new array, and a pass over it costs time
+        XW = xp.reshape(XW, (-1, steps, width))                             # (N, T, G H)
+        state = self._initial_state(XW[:, 0, :self.hidden_size], state)
+        hidden = xp.empty_like(XW[:, :, :self.hidden_size])     # (N, T, H), filled step by step
+        final_state, kept = self._steps(XW, state, hidden)
+        h_start = state[0] if self._gates == 4 else state
+        self.save_for_backward(x_rows=x_rows, hidden=hidden, h_start=h_start, kept=kept, final_state=final_state)
+        # (N, T, H); the reshape changes nothing but tells an ONNX trace (ndonnx's empty_like forgets
+        # sizes) that T and H are fixed, as the next layer's checks expect
+        return xp.reshape(hidden, (-1, steps, self.hidden_size))
 
     def backward(self, grad_out):
         """grad_out: dL/dh for every step (N, T, H) -> dL/dx (N, T, C); adds every parameter gradient."""
-        dZ_input, shape = self._parameter_gradients(grad_out)
-        grad_in = self.xp.reshape(dZ_input @ self.W_ih.data.T, (shape[1], shape[0], self.input_size))
-        return self.xp.permute_dims(grad_in, (1, 0, 2))                     # dL/dx = dZ W_ih^T, (N, T, C)
+        dZ_input = self._parameter_gradients(grad_out)
+        grad_in = dZ_input @ self.W_ih.data.T                             # dL/dx = dZ W_ih^T, (N T, C)
+        return self.xp.reshape(grad_in, grad_out.shape[:2] + (self.input_size,))
 
     def backward_params(self, grad_out):
         """The parameter gradients of :meth:`backward`, without dL/dx (the first layer of a model needs none)."""
         self._parameter_gradients(grad_out)
 
     def _parameter_gradients(self, grad_out):
-        """The reverse loop and the parameter gradients; returns dL/d(XW) (T N, G H) and the input's shape."""
-        x_time_major, kept, shape = self.saved("x_time_major", "kept", "shape")
-        grad_out = self.check_grad_out(grad_out, shape[:2] + (self.hidden_size,))
+        """The reverse loop and the parameter gradients; returns dL/d(XW), (N T, G H)."""
+        x_rows, hidden = self.saved("x_rows", "hidden")
+        grad_out = self.check_grad_out(grad_out, tuple(hidden.shape))
         xp, width = self.xp, self._gates * self.hidden_size
-        grad_XW, grad_HW, self.grad_state = self._back_steps(xp.permute_dims(grad_out, (1, 0, 2)), kept)
-        dZ_input = xp.reshape(xp.stack(grad_XW, axis=0), (-1, width))               # (T N, G H)
-        dZ_hidden = dZ_input if grad_HW is grad_XW else xp.reshape(xp.stack(grad_HW, axis=0), (-1, width))
-        h_prev = xp.reshape(xp.stack(kept["h_prev"], axis=0), (-1, self.hidden_size))   # (T N, H)
-        self.W_ih.accumulate_grad(x_time_major.T @ dZ_input)               # dL/dW_ih = X^T dZ
-        self.b_ih.accumulate_grad(xp.sum(dZ_input, axis=0))
-        self.W_hh.accumulate_grad(h_prev.T @ dZ_hidden)                   # dL/dW_hh = H_prev^T dZ
-        self.b_hh.accumulate_grad(xp.sum(dZ_hidden, axis=0))
-        return dZ_input, shape
+        h_prev = self._states_before(hidden)                                # (N, T, H)
+        grad_XW, grad_HW, self.grad_state = self._back_steps(grad_out, h_prev, self.saved("kept"))
+        dZ_input = xp.reshape(grad_XW, (-1, width))                         # (N T, G H)
+        dZ_hidden = xp.reshape(grad_HW, (-1, width))
+        self.W_ih.accumulate_grad(x_rows.T @ dZ_input)                     # dL/dW_ih = X^T dZ
+        self.W_hh.accumulate_grad(xp.reshape(h_prev, (-1, self.hidden_size)).T @ dZ_hidden)  # H_prev^T dZ
+        grad_b_ih = xp.sum(dZ_input, axis=0)
+        self.b_ih.accumulate_grad(grad_b_ih)
+        # RNN and LSTM: the same dZ for both biases, summed once (a copy: each gradient its own array)
+        self.b_hh.accumulate_grad(xp.asarray(grad_b_ih, copy=True) if grad_HW is grad_XW
+                                  else xp.sum(dZ_hidden, axis=0))
+        return dZ_input
 
     # -- helpers -------------------------------------------------------------------------------
     def _input_side(self):
@@ -131,6 +144,16 @@ class _Recurrent(Layer):
             return tuple(self.check_input(s, shape=shape, what=f"initial state {name}")
                          for s, name in zip(state, "hc"))
         return self.check_input(state, shape=shape, what="initial state h")
+
+    def _states_before(self, hidden):
+        """The state each step started from, (N, T, H): the initial h, then the output shifted by one."""
+        h_start = self.saved("h_start")
+        return self.xp.concat([h_start[:, None, :], hidden[:, :-1, :]], axis=1)
+
+    def _empty_like_steps(self, like):
+        """An uninitialised (N, T, G H) array, filled step by step with slice assignment."""
+        shape = (like.shape[0], like.shape[1], self._gates * self.hidden_size)
+        return self.xp.empty(shape, dtype=like.dtype, device=self._backend.device)
 
     def _split(self, array):
         """The G blocks of width H along the last axis (one per gate)."""
@@ -184,27 +207,26 @@ class RNN(_Recurrent):
     def _input_side(self):
         return self.W_ih.data, self.b_ih.data + self.b_hh.data      # both biases once, outside the loop
 
-    def _steps(self, XW, h):
+    def _steps(self, XW, h, hidden):
         xp, W_hh = self.xp, self.W_hh.data
-        hidden, h_prev = [], []
         zero = self._backend.constant(0.0, XW.dtype)
-        for t in range(XW.shape[0]):
-            h_prev.append(h)
-            z = XW[t, ...] + h @ W_hh
+        for t in range(XW.shape[1]):
+            z = XW[:, t, :] + h @ W_hh
             h = xp.tanh(z) if self.nonlinearity == "tanh" else xp.maximum(z, zero)
-            hidden.append(h)
-        return hidden, h, {"h_prev": h_prev, "hidden": hidden}
+            hidden[:, t, :] = h
+        return h, {}
 
-    def _back_steps(self, grad_out, kept):
-        xp, W_hh_T = self.xp, self._W_hh_T()
-        hidden, dZ = kept["hidden"], [None] * len(kept["hidden"])
+    def _back_steps(self, grad_out, h_prev, kept):
+        xp, W_hh_T, hidden = self.xp, self._W_hh_T(), self.saved("hidden")
+        dZ = self._empty_like_steps(grad_out)
         dh = None
-        for t in reversed(range(len(hidden))):
-            dh = grad_out[t, ...] if dh is None else grad_out[t, ...] + dh
-            h = hidden[t]
+        for t in reversed(range(grad_out.shape[1])):
+            dh = grad_out[:, t, :] if dh is None else grad_out[:, t, :] + dh
+            h = hidden[:, t, :]
             slope = 1.0 - h * h if self.nonlinearity == "tanh" else xp.astype(h > 0, h.dtype)
-            dZ[t] = dh * slope                                        # dL/dz_t
-            dh = dZ[t] @ W_hh_T                                        # dL/dh_{t-1}
+            dz = dh * slope                                              # dL/dz_t
+            dZ[:, t, :] = dz
+            dh = dz @ W_hh_T                                              # dL/dh_{t-1}
         return dZ, dZ, dh
 
     def __repr__(self):
@@ -244,17 +266,16 @@ class LSTM(_Recurrent):
         s = self._scale()
         return self.W_ih.data * s, (self.b_ih.data + self.b_hh.data) * s
 
-    def _steps(self, XW, state):
+    def _steps(self, XW, state, hidden):
         xp = self.xp
         h, c = state
         s = self._scale()
         W_hh, shift = self.W_hh.data * s, 1.0 - s
-        gates, c_prev, tanh_c, h_prev, hidden = [], [], [], [], []
-        for t in range(XW.shape[0]):
-            h_prev.append(h)
+        gates, c_prev, tanh_c = [], [], []
+        for t in range(XW.shape[1]):
             c_prev.append(c)
             a = h @ W_hh                      # z * s = XW_t s + h (W_hh s); then a = tanh(z s) s + (1 - s)
-            a += XW[t, ...]                   # in place: a is a new array, and each pass costs time
+            a += XW[:, t, :]                  # in place: a is a new array, and each pass costs time
             a = xp.tanh(a)
             a *= s
             a += shift                        # [i, f, g, o]
@@ -262,28 +283,30 @@ class LSTM(_Recurrent):
             c = f * c + i * g
             tc = xp.tanh(c)
             h = o * tc
+            hidden[:, t, :] = h
             gates.append(a)
             tanh_c.append(tc)
-            hidden.append(h)
-        return hidden, (h, c), {"h_prev": h_prev, "c_prev": c_prev, "gates": gates, "tanh_c": tanh_c}
+        return (h, c), {"c_prev": c_prev, "gates": gates, "tanh_c": tanh_c}
 
-    def _back_steps(self, grad_out, kept):
-        xp, H, W_hh_T = self.xp, self.hidden_size, self._W_hh_T()
+    def _back_steps(self, grad_out, h_prev, kept):
+        xp, W_hh_T = self.xp, self._W_hh_T()
         gates, c_prev, tanh_c = kept["gates"], kept["c_prev"], kept["tanh_c"]
-        dZ = [None] * len(gates)
+        # the gates' slopes from their outputs a: sigmoid' = a (1 - a) on i, f, o and tanh' = 1 - a^2
+        # on g, together a (k - a) + (1 - k) with k = 1 on the sigmoid gates and 0 on g
+        k = 2.0 * (1.0 - self._scale())
+        dZ = self._empty_like_steps(grad_out)
         dh = dc = None
-        for t in reversed(range(len(gates))):
+        for t in reversed(range(grad_out.shape[1])):
             a, tc = gates[t], tanh_c[t]
             i, f, g, o = self._split(a)
-            dh = grad_out[t, ...] if dh is None else grad_out[t, ...] + dh
+            dh = grad_out[:, t, :] if dh is None else grad_out[:, t, :] + dh
             dc_here = dh * o * (1.0 - tc * tc)
             dc = dc_here if dc is None else dc + dc_here                   # dL/dc_t
             da = xp.concat([dc * g, dc * c_prev[t], dc * i, dh * tc], axis=1)     # dL/d[i, f, g, o]
-            slope = a * (1.0 - a)                                              # sigmoid' = a (1 - a) ...
-            slope[:, 2 * H:3 * H] = 1.0 - g * g                                # ... tanh' = 1 - g^2
-            dZ[t] = da * slope                                                 # dL/dz_t
+            dz = da * (a * (k - a) + (1.0 - k))                                # dL/dz_t
+            dZ[:, t, :] = dz
             dc = dc * f                                                        # dL/dc_{t-1}
-            dh = dZ[t] @ W_hh_T                                                # dL/dh_{t-1}
+            dh = dz @ W_hh_T                                                   # dL/dh_{t-1}
         return dZ, dZ, (dh, dc)
 
 
@@ -308,34 +331,35 @@ class GRU(_Recurrent):
 
     _gates = 3
 
-    def _steps(self, XW, h):
+    def _steps(self, XW, h, hidden):
         xp, H, W_hh, b_hh = self.xp, self.hidden_size, self.W_hh.data, self.b_hh.data
-        hidden, h_prev, reset_update, new, hw_new = [], [], [], [], []
-        for t in range(XW.shape[0]):
-            h_prev.append(h)
-            xw, hw = XW[t, ...], h @ W_hh + b_hh                      # one matmul for the three gates
+        reset_update, new, hw_new = [], [], []
+        for t in range(XW.shape[1]):
+            xw, hw = XW[:, t, :], h @ W_hh + b_hh                   # one matmul for the three gates
             rz = self._sigmoid(xw[:, :2 * H] + hw[:, :2 * H])     # [r, z]
             hn = hw[:, 2 * H:]
             n = xp.tanh(xw[:, 2 * H:] + rz[:, :H] * hn)
             h = n + rz[:, H:] * (h - n)                            # (1 - z) n + z h_{t-1}
+            hidden[:, t, :] = h
             reset_update.append(rz)
             new.append(n)
             hw_new.append(hn)
-            hidden.append(h)
-        return hidden, h, {"h_prev": h_prev, "rz": reset_update, "n": new, "hn": hw_new}
+        return h, {"rz": reset_update, "n": new, "hn": hw_new}
 
-    def _back_steps(self, grad_out, kept):
+    def _back_steps(self, grad_out, h_prev, kept):
         xp, H, W_hh_T = self.xp, self.hidden_size, self._W_hh_T()
-        h_prev, reset_update, new, hw_new = kept["h_prev"], kept["rz"], kept["n"], kept["hn"]
-        grad_XW, grad_HW = [None] * len(new), [None] * len(new)
+        reset_update, new, hw_new = kept["rz"], kept["n"], kept["hn"]
+        grad_XW, grad_HW = self._empty_like_steps(grad_out), self._empty_like_steps(grad_out)
         dh = None
-        for t in reversed(range(len(new))):
+        for t in reversed(range(grad_out.shape[1])):
             rz, n = reset_update[t], new[t]
             r, z = rz[:, :H], rz[:, H:]
-            dh = grad_out[t, ...] if dh is None else grad_out[t, ...] + dh
+            dh = grad_out[:, t, :] if dh is None else grad_out[:, t, :] + dh
             dn = dh * (1.0 - z) * (1.0 - n * n)                        # dL/d(xw_n + r hw_n)
-            d_rz = xp.concat([dn * hw_new[t], dh * (h_prev[t] - n)], axis=1) * rz * (1.0 - rz)
-            grad_XW[t] = xp.concat([d_rz, dn], axis=1)
-            grad_HW[t] = xp.concat([d_rz, dn * r], axis=1)
-            dh = dh * z + grad_HW[t] @ W_hh_T                          # dL/dh_{t-1}
+            d_rz = xp.concat([dn * hw_new[t], dh * (h_prev[:, t, :] - n)], axis=1) * rz * (1.0 - rz)
+            grad_XW[:, t, :2 * H] = d_rz
+            grad_XW[:, t, 2 * H:] = dn
+            grad_hw = xp.concat([d_rz, dn * r], axis=1)
+            grad_HW[:, t, :] = grad_hw
+            dh = dh * z + grad_hw @ W_hh_T                             # dL/dh_{t-1}
         return grad_XW, grad_HW, dh

@@ -98,8 +98,9 @@ def test_the_epoch_clock_times_every_epoch_of_fit():
 
 def test_the_profile_lists_where_the_step_spends_its_time():
     bench = _bench()
-    lines = bench.profile(bp.mlp([2, 4, 1]).device, "spiral", steps=20, top=5)
-    assert lines[0].startswith("profile of the bpcore step, spiral net") and len(lines) == 6
+    # top 12, not 5: on a busy machine the order of the small entries shifts (linear.py once fell to 6th)
+    lines = bench.profile(bp.mlp([2, 4, 1]).device, "spiral", steps=20, top=12)
+    assert lines[0].startswith("profile of the bpcore step, spiral net") and len(lines) == 13
     cnn = _bench("bench_cnn").main(["--profile", "digits", "--threads", "1"])
     assert cnn[0].startswith("threads:") and cnn[1].startswith("profile of the bpcore step, digits CNN")
     assert any("conv.py" in line for line in cnn[2:])

@@ -172,3 +172,35 @@ def blas_threads(count):
         return None
     return threadpool_limits(count, user_api="blas")
 
+
+
+# -- the text examples (char_rnn.py, tiny_gpt.py) ------------------------------------------------
+def read_text(path) -> str:
+    """The text at ``path``; None gives Python's own documentation topics (the standard library's
+    pydoc_data: offline everywhere). An unreadable file exits with the reason."""
+    if path is None:
+        from pydoc_data.topics import topics
+
+        return "\n".join(topics[name] for name in sorted(topics))
+    try:
+        with open(path, encoding="utf-8", errors="replace") as stream:
+            return stream.read()
+    except OSError as error:
+        print(f"error: --text {path}: {error.strerror or error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def text_windows(text: str, context: int):
+    """(vocabulary, codes, training windows, held-out windows) for next-character models: the
+    text's characters as integer codes, the last tenth held out, each cut into windows of
+    ``context + 1`` codes (inputs ``[:, :-1]``, targets ``[:, 1:]``). A text too short for 20
+    windows exits naming --context."""
+    if len(text) < 20 * (context + 1):
+        print(f"error: the text has {len(text)} characters; it needs at least {20 * (context + 1)} for windows "
+              f"of {context} (lower --context)", file=sys.stderr)
+        raise SystemExit(2)
+    vocab = bp.data.CharVocabulary(text)
+    codes = vocab.encode(text)
+    cut = int(len(codes) * 0.9)
+    return (vocab, codes, bp.data.sliding_windows(codes[:cut], context + 1, step=context),
+            bp.data.sliding_windows(codes[cut:], context + 1, step=context))

@@ -29,25 +29,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bpcore as bp  # noqa: E402
-from _common import blas_threads, parser, positive_int, resolve_device  # noqa: E402
-
-
-def default_text() -> str:
-    """Python's own documentation topics (pydoc_data ships with the standard library)."""
-    from pydoc_data.topics import topics
-
-    return "\n".join(topics[name] for name in sorted(topics))
-
-
-def read_text(path) -> str:
-    if path is None:
-        return default_text()
-    try:
-        with open(path, encoding="utf-8", errors="replace") as stream:
-            return stream.read()
-    except OSError as error:
-        print(f"error: --text {path}: {error.strerror or error}", file=sys.stderr)
-        raise SystemExit(2) from None
+from _common import blas_threads, parser, positive_int, read_text, resolve_device, text_windows  # noqa: E402
 
 
 def unigram_entropy(codes, size) -> float:
@@ -121,15 +103,7 @@ def _run(args) -> dict:
     device = resolve_device(args.device)
     text = read_text(args.text)[:args.chars]
     T = args.context
-    if len(text) < 20 * (T + 1):
-        print(f"error: the text has {len(text)} characters; it needs at least {20 * (T + 1)} for windows of "
-              f"{T} (lower --context)", file=sys.stderr)
-        raise SystemExit(2)
-    vocab = bp.data.CharVocabulary(text)
-    codes = vocab.encode(text)
-    cut = int(len(codes) * 0.9)
-    windows = bp.data.sliding_windows(codes[:cut], T + 1, step=T)
-    held_out = bp.data.sliding_windows(codes[cut:], T + 1, step=T)
+    vocab, codes, windows, held_out = text_windows(text, T)
     X, y, X_val, y_val = windows[:, :-1], windows[:, 1:], held_out[:, :-1], held_out[:, 1:]
     entropy = unigram_entropy(codes, len(vocab))
     print(f"text: {len(text):,} characters, {len(vocab)} distinct; {len(X)} training and {len(X_val)} validation "

@@ -30,7 +30,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bpcore as bp  # noqa: E402
-from _common import blas_threads, parser, positive_int, resolve_device, save_figure  # noqa: E402
+from _common import (blas_threads, parser, positive_int, read_text, resolve_device, save_figure,  # noqa: E402
+                     text_windows)
 
 IGNORE = -100          # targets the loss skips (the question's own digits)
 
@@ -129,32 +130,11 @@ def run_adder(args) -> dict:
 
 
 # -- a character GPT ----------------------------------------------------------------------------
-def read_text(path) -> str:
-    if path is None:
-        from pydoc_data.topics import topics     # Python's own documentation: offline everywhere
-
-        return "\n".join(topics[name] for name in sorted(topics))
-    try:
-        with open(path, encoding="utf-8", errors="replace") as stream:
-            return stream.read()
-    except OSError as error:
-        print(f"error: --text {path}: {error.strerror or error}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
 def run_text(args) -> dict:
     device = resolve_device(args.device)
     text = read_text(args.text)[:args.chars]
     T = args.context
-    if len(text) < 20 * (T + 1):
-        print(f"error: the text has {len(text)} characters; it needs at least {20 * (T + 1)} for windows of "
-              f"{T} (lower --context)", file=sys.stderr)
-        raise SystemExit(2)
-    vocab = bp.data.CharVocabulary(text)
-    codes = vocab.encode(text)
-    cut = int(len(codes) * 0.9)
-    windows = bp.data.sliding_windows(codes[:cut], T + 1, step=T)
-    held_out = bp.data.sliding_windows(codes[cut:], T + 1, step=T)
+    vocab, codes, windows, held_out = text_windows(text, T)
     model = bp.gpt(len(vocab), T, args.embed, args.heads, args.layers, seed=args.seed).to(device)
     print(f"text: {len(text):,} characters, {len(vocab)} distinct; {len(windows)} training windows of {T}")
     epochs = args.epochs or 5

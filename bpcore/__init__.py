@@ -16,6 +16,7 @@ if getattr(_backends, "IS_BPCORE_BACKENDS", False) is not True:
         f"Remove it (pip uninstall backends) and reinstall bpcore (pip install -e .)")
 
 from . import data, distributed, io, onnx, optim, viz  # noqa: E402
+from ._checks import ArgumentTypeError  # noqa: E402
 from ._version import __version__  # noqa: E402
 from .checkpoint import CheckpointError, load, save_checkpoint  # noqa: E402
 from .gradcheck import GradcheckReport, gradcheck  # noqa: E402
@@ -36,7 +37,8 @@ from .nn import GRU, LSTM, RNN, Embedding  # noqa: E402  (sequence models)
 
 
 __all__ = [
-    "ACTIVATIONS", "BatchNorm1d", "BCELoss", "BCEWithLogitsLoss", "Callback", "CheckpointError", "CSVLogger",
+    "ACTIVATIONS", "ArgumentTypeError", "BatchNorm1d", "BCELoss", "BCEWithLogitsLoss", "Callback", "CheckpointError",
+    "CSVLogger",
     "data", "distributed", "DivergenceError", "Dropout", "EarlyStopping", "evaluate", "fit", "FlowRecorder",
     "GELU", "gradcheck", "GradcheckReport", "History", "Identity", "init", "io", "Layer", "LayerList", "register_layer",
     "LayerNorm", "LeakyReLU", "Linear", "load", "load_checkpoint", "Loss", "mlp", "ModelCheckpoint",

@@ -1,7 +1,8 @@
 """The two argument checks every public constructor and function shares.
 
-Each raises ValueError naming the owner (layer, optimizer, function), the argument,
-what was expected and what was received.
+Each names the owner (layer, optimizer, function), the argument, what was expected and what was
+received: ``ArgumentTypeError`` for a value of the wrong type (a str, a float where an int goes),
+ValueError for one out of range.
 """
 from __future__ import annotations
 
@@ -11,6 +12,33 @@ import numbers
 import os
 
 
+class ArgumentTypeError(TypeError, ValueError):
+    """An argument of the wrong type (``Linear(2, "4")``, ``lr="fast"``): a TypeError, as Python and
+    PyTorch raise for one, and a ValueError too, which is what bpcore raised for these before."""
+
+
+class Setting:
+    """A setting checked on every assignment by the rule its constructor applies, so that
+    ``dropout.p = 1.5`` fails as ``Dropout(p=1.5)`` does (the optimizers do the same with their
+    ``_rules``). ``rule(obj, value)`` returns the value to keep, or raises naming what is wrong::
+
+        class Dropout(Layer):
+            p = Setting(lambda self, p: check_number("Dropout", "p", p, 0.0, 1.0, high_open=True))
+    """
+
+    def __init__(self, rule):
+        self.rule = rule
+
+    def __set_name__(self, owner, name):
+        self.name, self.slot = name, f"_{name}_setting"
+
+    def __get__(self, obj, owner=None):
+        return self if obj is None else obj.__dict__[self.slot]
+
+    def __set__(self, obj, value):
+        obj.__dict__[self.slot] = self.rule(obj, value)
+
+
 def _prefix(owner: str) -> str:
     return f"{owner}: " if owner else ""
 
@@ -18,12 +46,14 @@ def _prefix(owner: str) -> str:
 def check_int(owner: str, name: str, value, minimum: int = 1, maximum: int | None = None) -> int:
     """An int >= ``minimum`` (and <= ``maximum`` when given; NumPy integers accepted, as PyTorch does);
     bools and floats refused."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum \
-            or (maximum is not None and value > maximum):
+    wrong_type = isinstance(value, bool) or not isinstance(value, numbers.Integral)
+    if wrong_type or value < minimum or (maximum is not None and value > maximum):
         expected = "a positive int" if minimum == 1 else f"an int >= {minimum}"
         if maximum is not None:
             expected += f" and <= {maximum}"
-        raise ValueError(f"{_prefix(owner)}{name} must be {expected}, got {value!r}")
+        error = ArgumentTypeError if wrong_type else ValueError
+        raise error(f"{_prefix(owner)}{name} must be {expected}, got {value!r}"
+                    + (f" (a {type(value).__name__})" if wrong_type else ""))
     return int(value)
 
 
@@ -39,9 +69,11 @@ def check_number(owner: str, name: str, value, low: float = 0.0, high: float = m
             interval = f"> {low:g}" if low_open else f">= {low:g}"
         else:
             interval = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        kind = "" if isinstance(value, numbers.Real) and not isinstance(value, bool) else f" (a {type(value).__name__})"
-        raise ValueError(f"{_prefix(owner)}{name} must be a finite number{' ' + interval if interval else ''}, "
-                         f"got {value!r}{kind}")
+        wrong_type = isinstance(value, bool) or not isinstance(value, numbers.Real)
+        kind = f" (a {type(value).__name__})" if wrong_type else ""
+        error = ArgumentTypeError if wrong_type else ValueError
+        raise error(f"{_prefix(owner)}{name} must be a finite number{' ' + interval if interval else ''}, "
+                    f"got {value!r}{kind}")
     return float(value)
 
 

@@ -26,8 +26,9 @@ import numbers
 
 import backends
 
-from ._checks import check_cast_range
+from ._checks import ArgumentTypeError, Setting, check_cast_range
 from .nn.activations import stable_sigmoid
+from .nn.kit import widened_indices
 from .nn.parameter import dtype_name
 
 
@@ -207,6 +208,13 @@ class BCEWithLogitsLoss(_BinaryTargets, Loss):
         return xp.sum(per_entry) / size
 
 
+def _ignore_index_rule(value):
+    """SoftmaxCrossEntropyLoss's ignore_index: an int or None."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+        raise ArgumentTypeError(f"SoftmaxCrossEntropyLoss: ignore_index must be an int or None, got {value!r}")
+    return None if value is None else int(value)
+
+
 class SoftmaxCrossEntropyLoss(Loss):
     """Softmax and cross-entropy fused, on logits z (batch, classes) and integer labels (batch,),
     or on sequences: logits (batch, time, classes) and labels (batch, time).
@@ -228,12 +236,11 @@ class SoftmaxCrossEntropyLoss(Loss):
             An ignored label is never "out of range", whatever its value.
     """
 
+    ignore_index = Setting(lambda self, value: _ignore_index_rule(value))     # on every assignment
+
     def __init__(self, ignore_index: int | None = None):
         super().__init__()
-        if ignore_index is not None and (isinstance(ignore_index, bool)
-                                         or not isinstance(ignore_index, numbers.Integral)):
-            raise ValueError(f"SoftmaxCrossEntropyLoss: ignore_index must be an int or None, got {ignore_index!r}")
-        self.ignore_index = None if ignore_index is None else int(ignore_index)
+        self.ignore_index = ignore_index
 
     def check(self, target, pred=None) -> None:
         """Labels are class indices: every one >= 0 and, when ``pred`` is given, below its number of
@@ -265,6 +272,7 @@ class SoftmaxCrossEntropyLoss(Loss):
         if not backend.isdtype(target.dtype, "integral"):
             raise TypeError(f"{name}: labels must be integer class indices, got dtype {target.dtype} "
                             f"(for one-hot targets pass their argmax)")
+        target = widened_indices(backend, target, name, "labels")      # int64 (torch: uint32 has no min)
         batch, classes = pred.shape[0], pred.shape[-1]
         if pred.ndim == 2 and target.ndim == 2 and target.shape[1] == 1:
             target = xp.reshape(target, (target.shape[0],))
@@ -322,6 +330,7 @@ def _check_labels(loss, backend, labels, classes):
     if math.prod(labels.shape) == 0:
         return
     xp = backend.xp
+    labels = widened_indices(backend, labels, type(loss).__name__, "labels")
     with backend.activate():
         in_play = loss._labels_in_play(xp, labels)
         smallest, largest = int(xp.min(in_play)), int(xp.max(in_play))

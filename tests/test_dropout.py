@@ -50,8 +50,12 @@ def test_dropout_eval_and_p_zero_are_the_identity(backend, rng):
 
 @pytest.mark.parametrize("p", [1.0, 1, -0.1, 1.5, True, False, float("nan"), "0.5", None])
 def test_dropout_refuses_p_outside_0_1(p):
-    with pytest.raises(ValueError, match=r"p must be in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"Dropout: p must be a finite number in \[0, 1\)"):
         bp.Dropout(p)
+    dropout = bp.Dropout(0.5)
+    with pytest.raises(ValueError, match=r"Dropout: p must be a finite number in \[0, 1\)"):
+        dropout.p = p                       # later assignments are checked as the constructor checks
+    assert dropout.p == 0.5
 
 
 def test_dropout_backward_uses_the_forward_mask(backend, rng):

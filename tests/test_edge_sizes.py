@@ -74,7 +74,12 @@ def test_a_layer_moved_away_from_its_model_is_named_at_the_next_call():
     second = bp.Sequential(bp.Linear(3, 3, seed=1), shared)
     second.to("array_api_strict")                    # moves the shared layer too
     with pytest.raises(ValueError, match=r"Sequential of 2 layers: its layer '0' \(Linear\(3, 3\)\) now lives on "
-                                         r"array_api_strict, but this model lives on numpy.*another model"):
+                                         r"array_api_strict \(float32\), but this model lives on numpy \(float32\)"
+                                         r".*another model"):
+        first(np.ones((2, 3), dtype=np.float32))
+    second.to("numpy").astype("float64")             # casts the shared layer too
+    with pytest.raises(ValueError, match=r"its layer '0' \(Linear\(3, 3\)\) now lives on numpy \(float64\), but "
+                                         r"this model lives on numpy \(float32\). It was moved or cast"):
         first(np.ones((2, 3), dtype=np.float32))
     block = bp.Linear(3, 3, seed=2)
     residual = bp.Residual(block)

@@ -181,6 +181,7 @@ def test_names_and_a_fixed_batch(rng, tmp_path):
     with pytest.raises(Exception, match="(?i)dimension|shape"):      # onnxruntime holds the batch to 3
         _run(tmp_path / "f.onnx", x[:1], ("features", "logits"))
     assert "3 -> " not in str(report) and "opset" in str(report)
+    assert "float32 features (3, 4) -> logits (3, 2)" in str(report)         # the names given, not "input"
 
 
 @needs_export

@@ -70,6 +70,47 @@ def test_an_assignment_is_accepted_exactly_when_the_constructor_accepts(make, na
         assert getattr(opt, name) == getattr(built, name)
 
 
+# The layers', the loss's and EarlyStopping's settings follow the same rule (bpcore._checks.Setting).
+LAYER_SETTINGS = {"Dropout.p": (lambda **kw: bp.Dropout(**kw), "p"),
+                  "BatchNorm1d.eps": (lambda **kw: bp.BatchNorm1d(3, **kw), "eps"),
+                  "BatchNorm2d.momentum": (lambda **kw: bp.BatchNorm2d(3, **kw), "momentum"),
+                  "LayerNorm.eps": (lambda **kw: bp.LayerNorm(3, **kw), "eps"),
+                  "LeakyReLU.negative_slope": (lambda **kw: bp.LeakyReLU(**kw), "negative_slope"),
+                  "SoftmaxCrossEntropyLoss.ignore_index": (lambda **kw: bp.SoftmaxCrossEntropyLoss(**kw),
+                                                           "ignore_index"),
+                  "EarlyStopping.patience": (lambda **kw: bp.EarlyStopping(**kw), "patience"),
+                  "EarlyStopping.mode": (lambda **kw: bp.EarlyStopping(**kw), "mode"),
+                  "EarlyStopping.min_delta": (lambda **kw: bp.EarlyStopping(**kw), "min_delta")}
+
+
+@pytest.mark.parametrize("kind", LAYER_SETTINGS)
+@PROPERTY_SETTINGS
+@given(value=st.one_of(junk, st.sampled_from(["min", "max", "auto"])))
+@example(value="1e-5")
+@example(value=2.0)
+def test_a_layer_setting_is_assigned_exactly_when_the_constructor_accepts_it(kind, value):
+    make, name = LAYER_SETTINGS[kind]
+    try:
+        built = make(**{name: value})
+    except (TypeError, ValueError):
+        built = None
+    if name == "negative_slope" and value is None:     # the constructor's "not given" (slope= is used)
+        built = None
+    layer = make()
+    before = getattr(layer, name)
+    try:
+        setattr(layer, name, value)
+    except (TypeError, ValueError) as error:
+        if built is not None and name == "momentum" and value is None:
+            assert "must be chosen when the layer is built" in str(error)     # needs its buffer from the start
+        else:
+            assert built is None, f"{kind}={value!r}: the constructor accepts it, the assignment refuses: {error}"
+        assert getattr(layer, name) == before
+    else:
+        assert built is not None, f"{kind}={value!r}: the constructor refuses it, the assignment accepts"
+        assert getattr(layer, name) == getattr(built, name)
+
+
 SCHEDULES = {"StepLR": (bp.optim.StepLR, {"step_size": 2}, ("step_size", "gamma")),
              "ExponentialLR": (bp.optim.ExponentialLR, {"gamma": 0.9}, ("gamma",)),
              "CosineAnnealingLR": (bp.optim.CosineAnnealingLR, {"T_max": 5}, ("T_max", "eta_min")),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from .._checks import check_number
+from .._checks import Setting, check_number
 from .chunks import in_row_blocks
 from .module import Layer
 
@@ -36,7 +36,7 @@ class ReLU(Layer):
         """x: any shape -> the same shape."""
         x = self.check_input(x)
         # a cached 0-d device constant, not the Python 0 (a host-to-device copy on torch CUDA)
-        y = self.xp.maximum(x, self._backend.constant(0.0, x.dtype))
+        y = self.xp.maximum(x, self.backend.constant(0.0, x.dtype))
         self.save_for_backward(y=y)
         return y
 
@@ -54,11 +54,22 @@ class LeakyReLU(Layer):
     ``slope`` is PyTorch's ``negative_slope`` (either name works).
     """
 
+    slope = Setting(lambda self, slope: check_number("LeakyReLU", "slope", slope, low=-math.inf))
+
     def __init__(self, slope: float = 0.01, *, negative_slope: float | None = None):
         super().__init__()
         if negative_slope is not None:
             slope = negative_slope
-        self.slope = check_number("LeakyReLU", "slope", slope, low=-math.inf)
+        self.slope = slope                      # checked on this and every later assignment
+
+    @property
+    def negative_slope(self) -> float:
+        """PyTorch's name for :attr:`slope`."""
+        return self.slope
+
+    @negative_slope.setter
+    def negative_slope(self, value):
+        self.slope = value
 
     def config(self) -> dict:
         return {"slope": self.slope}
@@ -122,7 +133,7 @@ class Tanh(Layer):
     def backward(self, grad_out):
         y = self.saved("y")
         grad_out = self.check_grad_out(grad_out, y.shape)
-        slope = self._backend.constant(1.0, y.dtype) - y * y           # 1 - y^2
+        slope = self.backend.constant(1.0, y.dtype) - y * y           # 1 - y^2
         slope *= grad_out                                              # in place: slope is ours, just made
         return slope
 
@@ -183,7 +194,7 @@ class GELU(Layer):
     def forward(self, x):
         """x: any shape -> the same shape."""
         x = self.check_input(x)
-        y, slope = in_row_blocks(self._backend, x, self._value_and_slope, outputs=2)
+        y, slope = in_row_blocks(self.backend, x, self._value_and_slope, outputs=2)
         self.save_for_backward(slope=slope)
         return y
 

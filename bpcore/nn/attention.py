@@ -64,7 +64,7 @@ class MultiHeadAttention(Layer):
                             f"causal={causal!r}, bias={bias!r}")
         self.head_dim = embed_dim // num_heads
         self.causal = causal
-        rng = _init.host_rng(seed)
+        rng = _init.host_rng(seed, type(self).__name__)
         E = embed_dim
         self.W_qkv = self.parameter(_init.weight("xavier_uniform", E, 3 * E, rng))
         self.b_qkv = self.parameter(_init.zeros(3 * E)) if bias else None
@@ -78,7 +78,7 @@ class MultiHeadAttention(Layer):
     def _mask(self, T, dtype):
         """(T, T): 0 on and below the diagonal, -inf above it (the future), added to the scores."""
         xp = self.xp
-        return xp.triu(xp.full((T, T), -math.inf, dtype=dtype, device=self._backend.device), k=1)
+        return xp.triu(xp.full((T, T), -math.inf, dtype=dtype, device=self.backend.device), k=1)
 
     def forward(self, x):
         """x: (N, T, E) -> y: (N, T, E), the formulas of the module docstring."""
@@ -142,7 +142,7 @@ class MultiHeadAttention(Layer):
         grad_q *= 1.0 / math.sqrt(D)
         grad_k = xp.matrix_transpose(grad_scores) @ q
         # back to (N, T, 3E) = [dq | dk | dv], the layout of x @ W_qkv: (N, T, 3, H, D) filled in one copy each
-        grad_qkv = xp.empty((N, T, 3, H, D), dtype=x.dtype, device=self._backend.device)
+        grad_qkv = xp.empty((N, T, 3, H, D), dtype=x.dtype, device=self.backend.device)
         for i, part in enumerate((grad_q, grad_k, grad_v)):
             grad_qkv[:, :, i, :, :] = xp.permute_dims(part, (0, 2, 1, 3))
         grad_qkv = xp.reshape(grad_qkv, (N * T, 3 * E))

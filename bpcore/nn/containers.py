@@ -29,13 +29,21 @@ def _check_runs(container, layers, runs):
 
 
 def _moved_alone(container, layer, place):
-    """The error for a child that lives on another device than its container: moved by itself, or by
-    another model that holds the same layer object (a shared layer moves with every model holding it)."""
+    """The error for a child that lives on another device or dtype than its container: moved or cast by
+    itself, or by another model that holds the same layer object (a shared layer moves with every model
+    holding it)."""
     return ValueError(f"{container._name()}: its layer '{place}' ({layer._label()}) now lives on "
-                      f"{layer._backend.spec}, but this "
-                      f"model lives on {container._backend.spec}. It was moved on its own, or by another model "
-                      f"that holds the same layer object. Move whole models with model.to(...), and give each "
-                      f"model its own layers (copy.deepcopy(layer) for the same weights)")
+                      f"{layer._backend.spec} ({layer._dtype}), but this model lives on {container._backend.spec} "
+                      f"({container._dtype}). It was moved or cast on its own, or by another model that holds the "
+                      f"same layer object. Move and cast whole models (model.to(...), model.astype(...)), and give "
+                      f"each model its own layers (copy.deepcopy(layer) for the same weights)")
+
+
+def _check_placed(container) -> None:
+    """Refuse to run ``container`` when a layer directly inside it was moved on its own."""
+    for place, layer in container.children():
+        if layer._backend is not container._backend or layer._dtype != container._dtype:
+            raise _moved_alone(container, layer, place)
 
 
 class Sequential(Layer):
@@ -57,7 +65,6 @@ class Sequential(Layer):
             if not isinstance(layer, Layer):
                 raise TypeError(f"Sequential: item {i} must be a Layer, got {type(layer).__name__}")
         self.layers = list(layers)
-        self._adopt_children()
 
     def children(self):
         return [(str(i), layer) for i, layer in enumerate(self.layers)]
@@ -73,7 +80,7 @@ class Sequential(Layer):
             self.save_for_backward(runs=())
             return x
         for layer in self.layers:
-            if layer._backend is not self._backend:
+            if layer._backend is not self._backend or layer._dtype != self._dtype:
                 raise _moved_alone(self, layer, self.layers.index(layer))
             x = layer.forward(x)
         self.save_for_backward(runs=[layer._saved for layer in self.layers])
@@ -132,13 +139,11 @@ class Residual(Layer):
         if not isinstance(block, Layer):
             raise TypeError(f"Residual: block must be a Layer, got {type(block).__name__}")
         self.block = block
-        self._adopt_children()
 
     def forward(self, x):
         """x: (batch, ..., n) -> x + block(x), the same shape."""
         x = self.check_input(x)
-        if self.block._backend is not self._backend:
-            raise _moved_alone(self, self.block, "block")
+        _check_placed(self)
         out = self.block.forward(x)
         if tuple(out.shape) != tuple(x.shape):
             raise ValueError(f"{self._name()}: the block maps shape {tuple(x.shape)} to {tuple(out.shape)}, "
@@ -163,7 +168,8 @@ class Residual(Layer):
 
 
 class LayerList(Layer):
-    """Layers held in a list, as ``torch.nn.ModuleList``: index, ``len``, iteration, ``append``.
+    """Layers held in a list, as ``torch.nn.ModuleList``: index (read and assign), ``len``, iteration,
+    ``append``, ``extend``, ``insert``.
 
     Inside a layer (``self.blocks = bp.LayerList([...])``) its layers are found by
     ``parameters()``, ``to()``, ``state_dict()`` and checkpoints, named "blocks.0.W", ....
@@ -181,11 +187,29 @@ class LayerList(Layer):
 
     def append(self, layer: Layer) -> "LayerList":
         """Add ``layer`` at the end; returns self."""
+        return self.insert(len(self._layers), layer)
+
+    def insert(self, index: int, layer: Layer) -> "LayerList":
+        """Put ``layer`` before position ``index`` (as ``list.insert``); returns self."""
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise TypeError(f"LayerList.insert: index must be an int, got {type(index).__name__}")
         if not isinstance(layer, Layer):
-            raise TypeError(f"LayerList: item {len(self._layers)} must be a Layer, got {type(layer).__name__}")
-        self._layers.append(layer)
-        self._adopt_children()
+            count = len(self._layers)
+            position = min(max(index + count if index < 0 else index, 0), count)      # where list.insert puts it
+            raise TypeError(f"LayerList: item {position} must be a Layer, got {type(layer).__name__}")
+        before = list(self._layers)
+        self._layers.insert(index, layer)
+        self._adopted(before)
         return self
+
+    def _adopted(self, before) -> None:
+        """Take the layers' device (all must agree) and name their places; on a refusal, put the
+        list back as it was (``before``) and raise."""
+        try:
+            self._adopt_children()
+        except ValueError:
+            self._layers[:] = before
+            raise
 
     def extend(self, layers) -> "LayerList":
         """Add every layer of ``layers`` at the end; returns self."""
@@ -207,7 +231,25 @@ class LayerList(Layer):
     def __getitem__(self, index):
         if isinstance(index, slice):
             return LayerList(self._layers[index])
-        return self._layers[index]
+        return self._layers[self._position(index)]
+
+    def __setitem__(self, index, layer: Layer):
+        """Replace the layer at ``index`` (an int) with ``layer``."""
+        position = self._position(index)
+        if not isinstance(layer, Layer):
+            raise TypeError(f"LayerList: item {position} must be a Layer, got {type(layer).__name__}")
+        before = list(self._layers)
+        self._layers[position] = layer
+        self._adopted(before)
+
+    def _position(self, index) -> int:
+        """``index`` as a position in [0, len): an int in [-len, len), else an error naming LayerList."""
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise TypeError(f"LayerList indices must be ints or slices, got {type(index).__name__}")
+        count = len(self._layers)
+        if not -count <= index < count:
+            raise IndexError(f"LayerList index {index} out of range for {count} layer{'' if count == 1 else 's'}")
+        return index % count
 
     def __len__(self):
         return len(self._layers)
@@ -242,7 +284,7 @@ def mlp(sizes, activation: str = "relu", seed=None, init: str | None = None) -> 
         check_int("mlp", f"sizes[{i}]", size)
     if activation not in ACTIVATIONS:
         raise ValueError(f"mlp: unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
-    rng = _init.host_rng(seed)
+    rng = _init.host_rng(seed, "mlp")
     scheme = init if init is not None else _INIT_FOR[activation]
     layers = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):

@@ -80,7 +80,7 @@ class Conv2d(Layer):
         receptive = self.kernel_size[0] * self.kernel_size[1]
         shape = (self.out_channels, self.in_channels) + self.kernel_size
         self.W = self.parameter(_init.weight(init, self.in_channels * receptive, self.out_channels * receptive,
-                                             _init.host_rng(seed), shape=shape))
+                                             _init.host_rng(seed, "Conv2d"), shape=shape))
         self.b = self.parameter(_init.zeros(self.out_channels)) if bias else None
 
     def config(self) -> dict:
@@ -96,7 +96,7 @@ class Conv2d(Layer):
         out_hw = window_output(self, x.shape, self.kernel_size, self.stride, self.padding, self.dilation)
         try:
             x_pad = pad(xp, channels_last(xp, x), self.padding)                # (N, Hp, Wp, C)
-            patches = sliding_windows(self._backend, x_pad, self.kernel_size, self.stride, self.dilation, out_hw)
+            patches = sliding_windows(self.backend, x_pad, self.kernel_size, self.stride, self.dilation, out_hw)
             cols = xp.reshape(patches, (-1, math.prod(self.kernel_size) * self.in_channels))  # (N OH OW, kH kW C)
         except MemoryError as error:
             itemsize = 4 if self._dtype == "float32" else 8
@@ -119,7 +119,7 @@ class Conv2d(Layer):
         grad_rows = self._param_grads(grad_out)
         x_shape, out_hw = self.saved("x_shape", "out_hw")
         (n, c, h, w), (ph, pw) = x_shape, self.padding
-        grad_pad = conv_input_grad(self._backend, grad_rows, self._w_mat(), (n, h + 2 * ph, w + 2 * pw, c), out_hw,
+        grad_pad = conv_input_grad(self.backend, grad_rows, self._w_mat(), (n, h + 2 * ph, w + 2 * pw, c), out_hw,
                                    self.kernel_size, self.stride, self.dilation)
         return channels_first(self.xp, unpad(grad_pad, self.padding, (h, w)))
 

@@ -7,6 +7,7 @@ with ``named_modules()``), and drop what forward kept for backward; ``backend``,
 """
 from __future__ import annotations
 
+import numbers
 import types
 
 import backends
@@ -54,7 +55,8 @@ class DeviceMethods:
             raise ValueError(f"{type(self).__name__}: the same layer object appears twice; each layer caches "
                              f"its own input for backward, so a reused layer would get wrong gradients. "
                              f"Make a second layer (copy.deepcopy(layer) for the same weights)")
-        placed = {(sub._backend.spec, sub._dtype) for sub in inner if _own_parameters(sub) or sub._buffer_names}
+        holding = [self] + inner if _holds_state(self) else inner       # a container with weights of its own
+        placed = {(sub._backend.spec, sub._dtype) for sub in holding if _holds_state(sub)}
         if len(placed) > 1:
             raise ValueError(f"{type(self).__name__}: layers live on different devices or dtypes "
                              f"{sorted(placed)}; build them alike or call .to()/.astype() on each first")
@@ -72,6 +74,9 @@ class DeviceMethods:
         backward is dropped (it lives on the old device), unless the device stays the same.
         """
         target = backends.get(device)
+        for layer in self.modules():                # refuse before anything moves: all or nothing
+            if layer._backend is not target:
+                _refuse_strays(layer, "to", lambda value, source=layer._backend: source.owns(value))
         for path, layer in self.named_modules():
             layer._path = path
             source = layer._backend
@@ -130,6 +135,11 @@ class DeviceMethods:
         """Cast every parameter, gradient and floating buffer to "float32" or "float64". Returns self."""
         if dtype not in FLOAT_DTYPES:
             raise ValueError(f"dtype must be one of {FLOAT_DTYPES}, got {dtype!r}")
+        for layer in self.modules():                # refuse before anything is cast: all or nothing
+            if layer._dtype != dtype:
+                backend = layer._backend
+                _refuse_strays(layer, "astype", lambda value, backend=backend: backend.owns(value) and
+                               backend.xp.isdtype(value.dtype, "real floating"))
         for layer in self.modules():
             backend = layer._backend
             xp, new = backend.xp, backend.dtype(dtype)
@@ -166,3 +176,25 @@ class DeviceMethods:
     def dtype(self) -> str:
         """The float dtype name of this layer's parameters: "float32" or "float64"."""
         return self._dtype
+
+
+def _holds_state(layer) -> bool:
+    """Whether ``layer`` itself (not its children) holds parameters or buffers."""
+    return bool(_own_parameters(layer) or layer._buffer_names or layer._constant_names)
+
+
+def _refuse_strays(layer, method: str, left_behind) -> None:
+    """Raise TypeError when ``layer`` holds an array attribute that ``to()`` or ``astype()`` would leave
+    behind (``left_behind(value)`` true): neither a Parameter nor a buffer, so it would keep the old
+    device or dtype and fail, or mix devices, at the next call. Parameters, buffers and what
+    ``save_for_backward`` kept (dropped on purpose) are not strays."""
+    buffers = set(layer._buffer_names + layer._constant_names)
+    for name, value in vars(layer).items():
+        if (name in buffers or name == "_saved" or isinstance(value, numbers.Number)
+                or not hasattr(value, "shape") or not left_behind(value)):
+            continue
+        where = "device" if method == "to" else "dtype"
+        raise TypeError(f"{layer._name()}.{method}(): attribute {name!r} is an array that is neither a Parameter "
+                        f"nor a buffer, so it would keep its old {where}. Make it a buffer in __init__ "
+                        f"(self.register_buffer({name.lstrip('_')!r}, host_array, persistent=False)), or keep it "
+                        f"with save_for_backward if only backward reads it")

@@ -5,6 +5,7 @@ import secrets
 
 import backends
 
+from .._checks import Setting, check_number
 from .module import Layer
 
 
@@ -22,18 +23,17 @@ class Dropout(Layer):
             The layer's random state is two integers (:meth:`random_state`).
     """
 
+    # checked on every assignment (dropout.p = 0.3 between epochs), as in the constructor
+    p = Setting(lambda self, p: check_number("Dropout", "p", p, 0.0, 1.0, high_open=True))
+
     def __init__(self, p: float = 0.5, seed: int | None = None):
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
-            raise ValueError(f"Dropout: p must be in [0, 1), got {p!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 64):
             raise ValueError(f"Dropout: seed must be an int in [0, 2**64) or None, got {seed!r}")
-        self.p = float(p)
+        self.p = p
         self.seed = seed
         self._mask_seed = secrets.randbits(64) if seed is None else seed
         self._masks_drawn = 0    # with the seed, the whole random state: mask k is a function of (seed, k)
-        # keep an entry where its 32 random bits are >= p 2**32: P(keep) = 1 - p, to within 2**-33
-        self._threshold = round(self.p * 2 ** 32)
 
     def config(self) -> dict:
         return {"p": self.p, "seed": self.seed}
@@ -44,9 +44,9 @@ class Dropout(Layer):
         if not self.training or self.p == 0.0:
             self.save_for_backward(shape=tuple(x.shape), scale=None)     # the identity
             return x
-        bits = self._backend.random_bits(self._mask_seed, self._masks_drawn, x.shape)   # [0, 2**32)
+        bits = self.backend.random_bits(self._mask_seed, self._masks_drawn, x.shape)   # [0, 2**32)
         self._masks_drawn += 1
-        keep = bits >= self._threshold
+        keep = bits >= round(self.p * 2 ** 32)      # P(bits >= p 2**32) = 1 - p, to within 2**-33
         scale = self.xp.astype(keep, x.dtype) * (1.0 / (1.0 - self.p))      # mask / (1 - p)
         self.save_for_backward(shape=tuple(x.shape), scale=scale)
         return x * scale

@@ -33,7 +33,8 @@ class Embedding(Layer):
         super().__init__()
         self.num_embeddings = check_int("Embedding", "num_embeddings", num_embeddings)
         self.embedding_dim = check_int("Embedding", "embedding_dim", embedding_dim)
-        self.W = self.parameter(_init.normal((self.num_embeddings, self.embedding_dim), 1.0, _init.host_rng(seed)))
+        rng = _init.host_rng(seed, "Embedding")
+        self.W = self.parameter(_init.normal((self.num_embeddings, self.embedding_dim), 1.0, rng))
 
     def config(self) -> dict:
         return {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim}
@@ -44,7 +45,7 @@ class Embedding(Layer):
     def forward(self, x):
         """x: integer indices (batch, ...), such as (N, T) -> (batch, ..., embedding_dim)."""
         x = self.check_input(x, shape=("batch", ...))
-        xp, backend = self.xp, self._backend
+        xp, backend = self.xp, self.backend
         flat = xp.reshape(x, (-1,))          # -1, not a product: the batch may be symbolic (ONNX export)
         if not backend.sync_free:
             # unchecked on a GPU (a check would sync): take clipped indices, so no library reads out
@@ -64,7 +65,7 @@ class Embedding(Layer):
         flat, shape = self.saved("flat", "shape")
         grad_out = self.check_grad_out(grad_out, shape + (self.embedding_dim,))
         rows = self.xp.reshape(grad_out, (flat.shape[0], self.embedding_dim))
-        self.W.accumulate_grad(scatter_add_rows(self._backend, rows, flat, self.num_embeddings))
+        self.W.accumulate_grad(scatter_add_rows(self.backend, rows, flat, self.num_embeddings))
         return None
 
     def __repr__(self):

@@ -22,6 +22,7 @@ import math
 
 import numpy as np
 
+from .._checks import ArgumentTypeError
 from . import budget
 from .parameter import Parameter, dtype_name
 
@@ -30,12 +31,15 @@ SCHEMES = ("he", "he_uniform", "kaiming", "lecun", "lecun_uniform",
 _ALIASES = {"kaiming": "he", "glorot": "xavier"}
 
 
-def host_rng(seed) -> np.random.Generator:
-    """A NumPy Generator from an int seed, None (fresh entropy) or a Generator (used as is)."""
+def host_rng(seed, owner: str = "") -> np.random.Generator:
+    """A NumPy Generator from an int seed, None (fresh entropy) or a Generator (used as is).
+    ``owner`` (a layer's or function's name) starts the error message."""
     if isinstance(seed, np.random.Generator):
         return seed
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-        raise ValueError(f"seed must be a non-negative int, None or a numpy Generator, got {seed!r}")
+        error = ValueError if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) else ArgumentTypeError
+        raise error(f"{owner + ': ' if owner else ''}seed must be a non-negative int, None or a numpy Generator, "
+                    f"got {seed!r}")
     return np.random.default_rng(seed)
 
 

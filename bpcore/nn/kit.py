@@ -33,6 +33,7 @@ import math
 
 import backends
 
+from .._checks import INT64_MAX
 from . import budget
 from .parameter import Parameter, checked_host_cast, dtype_name
 
@@ -45,6 +46,8 @@ def shape_fits(shape, spec) -> bool:
     """Whether ``shape`` matches ``spec``: a tuple of ints (sizes that must match), strings (any
     size: names such as "batch") and at most one ``...`` (any number of axes, none included)."""
     if spec.__class__ is not tuple:
+        if isinstance(spec, (str, bytes)) or not hasattr(spec, "__iter__"):
+            raise TypeError(f"a shape spec is a tuple of ints, names and at most one ..., got {spec!r}")
         spec = tuple(spec)
     plan = _PLANS.get(spec)
     if plan is None:
@@ -66,7 +69,14 @@ _PLANS: dict = {}     # spec -> _plan(spec): the checks a spec means, worked out
 
 def _plan(spec):
     """(the exact number of axes or None, the least number, ((axis, size), ...)) for a shape spec;
-    axes after a ``...`` are counted from the end."""
+    axes after a ``...`` are counted from the end. A spec that is not ints >= 0, names and at most
+    one ``...`` is a TypeError."""
+    for wanted in spec:
+        if not (wanted is Ellipsis or wanted.__class__ is str
+                or (isinstance(wanted, int) and not isinstance(wanted, bool) and wanted >= 0)):
+            raise TypeError(f"a shape spec is a tuple of ints >= 0, names and at most one ..., got {spec!r}")
+    if spec.count(Ellipsis) > 1:
+        raise TypeError(f"a shape spec has at most one ..., got {spec!r}")
     if Ellipsis in spec:
         cut = spec.index(Ellipsis)
         before, after = spec[:cut], spec[cut + 1:]
@@ -103,6 +113,24 @@ def check_index_range(backend, indices, below: int, owner, what: str = "input") 
                          f"to {largest})")
 
 
+def widened_indices(backend, indices, owner, what: str = "input"):
+    """Integer ``indices`` (an array of ``backend``) as int64 unless they are int32 or int64 already:
+    torch indexes only with those, and has no min or max (so no range check) for uint16, uint32 and
+    uint64. The widening keeps every value, except a uint64 above int64's range, which is refused
+    first where reading values is free (``backend.sync_free``) rather than wrapped to a negative."""
+    xp = backend.xp
+    if indices.dtype == xp.int64 or indices.dtype == xp.int32:
+        return indices
+    if indices.dtype == xp.uint64 and backend.sync_free and math.prod(indices.shape):
+        largest = int(backend.to_numpy(indices).max())
+        if largest > INT64_MAX:
+            name = owner() if callable(owner) else owner
+            raise ValueError(f"{name}: {what} holds {largest}, beyond the int64 range that indices are "
+                             f"cast to (uint64 values above {INT64_MAX} cannot be indices)")
+    with backend.activate():
+        return xp.astype(indices, xp.int64)
+
+
 class KitMethods:
     """The layer kit (see the module docstring): parameters, buffers, input and grad_out checks, the cache."""
 
@@ -114,11 +142,15 @@ class KitMethods:
         onto this layer's device in its float dtype. Call it in ``__init__``: ``self.W = self.parameter(W0)``.
 
         Raises:
-            TypeError: the values are not numbers.
+            TypeError: the values are not numbers. ValueError: NaN or infinite values, or values
+                beyond the range of the layer's dtype.
         """
-        host = backends.host_array_from(host_array, f"{type(self).__name__}.parameter()")
+        what = f"{type(self).__name__}.parameter()"
+        host = backends.host_array_from(host_array, what)
         budget.spend(host.size, type(self).__name__)
-        return Parameter(self._backend.asarray(host, dtype=self._dtype, copy=True), self._backend)
+        values = checked_host_cast(host, self._dtype, what)      # NaN, inf, or beyond float32: refused
+        # a cast made a fresh array, which the parameter may keep; the caller's own array is copied
+        return Parameter(self._backend.asarray(values, dtype=self._dtype, copy=values is host), self._backend)
 
     def register_buffer(self, name: str, host_array, persistent: bool = True) -> None:
         """Keep ``host_array`` as ``self.<name>``: state that is not trained (running statistics, a
@@ -126,17 +158,25 @@ class KitMethods:
         ``persistent=True`` it is saved in ``state_dict()`` and checkpoints, as PyTorch's buffers.
         Floating values take the layer's dtype; integer and bool values keep theirs.
         """
+        owner = f"{type(self).__name__}.register_buffer"
         if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
-            raise ValueError(f"{type(self).__name__}.register_buffer: name must be a public identifier, "
-                             f"got {name!r}")
+            raise ValueError(f"{owner}: name must be a public identifier, got {name!r}")
+        if not isinstance(persistent, bool):
+            raise TypeError(f"{owner}: persistent must be True or False, got {persistent!r}")
+        if name not in self._buffer_names + self._constant_names and (hasattr(type(self), name)
+                                                                       or name in vars(self)):
+            taken = "a method or attribute of the class" if hasattr(type(self), name) else \
+                f"a {type(vars(self)[name]).__name__}"
+            raise ValueError(f"{owner}: {name!r} is already {taken}; choose another name")
         host = backends.host_array_from(host_array, f"{type(self).__name__}.register_buffer({name!r})")
         budget.spend(host.size, type(self).__name__)
         floating = host.dtype.kind == "f"
         host = checked_host_cast(host, self._dtype if floating else None, f"buffer {name!r}")
         setattr(self, name, self._backend.asarray(host, dtype=str(host.dtype), copy=True))
-        kind = "_buffer_names" if persistent else "_constant_names"
+        kind, other = ("_buffer_names", "_constant_names") if persistent else ("_constant_names", "_buffer_names")
         if name not in getattr(self, kind):
             setattr(self, kind, getattr(self, kind) + (name,))
+        setattr(self, other, tuple(known for known in getattr(self, other) if known != name))
 
     # -- what forward receives ---------------------------------------------
     def input_indices(self) -> int | None:
@@ -168,7 +208,7 @@ class KitMethods:
             x = self._convert_indices(x, what, below)
         elif not (backend.owns(x) and x.dtype == self._array_dtype) or (backend.autograd and x.requires_grad):
             x = self._convert_input(x, what)
-        if shape is not None and not shape_fits(x.shape, shape):
+        if shape is not None and not self._fits(x.shape, shape, "check_input"):
             ndim = len(shape) - (Ellipsis in shape)
             if Ellipsis not in shape and x.ndim != ndim:
                 expected = f"a {ndim}-D {what} of shape {describe_shape(shape, x.ndim)}"
@@ -176,6 +216,13 @@ class KitMethods:
                 expected = f"{what} of shape {describe_shape(shape, x.ndim)}"
             raise ValueError(f"{self._name()}: expected {expected}, got {tuple(x.shape)}")
         return x
+
+    def _fits(self, got, spec, method: str) -> bool:
+        """``shape_fits(got, spec)``, with a malformed ``spec`` named as this layer's mistake."""
+        try:
+            return shape_fits(got, spec)
+        except TypeError as error:
+            raise TypeError(f"{self._name()}: {method}(shape=...): {error}") from None
 
     def _convert_indices(self, x, what, below):
         """:meth:`check_input` for integer indices below ``below``: moved as they are, range-checked
@@ -193,6 +240,7 @@ class KitMethods:
             raise TypeError(f"{self._name()}: {what} must be integer indices in [0, {below}), got dtype "
                             f"{dtype_name(x.dtype)}{hint}")
         x = backend.asarray(x) if backends.is_host_array(x) else x
+        x = widened_indices(backend, x, self._name, what)
         if backend.sync_free:
             check_index_range(backend, x, below, self._name, what)
         return x
@@ -229,6 +277,8 @@ class KitMethods:
                 forward first"), or forward did not keep one of ``names``.
         """
         saved = self._saved
+        if not names:
+            raise TypeError(f"{self._name()}: saved() needs the names to read, e.g. x = self.saved('x')")
         if saved is None:
             raise self._no_forward()
         try:
@@ -251,6 +301,11 @@ class KitMethods:
                 and (shape is None or grad_out.shape == shape)
                 and not (backend.autograd and grad_out.requires_grad)):
             return grad_out             # the common case, first; each failure is named below
+        if shape is not None and (not isinstance(shape, (tuple, list)) or not all(   # None: a traced batch axis
+                size is None or (isinstance(size, int) and not isinstance(size, bool) and size >= 0)
+                for size in shape)):
+            raise TypeError(f"{self._name()}: check_grad_out(grad_out, shape): shape must be a tuple of ints "
+                            f"(the forward output's shape), got {shape!r}")
         if not backend.trains:
             raise self._inference_only()
         if getattr(grad_out, "requires_grad", False):

@@ -36,7 +36,7 @@ class Linear(Layer):
         if init not in _init.SCHEMES:
             raise ValueError(f"Linear: unknown init {init!r}; choose one of {', '.join(_init.SCHEMES)}")
         self.init = init
-        rng = _init.host_rng(seed)
+        rng = _init.host_rng(seed, type(self).__name__)
         self.W = self.parameter(_init.weight(init, n_in, n_out, rng))
         self.b = self.parameter(_init.zeros(n_out)) if bias else None
 

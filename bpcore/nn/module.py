@@ -119,6 +119,8 @@ class Layer(KitMethods, DeviceMethods):
 
     def named_modules(self, prefix: str = ""):
         """[(dotted path, layer)] for this layer ("") and every layer inside it, parents first."""
+        if not isinstance(prefix, str):
+            raise TypeError(f"{type(self).__name__}: prefix must be a str, got {type(prefix).__name__}")
         found = [(prefix, self)]
         for name, child in self.children():
             found.extend(child.named_modules(f"{prefix}.{name}" if prefix else name))
@@ -131,7 +133,7 @@ class Layer(KitMethods, DeviceMethods):
     def named_parameters(self, prefix: str = ""):
         """[(dotted name, Parameter)] in a fixed order: a layer's own, then its children's."""
         named, seen = [], set()
-        for path, layer in self.named_modules(prefix.rstrip(".")):
+        for path, layer in self.named_modules(_dotted(prefix)):
             for name, p in _own_parameters(layer):
                 if id(p) not in seen:            # one Parameter held twice (tied weights) is listed once
                     seen.add(id(p))
@@ -145,11 +147,13 @@ class Layer(KitMethods, DeviceMethods):
     def named_buffers(self, prefix: str = ""):
         """[(dotted name, array)] of persistent non-trained state such as running statistics."""
         return [(f"{path}.{name}" if path else name, getattr(layer, name))
-                for path, layer in self.named_modules(prefix.rstrip(".")) for name in layer._buffer_names]
+                for path, layer in self.named_modules(_dotted(prefix)) for name in layer._buffer_names]
 
     # -- modes -------------------------------------------------------------
     def train(self, mode: bool = True):
         """Training mode (Dropout drops, BatchNorm uses batch statistics). Returns self."""
+        if not isinstance(mode, bool):
+            raise TypeError(f"{type(self).__name__}.train: mode must be True or False, got {mode!r}")
         for path, layer in self.named_modules():
             layer.training = bool(mode)
             layer._path = path
@@ -208,8 +212,11 @@ class Layer(KitMethods, DeviceMethods):
         return f"{self._label()}{where}"
 
     def __repr__(self):
-        """``Scale(n=4)`` from ``config()``; a layer holding layers lists them, one per line, as PyTorch."""
-        arguments = ", ".join(f"{key}={value!r}" for key, value in self.config().items())
+        """``Scale(n=4)`` from ``config()``; a layer holding layers lists them, one per line, as PyTorch.
+        A layer without a ``config()`` shows its parameters' shapes instead: ``Scale(s: (4,))``."""
+        config = self.config()
+        arguments = ", ".join(f"{key}={value!r}" for key, value in config.items()) if config else \
+            ", ".join(f"{name}: {p.shape}" for name, p in _own_parameters(self))
         children = self.children()
         if not children:
             return f"{type(self).__name__}({arguments})"
@@ -218,7 +225,8 @@ class Layer(KitMethods, DeviceMethods):
 
 def _naming_memory_errors(init):
     """``init`` (a layer class's __init__), with a MemoryError raised while building the layer named by
-    the layer and its arguments: ``Linear(n_in=1099511627776, n_out=2): a weight of shape ...``."""
+    the layer and its arguments: ``Linear(n_in=1099511627776, n_out=2): a weight of shape ...``. Once
+    the layer is built, a layer that holds layers takes their device and dtype (``_adopt_children``)."""
     signature = inspect.signature(init)
 
     @functools.wraps(init)
@@ -228,6 +236,8 @@ def _naming_memory_errors(init):
         self.__dict__["_building"] = True
         try:
             init(self, *args, **kwargs)
+            if self.children():            # a layer made of layers takes their device and dtype, as
+                self._adopt_children()     # Sequential does, and refuses one layer object held twice
         except MemoryError as error:
             try:
                 bound = signature.bind(self, *args, **kwargs).arguments
@@ -238,6 +248,13 @@ def _naming_memory_errors(init):
         finally:
             self.__dict__.pop("_building", None)
     return __init__
+
+
+def _dotted(prefix) -> str:
+    """A name prefix without its trailing dot ("encoder." -> "encoder"); a str is required."""
+    if not isinstance(prefix, str):
+        raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
+    return prefix.rstrip(".")
 
 
 def _holds_layers(values) -> bool:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 
 from . import init as _init
-from .._checks import check_int, check_number
+from .._checks import Setting, check_int, check_number
 from .module import Layer
 
 
@@ -80,12 +80,16 @@ class _BatchNorm(Layer):
     _axes: tuple = (0,)          # the axes the statistics average over
     _ndim = 2                    # the input's number of dimensions
 
+    # checked on every assignment, as in the constructor
+    eps = Setting(lambda self, eps: check_number(type(self).__name__, "eps", eps, low_open=True))
+    momentum = Setting(lambda self, momentum: self._momentum_rule(momentum))
+
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True):
         super().__init__()
         owner = type(self).__name__
         n = check_int(owner, self._size_name, num_features)
-        self.eps = check_number(owner, "eps", eps, low_open=True)
-        self.momentum = None if momentum is None else check_number(owner, "momentum", momentum, 0.0, 1.0)
+        self.eps = eps
+        self.momentum = momentum
         self.affine = bool(affine)
         self.weight = self.parameter(_init.ones(n)) if affine else None
         self.bias = self.parameter(_init.zeros(n)) if affine else None
@@ -94,6 +98,17 @@ class _BatchNorm(Layer):
         if self.momentum is None:       # the count is state too: it travels with to() and checkpoints
             self.register_buffer("num_batches_tracked", _init.zeros((), dtype="int64"))
         self._sample_shape = None        # one sample's shape at the last forward: (n,) or (C, H, W)
+
+    def _momentum_rule(self, momentum):
+        """A number in [0, 1], or None (a cumulative average) chosen when the layer is built: None
+        needs the count of batches, a buffer made only then."""
+        owner = type(self).__name__
+        if momentum is None:
+            if "_momentum_setting" in vars(self) and "num_batches_tracked" not in self._buffer_names:
+                raise ValueError(f"{owner}: momentum=None (a cumulative average) must be chosen when the layer "
+                                 f"is built, {owner}(n, momentum=None): it counts the batches from the start")
+            return None
+        return check_number(owner, "momentum", momentum, 0.0, 1.0)
 
     @property
     def _min_training_batch(self) -> int:
@@ -202,10 +217,12 @@ class LayerNorm(Layer):
     features, in training and eval alike; ``weight`` (n,) starts at 1 and ``bias`` at 0.
     """
 
+    eps = Setting(lambda self, eps: check_number("LayerNorm", "eps", eps, low_open=True))   # on every assignment
+
     def __init__(self, n: int, eps: float = 1e-5, elementwise_affine: bool = True):
         super().__init__()
         self.n = check_int("LayerNorm", "n", n)
-        self.eps = check_number("LayerNorm", "eps", eps, low_open=True)
+        self.eps = eps
         self.elementwise_affine = bool(elementwise_affine)
         self.weight = self.parameter(_init.ones(n)) if elementwise_affine else None
         self.bias = self.parameter(_init.zeros(n)) if elementwise_affine else None

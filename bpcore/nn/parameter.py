@@ -1,6 +1,8 @@
 """Parameter: a trainable array and dL/d(array), the unit every layer and optimizer works on."""
 from __future__ import annotations
 
+import math
+
 import backends
 
 FLOAT_DTYPES = ("float32", "float64")
@@ -14,15 +16,27 @@ def dtype_name(dtype) -> str:
 class Parameter:
     """A trainable array and the gradient of the loss with respect to it.
 
+    A layer makes its Parameters in ``__init__`` with ``self.W = self.parameter(host_array)``,
+    which puts the values on the layer's device and dtype; building one directly,
+    ``Parameter(data, backend)``, needs ``data`` already a floating array of ``backend``.
+
     Attributes:
         data: the array, on the owning layer's device.
         grad: dL/d(data), same shape and device; zeros until a backward pass
             adds into it, and again after ``zero_grad()``.
+        backend: the :class:`backends.Backend` that ``data`` lives on.
     """
 
     __slots__ = ("data", "_grad", "backend")
 
     def __init__(self, data, backend: backends.Backend):
+        if not isinstance(backend, backends.Backend):
+            raise TypeError(f"Parameter: backend must be a backends.Backend (a layer's self.backend), got "
+                            f"{type(backend).__name__}; in a layer, make parameters with self.parameter(host_array)")
+        if not backend.owns(data) or not backend.xp.isdtype(data.dtype, "real floating"):
+            raise TypeError(f"Parameter: data must be a floating array of {backend.spec}, got "
+                            f"{type(data).__name__}{' of dtype ' + str(data.dtype) if hasattr(data, 'dtype') else ''}"
+                            f"; in a layer, make parameters with self.parameter(host_array)")
         self.data = data
         self.backend = backend
         self._grad = None   # None stands for "all zeros", made only when read
@@ -109,10 +123,10 @@ def checked_host_cast(value, dtype, what: str):
     if value.dtype.kind not in "fiub":
         raise ValueError(f"{what} has non-numeric dtype {value.dtype}")
     if value.dtype.kind == "f" and value.size:
-        magnitude = abs(value)
-        if bool(((value != value) | (magnitude == float("inf"))).any()):
+        low, high = float(value.min()), float(value.max())     # NaN comes out of either; no copy is made
+        if not (math.isfinite(low) and math.isfinite(high)):
             raise ValueError(f"{what} holds NaN or infinite values")
-        largest = float(magnitude.max())
+        largest = max(-low, high)
         if dtype is not None and largest > _LARGEST[dtype]:
             raise ValueError(f"{what} holds {largest:.6g}, beyond the largest {dtype} "
                              f"({_LARGEST[dtype]:.6g}): the cast would turn it into inf")

@@ -79,7 +79,7 @@ class MaxPool2d(_Pool2d):
         """x: (N, C, H, W) -> (N, C, OH, OW)."""
         x = self.check_input(x)
         x_pad, out_hw = self._padded(x, -math.inf)
-        largest, argmax = window_max(self._backend, x_pad, self.kernel_size, self.stride, out_hw)
+        largest, argmax = window_max(self.backend, x_pad, self.kernel_size, self.stride, out_hw)
         self.save_for_backward(argmax=argmax, x_shape=tuple(x.shape))
         return self._as_output(largest, x.shape[1], out_hw)
 
@@ -88,7 +88,7 @@ class MaxPool2d(_Pool2d):
         argmax, x_shape = self.saved("argmax", "x_shape")
         n, oh, ow, c = argmax.shape
         grad_out = self.check_grad_out(grad_out, (n, c, oh, ow))
-        grad_pad = route_max(self._backend, channels_last(self.xp, grad_out), argmax, self._padded_shape(x_shape),
+        grad_pad = route_max(self.backend, channels_last(self.xp, grad_out), argmax, self._padded_shape(x_shape),
                              self.kernel_size, self.stride)
         return self._to_input(grad_pad, x_shape)
 

@@ -57,7 +57,7 @@ class _Recurrent(Layer):
         self.input_size = check_int(owner, "input_size", input_size)
         self.hidden_size = check_int(owner, "hidden_size", hidden_size)
         C, H, width = self.input_size, self.hidden_size, self._gates * self.hidden_size
-        rng, bound = _init.host_rng(seed), 1.0 / math.sqrt(self.hidden_size)
+        rng, bound = _init.host_rng(seed, type(self).__name__), 1.0 / math.sqrt(self.hidden_size)
         self.W_ih = self.parameter(_init.uniform((C, width), bound, rng))
         self.W_hh = self.parameter(_init.uniform((H, width), bound, rng))
         self.b_ih = self.parameter(_init.uniform((width,), bound, rng))
@@ -71,7 +71,10 @@ class _Recurrent(Layer):
     def final_state(self):
         """The state after the last step of the last forward (h (N, H), or (h, c) for an LSTM); None
         before a forward (and after a move or cast)."""
-        return None if self._saved is None else self._saved["final_state"]
+        try:
+            return self.saved("final_state")
+        except RuntimeError:                    # no forward yet
+            return None
 
     def forward(self, x, state=None):
         """x (N, T, input_size) -> every hidden state (N, T, hidden_size).
@@ -153,7 +156,7 @@ class _Recurrent(Layer):
     def _empty_like_steps(self, like):
         """An uninitialised (N, T, G H) array, filled step by step with slice assignment."""
         shape = (like.shape[0], like.shape[1], self._gates * self.hidden_size)
-        return self.xp.empty(shape, dtype=like.dtype, device=self._backend.device)
+        return self.xp.empty(shape, dtype=like.dtype, device=self.backend.device)
 
     def _split(self, array):
         """The G blocks of width H along the last axis (one per gate)."""
@@ -209,7 +212,7 @@ class RNN(_Recurrent):
 
     def _steps(self, XW, h, hidden):
         xp, W_hh = self.xp, self.W_hh.data
-        zero = self._backend.constant(0.0, XW.dtype)
+        zero = self.backend.constant(0.0, XW.dtype)
         for t in range(XW.shape[1]):
             z = XW[:, t, :] + h @ W_hh
             h = xp.tanh(z) if self.nonlinearity == "tanh" else xp.maximum(z, zero)
@@ -257,7 +260,7 @@ class LSTM(_Recurrent):
 
     def _scale(self):
         """s: 1/2 on the sigmoid gates i, f, o and 1 on the tanh gate g, shape (4 H,)."""
-        half = self.xp.full((self.hidden_size,), 0.5, dtype=self.W_hh.data.dtype, device=self._backend.device)
+        half = self.xp.full((self.hidden_size,), 0.5, dtype=self.W_hh.data.dtype, device=self.backend.device)
         return self.xp.concat([half, half, half + 0.5, half])
 
     def _input_side(self):

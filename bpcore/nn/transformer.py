@@ -20,7 +20,7 @@ from .._checks import check_int
 from . import init as _init
 from .activations import GELU
 from .attention import MultiHeadAttention
-from .containers import Sequential, _check_runs
+from .containers import Sequential, _check_placed, _check_runs
 from .embedding import Embedding
 from .linear import Linear
 from .module import Layer
@@ -46,14 +46,19 @@ class TransformerBlock(Layer):
         super().__init__()
         self.embed_dim = check_int("TransformerBlock", "embed_dim", embed_dim)
         self.mlp_ratio = check_int("TransformerBlock", "mlp_ratio", mlp_ratio)
-        rng = _init.host_rng(seed)
+        check_int("TransformerBlock", "num_heads", num_heads)       # named here, not by the attention inside
+        if not isinstance(causal, bool):
+            raise TypeError(f"TransformerBlock: causal must be True or False, got {causal!r}")
+        if embed_dim % num_heads:
+            raise ValueError(f"TransformerBlock: embed_dim ({embed_dim}) must be a multiple of num_heads "
+                             f"({num_heads}): each head takes embed_dim / num_heads features")
+        rng = _init.host_rng(seed, type(self).__name__)
         E, hidden = embed_dim, mlp_ratio * embed_dim
         self.ln_1 = LayerNorm(E)
         self.attn = MultiHeadAttention(E, num_heads, causal=causal, seed=rng)
         self.ln_2 = LayerNorm(E)
         self.mlp = Sequential(Linear(E, hidden, init="xavier_uniform", seed=rng), GELU(),
                               Linear(hidden, E, init="xavier_uniform", seed=rng))
-        self._adopt_children()
 
     @property
     def num_heads(self) -> int:
@@ -70,6 +75,7 @@ class TransformerBlock(Layer):
     def forward(self, x):
         """x: (N, T, E) -> x + attn(ln_1(x)), then + mlp(ln_2(.)): (N, T, E)."""
         x = self.check_input(x, shape=("batch", "time", self.embed_dim))
+        _check_placed(self)
         h = x + self.attn.forward(self.ln_1.forward(x))
         y = h + self.mlp.forward(self.ln_2.forward(h))
         children = (self.ln_1, self.attn, self.ln_2, self.mlp)
@@ -105,10 +111,9 @@ class TokenPositionEmbedding(Layer):
 
     def __init__(self, vocab_size: int, context_length: int, embed_dim: int, seed=None):
         super().__init__()
-        rng = _init.host_rng(seed)
+        rng = _init.host_rng(seed, type(self).__name__)
         self.token = Embedding(vocab_size, embed_dim, seed=rng)
         self.position = Embedding(context_length, embed_dim, seed=rng)
-        self._adopt_children()
 
     @property
     def vocab_size(self) -> int:
@@ -136,8 +141,9 @@ class TokenPositionEmbedding(Layer):
             raise ValueError(f"{self._name()}: a sequence of {T} tokens is longer than the context_length "
                              f"{self.context_length} the position table covers; pass at most "
                              f"{self.context_length} tokens (generate keeps the last ones)")
+        _check_placed(self)
         xp = self.xp
-        positions = xp.reshape(xp.arange(T, dtype=x.dtype, device=self._backend.device), (1, T))
+        positions = xp.reshape(xp.arange(T, dtype=x.dtype, device=self.backend.device), (1, T))
         y = self.token.forward(x) + self.position.forward(positions)      # (N, T, E) + (1, T, E)
         self.save_for_backward(shape=tuple(x.shape), runs=[self.token._saved, self.position._saved])
         return y
@@ -181,7 +187,7 @@ def gpt(vocab_size: int, context_length: int, embed_dim: int, num_heads: int, nu
         check_int("gpt", name, value)
     if embed_dim % num_heads:
         raise ValueError(f"gpt: embed_dim ({embed_dim}) must be a multiple of num_heads ({num_heads})")
-    rng = _init.host_rng(seed)
+    rng = _init.host_rng(seed, "gpt")
     return Sequential(TokenPositionEmbedding(vocab_size, context_length, embed_dim, seed=rng),
                       *[TransformerBlock(embed_dim, num_heads, mlp_ratio=mlp_ratio, causal=True, seed=rng)
                         for _ in range(num_layers)],

@@ -33,6 +33,7 @@ class ExportReport:
         input_shape, output_shape: the graph's shapes, "batch" where the batch axis is dynamic.
         dtype: the input's dtype: "float32" or "float64" (the model's), "int64" for a model that
             takes integer indices (an Embedding first). size: the file's size in bytes.
+        input_name, output_name: the graph's input and output names (``input_names``, ``output_names``).
     """
 
     path: str
@@ -43,11 +44,13 @@ class ExportReport:
     output_shape: tuple
     dtype: str
     size: int
+    input_name: str = "input"
+    output_name: str = "output"
 
     def __str__(self):
         return (f"{self.path} ({self.size / 1000:.1f} kB): ONNX opset {self.opset}, {self.nodes} nodes, "
-                f"{self.dtype} input {self.input_shape} -> output {self.output_shape}; onnxruntime matches "
-                f"the model to {self.max_difference:.3g}")
+                f"{self.dtype} {self.input_name} {self.input_shape} -> {self.output_name} {self.output_shape}; "
+                f"onnxruntime matches the model to {self.max_difference:.3g}")
 
 
 def export(model, example, path, input_names=("input",), output_names=("output",),
@@ -117,7 +120,7 @@ def export(model, example, path, input_names=("input",), output_names=("output",
     replace_atomically(path, lambda stream: stream.write(content))
     return ExportReport(path=path, opset=_opset(proto), nodes=len(proto.graph.node), max_difference=difference,
                         input_shape=_shape(proto.graph.input[0]), output_shape=_shape(proto.graph.output[0]),
-                        dtype=input_dtype, size=len(content))
+                        dtype=input_dtype, size=len(content), input_name=input_name, output_name=output_name)
 
 
 def _libraries():

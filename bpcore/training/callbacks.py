@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 
-from .._checks import check_int, check_number, output_path
+from .._checks import Setting, check_int, check_number, output_path
 from ..checkpoint import save_checkpoint
 from .snapshot import restore, snapshot
 
@@ -73,7 +73,7 @@ class _Monitor:
             raise TypeError(f"{owner}: monitor must be a string, got {type(monitor).__name__}")
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"{owner}: mode must be 'auto', 'min' or 'max', got {mode!r}")
-        self.owner, self.monitor, self.min_delta = owner, monitor, min_delta
+        self.owner, self.monitor, self.min_delta, self.given_mode = owner, monitor, min_delta, mode
         self.mode = ("max" if "acc" in monitor else "min") if mode == "auto" else mode
         self.reset()
 
@@ -112,12 +112,41 @@ class EarlyStopping(Callback):
 
     def __init__(self, monitor: str = "val_loss", patience: int = 10, min_delta: float = 0.0,
                  mode: str = "auto", restore_best_weights: bool = False, verbose: bool = True):
-        patience = check_int("EarlyStopping", "patience", patience, minimum=0)
-        min_delta = check_number("EarlyStopping", "min_delta", min_delta)
-        self._monitor = _Monitor("EarlyStopping", monitor, mode, min_delta)
-        self.monitor, self.mode, self.patience = monitor, self._monitor.mode, patience
+        self.patience = patience
+        self._monitor = _Monitor("EarlyStopping", monitor, mode,
+                                 check_number("EarlyStopping", "min_delta", min_delta))
         self.restore_best_weights = bool(restore_best_weights)
         self.verbose = bool(verbose)
+
+    # Each is checked on every assignment, as in the constructor; monitor, mode and min_delta rebuild
+    # the tracker (a new monitor starts from no best value).
+    patience = Setting(lambda self, patience: check_int("EarlyStopping", "patience", patience, minimum=0))
+
+    @property
+    def monitor(self) -> str:
+        return self._monitor.monitor
+
+    @monitor.setter
+    def monitor(self, value):
+        self._monitor = _Monitor("EarlyStopping", value, self._monitor.given_mode, self._monitor.min_delta)
+
+    @property
+    def mode(self) -> str:
+        """"min" or "max" ("auto" is resolved from the monitor's name when set)."""
+        return self._monitor.mode
+
+    @mode.setter
+    def mode(self, value):
+        self._monitor = _Monitor("EarlyStopping", self._monitor.monitor, value, self._monitor.min_delta)
+
+    @property
+    def min_delta(self) -> float:
+        return self._monitor.min_delta
+
+    @min_delta.setter
+    def min_delta(self, value):
+        self._monitor = _Monitor("EarlyStopping", self._monitor.monitor, self._monitor.given_mode,
+                                 check_number("EarlyStopping", "min_delta", value))
 
     @property
     def best(self):

@@ -43,6 +43,8 @@ def _prompt(model, prompt_tokens):
                 raise TypeError(f"generate: prompt_tokens must be integer tokens (a list, host NumPy or an array "
                                 f"of {backend.spec}), got {type(prompt_tokens).__name__}") from None
         host = backends.host_array_from(prompt_tokens, "generate: prompt_tokens")
+        if host.size == 0:              # [] is float64 to NumPy: say what is really wrong
+            raise ValueError(f"generate: prompt_tokens is empty (shape {host.shape}); give at least one token")
         if host.dtype.kind not in "iu":
             raise TypeError(f"generate: prompt_tokens must be integer token ids, got dtype {host.dtype}")
         tokens = backend.asarray(host.astype("int64"))

@@ -302,8 +302,11 @@ def _warnings(rows) -> list:
     if finite:
         i, worst = min(finite, key=lambda item: item[1].ratio)
         if is_vanishing(worst.ratio):
+            others = [r.param for _, r in finite if is_vanishing(r.ratio) and r is not worst]
+            listed = ", ".join(others[:4]) + (f" and {len(others) - 4} more" if len(others) > 4 else "")
+            also = f"; so are {listed}" if others else ""
             said.append(f"layer {worst.param}: gradient {worst.ratio:.1e} of the last layer's (vanishing: "
-                        f"below {VANISHING_RATIO:g}): {_vanish_cause(rows[i + 1:])}")
+                        f"below {VANISHING_RATIO:g}{also}): {_vanish_cause(rows[i + 1:])}")
         i, worst = max(finite, key=lambda item: item[1].ratio)
         if is_exploding(worst.ratio):
             said.append(f"layer {worst.param}: gradient {worst.ratio:.1e} times the last layer's: gradients "

@@ -303,7 +303,7 @@ class SoftmaxCrossEntropyLoss(Loss):
             onehot, probs = onehot * kept, probs * kept
             count = xp.maximum(xp.sum(kept), self._backend.constant(1.0, pred.dtype))
         self._grad = (probs - onehot) / count
-        loss = -xp.sum(onehot * log_probs) / count
+        loss = (0.0 - xp.sum(onehot * log_probs)) / count        # 0 - sum: an all-ignored batch gives 0, not -0
         if self.check_targets is None and not self._backend.sync_free:
             # A label outside [0, classes) matches no class, and its position would add 0 to the
             # loss without a word. Checking here would cost a device sync on a GPU: the batch's loss

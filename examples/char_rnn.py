@@ -29,7 +29,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bpcore as bp  # noqa: E402
-from _common import blas_threads, parser, positive_int, read_text, resolve_device, text_windows  # noqa: E402
+from _common import (blas_threads, non_negative_int, parser, positive_int, read_text, resolve_device,  # noqa: E402
+                     text_windows)
 
 
 def unigram_entropy(codes, size) -> float:
@@ -83,7 +84,8 @@ def main(argv=None) -> dict:
                    help="use the first N characters of the text (default: 300000)")
     p.add_argument("--context", type=positive_int, default=64, metavar="T", help="characters per window (default 64)")
     p.add_argument("--hidden", type=positive_int, default=128, metavar="H", help="LSTM width (default 128)")
-    p.add_argument("--sample", type=int, default=400, metavar="N", help="characters to write (default 400)")
+    p.add_argument("--sample", type=non_negative_int, default=400, metavar="N",
+                   help="characters to write (default 400)")
     p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature > 0 (default 0.8)")
     p.add_argument("--threads", type=positive_int, default=1, metavar="N",
                    help="BLAS threads on the CPU (default 1: each LSTM step multiplies small matrices, where "

@@ -30,8 +30,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bpcore as bp  # noqa: E402
-from _common import (blas_threads, parser, positive_int, read_text, resolve_device, save_figure,  # noqa: E402
-                     text_windows)
+from _common import (blas_threads, non_negative_int, parser, positive_int, read_text, resolve_device,  # noqa: E402
+                     save_figure, text_windows)
 
 IGNORE = -100          # targets the loss skips (the question's own digits)
 
@@ -51,7 +51,8 @@ def main(argv=None) -> dict:
     p.add_argument("--chars", type=positive_int, default=200_000, metavar="N",
                    help="text: use the first N characters (default 200000)")
     p.add_argument("--context", type=positive_int, default=64, metavar="T", help="text: context length (default 64)")
-    p.add_argument("--sample", type=int, default=300, metavar="N", help="text: characters to write (default 300)")
+    p.add_argument("--sample", type=non_negative_int, default=300, metavar="N",
+                   help="text: characters to write (default 300)")
     p.add_argument("--temperature", type=float, default=0.8, help="text: sampling temperature > 0 (default 0.8)")
     p.add_argument("--top-k", type=positive_int, default=20, metavar="K", help="text: sample among the K likeliest")
     p.add_argument("--threads", type=positive_int, default=1, metavar="N",

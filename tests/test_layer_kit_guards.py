@@ -216,3 +216,11 @@ def test_a_uint64_index_beyond_int64_is_refused_not_wrapped(backend):
     huge = backend.asarray(np.array([[2 ** 63 + 5, 1]], dtype=np.uint64))
     with pytest.raises(ValueError, match=r"Embedding\(5, 2\): input holds 9223372036854775813, beyond the int64"):
         bp.Embedding(5, 2).to(backend)(huge)
+
+
+def test_host_floats_that_overflow_float32_are_refused_when_a_model_is_called(backend):
+    model = bp.mlp([2, 3, 1], seed=0).to(backend)
+    with pytest.raises(ValueError, match=r"Linear\(2, 3\) \(layer '0'\): input holds values up to 1e\+39 in "
+                                         r"magnitude, which overflow float32"):
+        model(np.array([[1e39, 0.0]]))
+    assert backend.to_numpy(model(np.array([[3e38, 0.0]]))).shape == (1, 1)      # within range: accepted

@@ -276,6 +276,9 @@ def _random_streams(path, model, streams):
     return checked
 
 
+_FLOAT64_MAX = float(np.finfo(np.float64).max)     # history values are stored as float64: an int above overflows
+
+
 def check_history_data(state) -> None:
     """Raise TypeError/ValueError unless ``state`` is what ``History.state_dict()`` gives:
     the four sections, increasing epochs (ints >= 0), records that are lists of at most
@@ -295,7 +298,8 @@ def check_history_data(state) -> None:
             raise TypeError(f"the history's {section} must be a dict of lists, got {type(records).__name__}")
         for key, values in records.items():
             if not isinstance(key, str) or not isinstance(values, list) or len(values) > len(epochs) \
-                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                               and (isinstance(v, float) or abs(v) <= _FLOAT64_MAX) for v in values):
                 raise ValueError(f"the history's {section}[{quote(key)}] must be a list of at most "
                                  f"{len(epochs)} numbers (one per epoch), got {quote(values)}")
 

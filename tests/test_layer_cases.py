@@ -150,6 +150,21 @@ def test_exports_to_onnx(case, dtype, rng, tmp_path):
     check_export(case, dtype, rng, tmp_path)
 
 
+@pytest.mark.parametrize("case", params("gradcheck"))
+def test_moves_and_casts_after_a_training_pass(case, rng):
+    """After forward and backward, to() and astype() take the layer (nothing it keeps after a pass
+    is an array they would refuse or leave behind), and it then computes what it computed before."""
+    layer = case.layer()                                     # float64
+    x = case.input(rng)
+    checked_forward_backward(layer, backends.get("numpy"), x, rng.standard_normal)
+    before = copy.deepcopy(layer).eval()(x)
+    cast = copy.deepcopy(layer).astype("float32").eval()
+    assert np.all(np.isfinite(cast(x.astype("float32") if is_float(x) else x))), case.name
+    moved = layer.to("array_api_strict").eval()
+    after = moved.backend.to_numpy(moved(moved.backend.asarray(x)))
+    np.testing.assert_allclose(after, before, rtol=1e-12, atol=1e-12, err_msg=case.name)
+
+
 def test_every_layer_type_has_a_case():
     types = bp.nn.layer_types()
     missing = layer_types_without_a_case(types)

@@ -62,7 +62,6 @@ class _Recurrent(Layer):
         self.W_hh = self.parameter(_init.uniform((H, width), bound, rng))
         self.b_ih = self.parameter(_init.uniform((width,), bound, rng))
         self.b_hh = self.parameter(_init.uniform((width,), bound, rng))
-        self.grad_state = None
 
     def config(self) -> dict:
         return {"input_size": self.input_size, "hidden_size": self.hidden_size}
@@ -75,6 +74,12 @@ class _Recurrent(Layer):
             return self.saved("final_state")
         except RuntimeError:                    # no forward yet
             return None
+
+    @property
+    def grad_state(self):
+        """dL/d(state) from the last backward (h (N, H), or (h, c) for an LSTM); None before one. It is
+        kept with what forward saved, so a move or cast drops it as it drops them."""
+        return None if self._saved is None else self._saved.get("grad_state")
 
     def forward(self, x, state=None):
         """x (N, T, input_size) -> every hidden state (N, T, hidden_size).
@@ -116,7 +121,9 @@ class _Recurrent(Layer):
         grad_out = self.check_grad_out(grad_out, tuple(hidden.shape))
         xp, width = self.xp, self._gates * self.hidden_size
         h_prev = self._states_before(hidden)                                # (N, T, H)
-        grad_XW, grad_HW, self.grad_state = self._back_steps(grad_out, h_prev, self.saved("kept"))
+        grad_XW, grad_HW, grad_state = self._back_steps(grad_out, h_prev, self.saved("kept"))
+        self._saved["grad_state"] = grad_state      # beside what forward kept (not a new dict: Sequential
+                                                    # recognises this forward's record by its identity)
         dZ_input = xp.reshape(grad_XW, (-1, width))                         # (N T, G H)
         dZ_hidden = xp.reshape(grad_HW, (-1, width))
         self.W_ih.accumulate_grad(x_rows.T @ dZ_input)                     # dL/dW_ih = X^T dZ

@@ -228,9 +228,15 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 def _refuse_float32_overflow(value, owner, what: str) -> None:
     """Raise ValueError when host floats that are finite would become inf in float32 (1e39 into a
-    float32 model). Reads the smallest and largest value (no copy); NaN and inf pass as they are."""
-    largest = max(-float(value.min()), float(value.max()))
-    if largest > _FLOAT32_MAX and np.isfinite(largest):
+    float32 model). Reads the smallest and largest value (no copy unless NaN or inf are among them,
+    which pass as they are)."""
+    low, high = float(value.min()), float(value.max())
+    if np.isfinite(low) and np.isfinite(high):
+        largest = max(-low, high)
+    else:                                   # NaN or inf too: look at the finite values only (rare: a copy)
+        finite = value[np.isfinite(value)]
+        largest = float(np.abs(finite).max()) if finite.size else 0.0
+    if largest > _FLOAT32_MAX:
         name = owner() if callable(owner) else owner
         raise ValueError(f"{name}: {what} holds values up to {largest:.6g} in magnitude, which overflow float32 "
                          f"(its largest is {_FLOAT32_MAX:.6g}); scale the data, or use a float64 model "

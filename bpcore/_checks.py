@@ -33,7 +33,12 @@ class Setting:
         self.name, self.slot = name, f"_{name}_setting"
 
     def __get__(self, obj, owner=None):
-        return self if obj is None else obj.__dict__[self.slot]
+        if obj is None:
+            return self
+        try:
+            return obj.__dict__[self.slot]
+        except KeyError:                     # not set yet: what any missing attribute raises
+            raise AttributeError(f"{type(obj).__name__!r} object has no attribute {self.name!r}") from None
 
     def __set__(self, obj, value):
         obj.__dict__[self.slot] = self.rule(obj, value)

@@ -49,7 +49,8 @@ def test_a_container_with_weights_of_its_own_refuses_children_elsewhere():
             super().__init__(inner)
             self.scale = self.parameter(np.ones(1))
 
-    with pytest.raises(ValueError, match=r"Own: layers live on different devices or dtypes"):
+    with pytest.raises(ValueError, match=r"Own: its own weights live on \('numpy', 'float32'\) but its layers on "
+                                         r"\[\('numpy', 'float64'\)\]; build everything on the default device"):
         Own(bp.Linear(2, 1).astype("float64"))
 
 
@@ -144,7 +145,7 @@ def test_layer_list_indices_assignment_and_insert():
     blocks = bp.LayerList([bp.Linear(2, 2), bp.Tanh()])
     with pytest.raises(IndexError, match="LayerList index 5 out of range for 2 layers"):
         blocks[5]
-    with pytest.raises(TypeError, match="LayerList indices must be ints or slices, got str"):
+    with pytest.raises(TypeError, match=r"LayerList indices must be ints \(or, to read, slices\), got str"):
         blocks["a"]
     blocks[1] = bp.ReLU()
     blocks.insert(0, bp.Identity())
@@ -224,3 +225,59 @@ def test_host_floats_that_overflow_float32_are_refused_when_a_model_is_called(ba
                                          r"magnitude, which overflow float32"):
         model(np.array([[1e39, 0.0]]))
     assert backend.to_numpy(model(np.array([[3e38, 0.0]]))).shape == (1, 1)      # within range: accepted
+
+
+# -- found in review -----------------------------------------------------------------------------------
+def test_a_container_that_skips_super_init_is_told_to_call_it():
+    class NoSuper(bp.Layer):
+        def __init__(self):
+            self.inner = bp.ReLU()
+
+    with pytest.raises(TypeError, match=r"NoSuper.__init__ must call super\(\).__init__\(\) first"):
+        NoSuper()
+
+
+def test_adopting_the_childrens_device_refuses_a_stray_array_of_the_container():
+    class Scaled(Wrap):
+        def __init__(self, inner):
+            super().__init__(inner)
+            self.scale = self.xp.asarray(np.ones(2, dtype=np.float32))
+
+    with pytest.raises(TypeError, match=r"Scaled.__init__\(\): attribute 'scale' is an array"):
+        Scaled(bp.Linear(2, 2).to("array_api_strict"))
+
+
+def test_numpy_scalars_are_not_strays_and_numpy_integers_index_a_layer_list():
+    layer = bp.Linear(2, 2)
+    layer.flag, layer.scale = np.bool_(True), np.float32(2.0)
+    layer.to("array_api_strict").astype("float64")
+    blocks = bp.LayerList([bp.Linear(2, 2), bp.Tanh()])
+    assert isinstance(blocks[np.int64(1)], bp.Tanh)
+    blocks.insert(np.int64(0), bp.ReLU())
+    assert isinstance(blocks[0], bp.ReLU)
+
+
+def test_early_stopping_keeps_its_best_when_min_delta_changes():
+    stop = bp.EarlyStopping(monitor="loss", patience=2)
+    stop._monitor.improved({"loss": 0.5})
+    stop.min_delta = 0.01
+    assert stop.best == 0.5 and stop.min_delta == 0.01
+    stop.mode = "max"                                   # another question: no best yet
+    assert stop.best == -np.inf
+
+
+def test_batch_norm_counts_batches_whichever_momentum_is_set_later():
+    layer = bp.BatchNorm1d(2, momentum=None)
+    x = np.random.default_rng(0).standard_normal((8, 2)).astype(np.float32)
+    layer(x)
+    layer.momentum = 0.1
+    layer(x)
+    layer.momentum = None
+    layer(x)
+    assert int(layer.num_batches_tracked) == 3
+
+
+def test_the_overflow_check_looks_past_inf_and_nan():
+    model = bp.mlp([2, 1], seed=0)
+    with pytest.raises(ValueError, match=r"input holds values up to 1e\+39 in magnitude"):
+        model(np.array([[np.inf, -1e39], [np.nan, 0.0]]))

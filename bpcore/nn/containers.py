@@ -5,6 +5,8 @@ their forward, which is the chain rule written as a loop.
 """
 from __future__ import annotations
 
+import operator
+
 from .._checks import check_int
 from . import init as _init
 from .activations import ACTIVATIONS
@@ -39,11 +41,22 @@ def _moved_alone(container, layer, place):
                       f"each model its own layers (copy.deepcopy(layer) for the same weights)")
 
 
-def _check_placed(container) -> None:
-    """Refuse to run ``container`` when a layer directly inside it was moved on its own."""
-    for place, layer in container.children():
+def _check_placed(container, children) -> None:
+    """Refuse to run ``container`` when one of its ``children`` ((name, layer) pairs: the layers directly
+    inside it, named by the caller so that no attribute scan runs per call) was moved or cast alone."""
+    for place, layer in children:
         if layer._backend is not container._backend or layer._dtype != container._dtype:
             raise _moved_alone(container, layer, place)
+
+
+def _as_index(index, message: str) -> int:
+    """``index`` as a Python int (NumPy integers too, as a list takes them); TypeError otherwise."""
+    if isinstance(index, bool):
+        raise TypeError(f"{message}, got bool")
+    try:
+        return operator.index(index)
+    except TypeError:
+        raise TypeError(f"{message}, got {type(index).__name__}") from None
 
 
 class Sequential(Layer):
@@ -143,7 +156,7 @@ class Residual(Layer):
     def forward(self, x):
         """x: (batch, ..., n) -> x + block(x), the same shape."""
         x = self.check_input(x)
-        _check_placed(self)
+        _check_placed(self, (("block", self.block),))
         out = self.block.forward(x)
         if tuple(out.shape) != tuple(x.shape):
             raise ValueError(f"{self._name()}: the block maps shape {tuple(x.shape)} to {tuple(out.shape)}, "
@@ -191,8 +204,7 @@ class LayerList(Layer):
 
     def insert(self, index: int, layer: Layer) -> "LayerList":
         """Put ``layer`` before position ``index`` (as ``list.insert``); returns self."""
-        if isinstance(index, bool) or not isinstance(index, int):
-            raise TypeError(f"LayerList.insert: index must be an int, got {type(index).__name__}")
+        index = _as_index(index, "LayerList.insert: index must be an int")
         if not isinstance(layer, Layer):
             count = len(self._layers)
             position = min(max(index + count if index < 0 else index, 0), count)      # where list.insert puts it
@@ -244,8 +256,7 @@ class LayerList(Layer):
 
     def _position(self, index) -> int:
         """``index`` as a position in [0, len): an int in [-len, len), else an error naming LayerList."""
-        if isinstance(index, bool) or not isinstance(index, int):
-            raise TypeError(f"LayerList indices must be ints or slices, got {type(index).__name__}")
+        index = _as_index(index, "LayerList indices must be ints (or, to read, slices)")
         count = len(self._layers)
         if not -count <= index < count:
             raise IndexError(f"LayerList index {index} out of range for {count} layer{'' if count == 1 else 's'}")

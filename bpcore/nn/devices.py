@@ -10,6 +10,8 @@ from __future__ import annotations
 import numbers
 import types
 
+import numpy as np
+
 import backends
 
 from .._checks import check_int
@@ -55,13 +57,20 @@ class DeviceMethods:
             raise ValueError(f"{type(self).__name__}: the same layer object appears twice; each layer caches "
                              f"its own input for backward, so a reused layer would get wrong gradients. "
                              f"Make a second layer (copy.deepcopy(layer) for the same weights)")
-        holding = [self] + inner if _holds_state(self) else inner       # a container with weights of its own
-        placed = {(sub._backend.spec, sub._dtype) for sub in holding if _holds_state(sub)}
+        placed = {(sub._backend.spec, sub._dtype) for sub in inner if _holds_state(sub)}
         if len(placed) > 1:
             raise ValueError(f"{type(self).__name__}: layers live on different devices or dtypes "
                              f"{sorted(placed)}; build them alike or call .to()/.astype() on each first")
-        spec, dtype = next(iter(placed)) if placed else (self._backend.spec, self._dtype)
+        own = (self._backend.spec, self._dtype)
+        if placed and _holds_state(self) and placed != {own}:           # weights of its own, elsewhere
+            raise ValueError(f"{type(self).__name__}: its own weights live on {own} but its layers on "
+                             f"{sorted(placed)}; build everything on the default device, then move the whole "
+                             f"model with .to()/.astype()")
+        spec, dtype = next(iter(placed)) if placed else own
         backend = backends.get(spec)
+        for layer in self.modules():                # refuse before anything is placed: all or nothing
+            if layer._backend is not backend or layer._dtype != dtype:
+                _refuse_strays(layer, "__init__", lambda value, source=layer._backend: source.owns(value))
         for path, layer in self.named_modules():
             layer._place(backend, dtype)
             layer._path = path
@@ -139,7 +148,7 @@ class DeviceMethods:
             if layer._dtype != dtype:
                 backend = layer._backend
                 _refuse_strays(layer, "astype", lambda value, backend=backend: backend.owns(value) and
-                               backend.xp.isdtype(value.dtype, "real floating"))
+                               backend.xp.isdtype(value.dtype, "real floating") and value.dtype != backend.dtype(dtype))
         for layer in self.modules():
             backend = layer._backend
             xp, new = backend.xp, backend.dtype(dtype)
@@ -184,13 +193,14 @@ def _holds_state(layer) -> bool:
 
 
 def _refuse_strays(layer, method: str, left_behind) -> None:
-    """Raise TypeError when ``layer`` holds an array attribute that ``to()`` or ``astype()`` would leave
-    behind (``left_behind(value)`` true): neither a Parameter nor a buffer, so it would keep the old
-    device or dtype and fail, or mix devices, at the next call. Parameters, buffers and what
-    ``save_for_backward`` kept (dropped on purpose) are not strays."""
+    """Raise TypeError when ``layer`` holds an array attribute that ``to()`` or ``astype()`` (or a
+    container taking its layers' device in ``__init__``) would leave behind (``left_behind(value)``
+    true): neither a Parameter nor a buffer, so it would keep the old device or dtype and fail, or
+    mix devices, at the next call. Parameters, buffers, NumPy scalars and what ``save_for_backward``
+    kept (dropped on purpose) are not strays."""
     buffers = set(layer._buffer_names + layer._constant_names)
     for name, value in vars(layer).items():
-        if (name in buffers or name == "_saved" or isinstance(value, numbers.Number)
+        if (name in buffers or name == "_saved" or isinstance(value, (numbers.Number, np.generic))
                 or not hasattr(value, "shape") or not left_behind(value)):
             continue
         where = "device" if method == "to" else "dtype"

@@ -33,7 +33,7 @@ import math
 
 import backends
 
-from .._checks import INT64_MAX
+from .._checks import INT64_MAX, ArgumentTypeError
 from . import budget
 from .parameter import Parameter, checked_host_cast, dtype_name
 
@@ -162,7 +162,7 @@ class KitMethods:
         if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
             raise ValueError(f"{owner}: name must be a public identifier, got {name!r}")
         if not isinstance(persistent, bool):
-            raise TypeError(f"{owner}: persistent must be True or False, got {persistent!r}")
+            raise ArgumentTypeError(f"{owner}: persistent must be True or False, got {persistent!r}")
         if name not in self._buffer_names + self._constant_names and (hasattr(type(self), name)
                                                                        or name in vars(self)):
             taken = "a method or attribute of the class" if hasattr(type(self), name) else \

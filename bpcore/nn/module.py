@@ -13,6 +13,7 @@ import inspect
 
 import backends
 
+from .._checks import ArgumentTypeError
 from . import budget
 from .devices import DeviceMethods
 from .kit import KitMethods
@@ -120,7 +121,7 @@ class Layer(KitMethods, DeviceMethods):
     def named_modules(self, prefix: str = ""):
         """[(dotted path, layer)] for this layer ("") and every layer inside it, parents first."""
         if not isinstance(prefix, str):
-            raise TypeError(f"{type(self).__name__}: prefix must be a str, got {type(prefix).__name__}")
+            raise ArgumentTypeError(f"{type(self).__name__}: prefix must be a str, got {type(prefix).__name__}")
         found = [(prefix, self)]
         for name, child in self.children():
             found.extend(child.named_modules(f"{prefix}.{name}" if prefix else name))
@@ -153,7 +154,7 @@ class Layer(KitMethods, DeviceMethods):
     def train(self, mode: bool = True):
         """Training mode (Dropout drops, BatchNorm uses batch statistics). Returns self."""
         if not isinstance(mode, bool):
-            raise TypeError(f"{type(self).__name__}.train: mode must be True or False, got {mode!r}")
+            raise ArgumentTypeError(f"{type(self).__name__}.train: mode must be True or False, got {mode!r}")
         for path, layer in self.named_modules():
             layer.training = bool(mode)
             layer._path = path
@@ -237,7 +238,10 @@ def _naming_memory_errors(init):
         try:
             init(self, *args, **kwargs)
             if self.children():            # a layer made of layers takes their device and dtype, as
-                self._adopt_children()     # Sequential does, and refuses one layer object held twice
+                if "_backend" not in self.__dict__:         # Sequential does, and refuses one layer
+                    raise TypeError(f"{type(self).__name__}.__init__ must call super().__init__() first: "
+                                    f"it gives the layer its device, dtype and mode")
+                self._adopt_children()     # object held twice
         except MemoryError as error:
             try:
                 bound = signature.bind(self, *args, **kwargs).arguments
@@ -253,7 +257,7 @@ def _naming_memory_errors(init):
 def _dotted(prefix) -> str:
     """A name prefix without its trailing dot ("encoder." -> "encoder"); a str is required."""
     if not isinstance(prefix, str):
-        raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
+        raise ArgumentTypeError(f"prefix must be a str, got {type(prefix).__name__}")
     return prefix.rstrip(".")
 
 

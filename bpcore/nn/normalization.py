@@ -147,8 +147,9 @@ class _BatchNorm(Layer):
             centered = x - mean
             var = xp.mean(centered * centered, axis=axes, keepdims=True)     # biased: used to normalize
             m = self.momentum
-            if m is None:                # cumulative average: the k-th batch weighs 1/k (no host sync)
+            if "num_batches_tracked" in self._buffer_names:   # made with momentum=None: count every batch
                 self.num_batches_tracked = self.num_batches_tracked + 1
+            if m is None:                # cumulative average: the k-th batch weighs 1/k (no host sync)
                 m = 1.0 / xp.astype(self.num_batches_tracked, x.dtype)
             n = self.num_features
             self.running_mean = (1 - m) * self.running_mean + m * xp.reshape(mean, (n,))

@@ -75,7 +75,7 @@ class TransformerBlock(Layer):
     def forward(self, x):
         """x: (N, T, E) -> x + attn(ln_1(x)), then + mlp(ln_2(.)): (N, T, E)."""
         x = self.check_input(x, shape=("batch", "time", self.embed_dim))
-        _check_placed(self)
+        _check_placed(self, (("ln_1", self.ln_1), ("attn", self.attn), ("ln_2", self.ln_2), ("mlp", self.mlp)))
         h = x + self.attn.forward(self.ln_1.forward(x))
         y = h + self.mlp.forward(self.ln_2.forward(h))
         children = (self.ln_1, self.attn, self.ln_2, self.mlp)
@@ -141,7 +141,7 @@ class TokenPositionEmbedding(Layer):
             raise ValueError(f"{self._name()}: a sequence of {T} tokens is longer than the context_length "
                              f"{self.context_length} the position table covers; pass at most "
                              f"{self.context_length} tokens (generate keeps the last ones)")
-        _check_placed(self)
+        _check_placed(self, (("token", self.token), ("position", self.position)))
         xp = self.xp
         positions = xp.reshape(xp.arange(T, dtype=x.dtype, device=self.backend.device), (1, T))
         y = self.token.forward(x) + self.position.forward(positions)      # (N, T, E) + (1, T, E)

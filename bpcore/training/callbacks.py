@@ -118,8 +118,8 @@ class EarlyStopping(Callback):
         self.restore_best_weights = bool(restore_best_weights)
         self.verbose = bool(verbose)
 
-    # Each is checked on every assignment, as in the constructor; monitor, mode and min_delta rebuild
-    # the tracker (a new monitor starts from no best value).
+    # Each is checked on every assignment, as in the constructor. A new monitor or mode starts from no
+    # best value (the old one measured something else); a new min_delta keeps the best so far.
     patience = Setting(lambda self, patience: check_int("EarlyStopping", "patience", patience, minimum=0))
 
     @property
@@ -145,8 +145,7 @@ class EarlyStopping(Callback):
 
     @min_delta.setter
     def min_delta(self, value):
-        self._monitor = _Monitor("EarlyStopping", self._monitor.monitor, self._monitor.given_mode,
-                                 check_number("EarlyStopping", "min_delta", value))
+        self._monitor.min_delta = check_number("EarlyStopping", "min_delta", value)
 
     @property
     def best(self):

@@ -30,7 +30,12 @@ class Setting:
         self.rule = rule
 
     def __set_name__(self, owner, name):
-        self.name, self.slot = name, f"_{name}_setting"
+        self.name, self.slot = name, self.slot_of(name)
+
+    @staticmethod
+    def slot_of(name: str) -> str:
+        """Where an object keeps the value of its setting ``name`` (in its ``__dict__``)."""
+        return f"_{name}_setting"
 
     def __get__(self, obj, owner=None):
         if obj is None:

@@ -281,3 +281,12 @@ def test_the_overflow_check_looks_past_inf_and_nan():
     model = bp.mlp([2, 1], seed=0)
     with pytest.raises(ValueError, match=r"input holds values up to 1e\+39 in magnitude"):
         model(np.array([[np.inf, -1e39], [np.nan, 0.0]]))
+
+
+def test_a_setting_unset_is_an_attribute_error_and_old_pickles_still_load():
+    assert not hasattr(bp.Dropout.__new__(bp.Dropout), "p")
+    state = bp.Dropout(0.3, seed=1).__getstate__()
+    state["p"] = state.pop("_p_setting")              # as a pickle from before p was checked held it
+    layer = bp.Dropout.__new__(bp.Dropout)
+    layer.__setstate__(state)
+    assert layer.p == 0.3 and layer(np.ones((2, 3), dtype=np.float32)).shape == (2, 3)

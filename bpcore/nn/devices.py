@@ -14,7 +14,7 @@ import numpy as np
 
 import backends
 
-from .._checks import check_int
+from .._checks import Setting, check_int
 from .parameter import FLOAT_DTYPES, own_parameters as _own_parameters
 
 
@@ -127,6 +127,8 @@ class DeviceMethods:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        for name in [key for key in state if isinstance(getattr(type(self), key, None), Setting)]:
+            self.__dict__[Setting.slot_of(name)] = self.__dict__.pop(name)   # pickled before it was a Setting
         if "_backend" in state:
             self._place(self._backend)
 

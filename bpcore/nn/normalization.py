@@ -104,7 +104,7 @@ class _BatchNorm(Layer):
         needs the count of batches, a buffer made only then."""
         owner = type(self).__name__
         if momentum is None:
-            if "_momentum_setting" in vars(self) and "num_batches_tracked" not in self._buffer_names:
+            if Setting.slot_of("momentum") in vars(self) and "num_batches_tracked" not in self._buffer_names:
                 raise ValueError(f"{owner}: momentum=None (a cumulative average) must be chosen when the layer "
                                  f"is built, {owner}(n, momentum=None): it counts the batches from the start")
             return None

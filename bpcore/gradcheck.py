@@ -105,7 +105,10 @@ def gradcheck(model: Layer, loss_fn, x, y, eps: float = 1e-5, atol: float = 1e-8
     if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
         raise ValueError(f"gradcheck: max_entries must be a positive int, got {max_entries!r}")
 
-    model = copy.deepcopy(model).astype("float64")
+    try:
+        model = copy.deepcopy(model).astype("float64")      # the check runs on a float64 copy
+    except TypeError as error:
+        raise TypeError(f"gradcheck: making the float64 copy it checks: {error}") from None
     loss_fn = copy.deepcopy(loss_fn)
     backend = model.device
     bounds = _Bounds(eps, atol, rtol, max_entries)

@@ -290,3 +290,35 @@ def test_a_setting_unset_is_an_attribute_error_and_old_pickles_still_load():
     layer = bp.Dropout.__new__(bp.Dropout)
     layer.__setstate__(state)
     assert layer.p == 0.3 and layer(np.ones((2, 3), dtype=np.float32)).shape == (2, 3)
+
+
+def test_a_backward_that_returns_nothing_is_named_by_the_sequential():
+    class NoReturn(bp.Layer):
+        def forward(self, x):
+            x = self.check_input(x)
+            self.save_for_backward(shape=tuple(x.shape))
+            return x
+
+        def backward(self, grad_out):
+            self.check_grad_out(grad_out, self.saved("shape"))          # forgot to return it
+
+    model = bp.Sequential(bp.Linear(2, 3), NoReturn(), bp.Linear(3, 1))
+    model(np.ones((4, 2), dtype=np.float32))
+    with pytest.raises(TypeError, match=r"Linear\(2, 3\) \(layer '0'\): grad_out must be an array .* got NoneType. "
+                                        r"That grad_out is what the backward of NoReturn\(\) \(layer '1'\) returned"):
+        model.backward(np.ones((4, 1), dtype=np.float32))
+
+
+def test_a_layer_that_skips_super_init_is_told_even_without_children():
+    class Bare(bp.Layer):
+        def __init__(self):
+            self.k = 2
+
+    with pytest.raises(TypeError, match=r"Bare.__init__ must call super\(\).__init__\(\) first"):
+        Bare()
+
+
+def test_gradcheck_says_a_stray_array_stopped_its_float64_copy():
+    with pytest.raises(TypeError, match=r"gradcheck: making the float64 copy it checks: Masked\(s: \(2,\)\)"
+                                        r".astype\(\): attribute 'mask'"):
+        bp.gradcheck(Masked(), bp.MSELoss(), np.ones((3, 2)), np.ones((3, 2)))

@@ -109,13 +109,21 @@ class Sequential(Layer):
         _check_runs(self, self.layers, self.saved("runs"))
         if not self.layers:
             return self.check_grad_out(grad_out)
-        grad = grad_out
-        for layer in reversed(self.layers[1:]):
-            grad = layer.backward(grad)
-        if input_grad:
-            return self.layers[0].backward(grad)
-        self.layers[0].backward_params(grad)
-        return None
+        grad, returned_by = grad_out, None           # returned_by: the layer whose backward gave `grad`
+        try:
+            for layer in reversed(self.layers[1:]):
+                grad = layer.backward(grad)
+                returned_by = layer
+            if input_grad:
+                return self.layers[0].backward(grad)
+            self.layers[0].backward_params(grad)
+            return None
+        except (TypeError, ValueError) as error:
+            if returned_by is None or "grad_out" not in str(error):
+                raise
+            # the layer that refused grad_out is not the one at fault: say where grad_out came from
+            raise type(error)(f"{error}. That grad_out is what the backward of {returned_by._name()} returned: a "
+                              f"backward returns dL/d(its input), an array shaped like its input") from None
 
     def backward_params(self, grad_out):
         self.backward(grad_out, input_grad=False)

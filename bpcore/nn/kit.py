@@ -316,7 +316,7 @@ class KitMethods:
                             f"device), got a host array; move it with model.backend.asarray(...)")
         if grad_out.dtype != self._array_dtype:
             raise TypeError(f"{self._name()}: grad_out has dtype {dtype_name(grad_out.dtype)}, but the layer "
-                            f"is {self._dtype}")
+                            f"is {self._dtype}; cast it, or call model.astype({dtype_name(grad_out.dtype)!r})")
         if shape is not None and tuple(grad_out.shape) != tuple(shape):
             raise ValueError(f"{self._name()}: backward expected grad_out of shape "
                              f"{tuple(shape)} (the forward output), got {tuple(grad_out.shape)}")

@@ -237,11 +237,11 @@ def _naming_memory_errors(init):
         self.__dict__["_building"] = True
         try:
             init(self, *args, **kwargs)
+            if "_backend" not in self.__dict__:
+                raise TypeError(f"{type(self).__name__}.__init__ must call super().__init__() first: it gives "
+                                f"the layer its device, dtype and mode")
             if self.children():            # a layer made of layers takes their device and dtype, as
-                if "_backend" not in self.__dict__:         # Sequential does, and refuses one layer
-                    raise TypeError(f"{type(self).__name__}.__init__ must call super().__init__() first: "
-                                    f"it gives the layer its device, dtype and mode")
-                self._adopt_children()     # object held twice
+                self._adopt_children()     # Sequential does, and refuses one layer object held twice
         except MemoryError as error:
             try:
                 bound = signature.bind(self, *args, **kwargs).arguments

@@ -38,7 +38,7 @@ def _evaluate_prepared(model, loss_fn, X, y, batch_size, counters):
 
 def evaluate(model, loss_fn, X, y, metrics=None, batch_size: int = 1024) -> dict:
     """Mean loss (and metrics) over (X, y) in eval mode: {"loss": float, "accuracy": float, ...}."""
-    _check_common(model, loss_fn, batch_size)
+    _check_common(model, loss_fn, batch_size, "evaluate")
     X, y = _prepare(model, loss_fn, X, y, "evaluate")
     return _evaluate_prepared(model, loss_fn, X, y, batch_size, _resolve_metrics(metrics, loss_fn))
 

@@ -66,7 +66,7 @@ class _Run:
 def _check_arguments(given: _Arguments) -> _Run:
     """Every check of fit's arguments, before anything trains; the record the loop reads."""
     model, loss_fn, optimizer = given.model, given.loss_fn, given.optimizer
-    _check_common(model, loss_fn, given.batch_size)
+    _check_common(model, loss_fn, given.batch_size, "fit")
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be a bpcore optimizer, got {type(optimizer).__name__}")
     epochs = check_int("fit", "epochs", given.epochs)

@@ -123,9 +123,12 @@ class _FirstBatchChecks:
         self.loss_fn.check_targets = self.found
 
 
-def _check_common(model, loss_fn, batch_size):
+def _check_common(model, loss_fn, batch_size, owner: str = ""):
+    """The arguments fit and evaluate share; ``owner`` ("fit", "evaluate") starts the messages."""
+    prefix = f"{owner}: " if owner else ""
     if not isinstance(model, Layer):
-        raise TypeError(f"model must be a bpcore Layer, got {type(model).__name__}")
+        raise TypeError(f"{prefix}model must be a bpcore Layer, got {type(model).__name__}")
     if not isinstance(loss_fn, Loss):
-        raise TypeError(f"loss_fn must be a bpcore loss such as BCEWithLogitsLoss(), got {type(loss_fn).__name__}")
-    check_int("", "batch_size", batch_size)
+        raise TypeError(f"{prefix}loss_fn must be a bpcore loss such as BCEWithLogitsLoss(), got "
+                        f"{type(loss_fn).__name__}")
+    check_int(owner, "batch_size", batch_size)

@@ -20,6 +20,7 @@ import datetime
 import os
 import platform
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -159,3 +160,13 @@ def write_section(path: str, name: str, title: str, lines: list[str]) -> None:
     with open(path, "w") as stream:
         stream.write(new)
     print(f"wrote {path}")
+
+
+def write_results(kind: str, script: str, name: str, title: str, threads: int, argv, lines: list[str]) -> None:
+    """Write ``lines`` as section ``name`` of benchmarks/cpu-results.md (gpu-results.md when the device
+    ``kind`` is "cuda"), headed "``title``, N thread(s): `python benchmarks/<script> <arguments>`", the
+    command that printed them (``argv``: the arguments given, None for the command line's)."""
+    command = f"python benchmarks/{script} " + " ".join(argv if argv is not None else sys.argv[1:])
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gpu-results.md" if kind == "cuda"
+                        else "cpu-results.md")
+    write_section(path, name, f"{title}, {threads} thread(s): `{command}`", lines)

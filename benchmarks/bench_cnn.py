@@ -210,11 +210,8 @@ def main(argv=None):
         return lines
     lines = run(args)
     if args.write:
-        kind = backends.get(args.device).kind
-        _timing.write_section(os.path.join(HERE, "gpu-results.md" if kind == "cuda" else "cpu-results.md"),
-                              f"bench_cnn threads={args.threads}", f"CNN training steps, {args.threads} thread(s): "
-                              "`python benchmarks/bench_cnn.py " + " ".join(argv if argv is not None else sys.argv[1:])
-                              + "`", lines)
+        _timing.write_results(backends.get(args.device).kind, "bench_cnn.py", f"bench_cnn threads={args.threads}",
+                              "CNN training steps", args.threads, argv, lines)
     return lines
 
 

@@ -348,11 +348,8 @@ def main(argv=None):
     lines = run(args)
     print("\n".join(lines))
     if args.write:
-        kind = backends.get(args.device).kind
-        path = os.path.join(HERE, "benchmarks", "gpu-results.md" if kind == "cuda" else "cpu-results.md")
-        _timing.write_section(path, f"bench_gpt threads={args.threads}", f"GPT training step, {args.threads} "
-                              "thread(s): `python benchmarks/bench_gpt.py " + " ".join(
-                                  argv if argv is not None else sys.argv[1:]) + "`", lines)
+        _timing.write_results(backends.get(args.device).kind, "bench_gpt.py", f"bench_gpt threads={args.threads}",
+                              "GPT training step", args.threads, argv, lines)
     return lines
 
 

@@ -206,13 +206,10 @@ def main(argv=None):
     if args.profile:
         print("\n".join(lines))
     if args.write:
-        kind = backends.get(args.device).kind
         what = f"profile={args.profile} " if args.profile else ""
         title = f"What dominates bpcore's {args.profile} step" if args.profile else "Recurrent training steps"
-        _timing.write_section(os.path.join(HERE, "gpu-results.md" if kind == "cuda" else "cpu-results.md"),
-                              f"bench_lstm {what}threads={args.threads}", f"{title}, {args.threads} thread(s): "
-                              "`python benchmarks/bench_lstm.py " + " ".join(
-                                  argv if argv is not None else sys.argv[1:]) + "`", lines)
+        _timing.write_results(backends.get(args.device).kind, "bench_lstm.py",
+                              f"bench_lstm {what}threads={args.threads}", title, args.threads, argv, lines)
     return lines
 
 

@@ -446,11 +446,8 @@ def main(argv=None):
         return lines
     lines = run(args)
     if args.write:
-        kind = backends.get(args.device).kind
-        command = "python benchmarks/bench_step.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        path = os.path.join(HERE, "benchmarks", "gpu-results.md" if kind == "cuda" else "cpu-results.md")
-        _timing.write_section(path, f"bench_step threads={args.threads}",
-                              f"Training step, {args.threads} thread(s): `{command}`", lines)
+        _timing.write_results(backends.get(args.device).kind, "bench_step.py", f"bench_step threads={args.threads}",
+                              "Training step", args.threads, argv, lines)
     return lines
 
 

@@ -67,6 +67,19 @@ def test_write_section_keeps_the_other_sections(tmp_path):
     assert text.index("First again") < text.index("Second")
 
 
+def test_write_results_picks_the_file_by_device_and_heads_the_section_with_the_command(monkeypatch):
+    timing = _bench("_timing")
+    written = []
+    monkeypatch.setattr(timing, "write_section", lambda *args: written.append(args))
+    timing.write_results("cpu", "bench_step.py", "bench_step threads=1", "Training step", 1, ["--threads", "1"], ["x"])
+    timing.write_results("cuda", "bench_cnn.py", "bench_cnn threads=2", "CNN training steps", 2, [], ["y"])
+    (cpu_path, name, title, lines), (gpu_path, *_) = written
+    assert os.path.basename(cpu_path) == "cpu-results.md" and os.path.basename(gpu_path) == "gpu-results.md"
+    assert os.path.dirname(cpu_path) == os.path.join(HERE, "benchmarks")
+    assert (name, title, lines) == ("bench_step threads=1",
+                                    "Training step, 1 thread(s): `python benchmarks/bench_step.py --threads 1`", ["x"])
+
+
 def test_the_hand_written_baseline_computes_the_same_step_as_bpcore():
     """The baseline is only a fair one if it trains the same net: three steps, same weights."""
     bench = _bench()

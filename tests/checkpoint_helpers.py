@@ -4,6 +4,7 @@ refusal changed nothing in the model, optimizer or scheduler being loaded into."
 from __future__ import annotations
 
 import os
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -69,6 +70,18 @@ def assert_unchanged(model, opt, before, scheduler=None):
     assert repr(opt.state_dict()) == opt_state
     if scheduler is not None:
         assert repr(scheduler.state_dict()) == sched_state
+
+
+def refused_load_peak(path, pattern=None) -> tuple[str, int]:
+    """bp.load refuses ``path`` with a CheckpointError (matching ``pattern`` when given); returns its
+    message and the peak of the host allocations made while it tried (tracemalloc)."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(bp.CheckpointError, match=pattern) as info:
+            bp.load(path)
+        return str(info.value), tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
 
 
 def refused_everywhere(path, pattern=None, resume=True, load=True, load_into=True):

@@ -148,7 +148,10 @@ class CosineAnnealingLR(LRScheduler):
         super().__init__(optimizer)
 
     def lr_at(self, epoch):
-        return self.eta_min + (self.base_lr - self.eta_min) * (1 + math.cos(math.pi * epoch / self.T_max)) / 2
+        # the weight (1 + cos) / 2 in [0, 1] first: (base_lr - eta_min) * 2 could overflow to inf for
+        # a huge eta_min; halving is exact, so the values are PyTorch's order's, bit for bit
+        weight = (1 + math.cos(math.pi * epoch / self.T_max)) / 2
+        return self.eta_min + (self.base_lr - self.eta_min) * weight
 
 
 class LinearLR(LRScheduler):

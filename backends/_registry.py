@@ -208,8 +208,6 @@ def accept_array(backend: Backend, value, owner, what: str = "input", against: s
         if value.dtype.kind not in "fiub":
             name = owner() if callable(owner) else owner
             raise TypeError(f"{name}: {what} must be a real-valued array, got dtype {value.dtype}")
-        if dtype == "float32" and value.dtype.kind == "f" and value.dtype.itemsize > 4 and value.size:
-            _refuse_float32_overflow(value, owner, what)
         return backend.asarray(value, dtype=dtype)
     if backend.owns(value):
         return value
@@ -221,26 +219,6 @@ def accept_array(backend: Backend, value, owner, what: str = "input", against: s
                         f"got {type(value).__name__}") from None
     raise TypeError(f"{name}: {what} is on backend {other!r} but {against} is on {backend.spec!r}; move one "
                     f"of them (model.to({other!r}), or backends.get({backend.spec!r}).asarray(...) for data)")
-
-
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def _refuse_float32_overflow(value, owner, what: str) -> None:
-    """Raise ValueError when host floats that are finite would become inf in float32 (1e39 into a
-    float32 model). Reads the smallest and largest value (no copy unless NaN or inf are among them,
-    which pass as they are)."""
-    low, high = float(value.min()), float(value.max())
-    if np.isfinite(low) and np.isfinite(high):
-        largest = max(-low, high)
-    else:                                   # NaN or inf too: look at the finite values only (rare: a copy)
-        finite = value[np.isfinite(value)]
-        largest = float(np.abs(finite).max()) if finite.size else 0.0
-    if largest > _FLOAT32_MAX:
-        name = owner() if callable(owner) else owner
-        raise ValueError(f"{name}: {what} holds values up to {largest:.6g} in magnitude, which overflow float32 "
-                         f"(its largest is {_FLOAT32_MAX:.6g}); scale the data, or use a float64 model "
-                         f"(model.astype('float64'))")
 
 
 def to_host(obj) -> np.ndarray:

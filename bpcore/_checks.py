@@ -11,6 +11,8 @@ import math
 import numbers
 import os
 
+import numpy as np
+
 
 class ArgumentTypeError(TypeError, ValueError):
     """An argument of the wrong type (``Linear(2, "4")``, ``lr="fast"``): a TypeError, as Python and
@@ -128,7 +130,8 @@ def check_cast_range(value, dtype: str, what: str) -> None:
     Finite floats beyond float32's range become inf in a cast to "float32"; unsigned integers
     beyond int64's range wrap to negative numbers in a cast to "int64" (uint64 2**63 becomes
     -2**63). Checked before the cast, naming the value the user gave. Reads the array's largest
-    (and smallest) value only; NaN and infinite values are left to the finiteness checks.
+    and smallest value (no copy), and when NaN or inf is among them, the finite values (a copy,
+    only then); NaN and infinite values themselves are left to the finiteness checks.
 
     Raises:
         ValueError: naming ``what``, the value, and the largest the dtype holds.
@@ -138,7 +141,10 @@ def check_cast_range(value, dtype: str, what: str) -> None:
     kind, itemsize = value.dtype.kind, value.dtype.itemsize
     if dtype == "float32" and kind == "f" and itemsize > 4:
         largest = max(abs(float(value.min())), abs(float(value.max())))
-        if math.isfinite(largest) and largest > FLOAT32_MAX:
+        if not math.isfinite(largest):          # NaN or inf beside them: look at the finite values
+            finite = value[np.isfinite(value)]
+            largest = float(np.abs(finite).max()) if finite.size else 0.0
+        if largest > FLOAT32_MAX:
             raise ValueError(f"{what} holds values up to {largest:.6g} in magnitude, which overflow float32 "
                              f"(its largest is {FLOAT32_MAX:.6g}): cast to float32 they would become inf. "
                              f"Scale the data, or use a float64 model (model.astype('float64'))")

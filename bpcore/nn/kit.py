@@ -33,7 +33,7 @@ import math
 
 import backends
 
-from .._checks import INT64_MAX, ArgumentTypeError
+from .._checks import INT64_MAX, ArgumentTypeError, check_cast_range
 from . import budget
 from .parameter import Parameter, checked_host_cast, dtype_name
 
@@ -251,6 +251,8 @@ class KitMethods:
         if getattr(x, "requires_grad", False):
             raise TypeError(TRACKED.format(f"{self._name()}: {what}"))
         host = backends.is_host_array(x)
+        if host:
+            check_cast_range(x, self._dtype, f"{self._name()}: {what}")     # 1e39 would become float32 inf
         x = backends.accept_array(backend, x, self._name, what, dtype=self._dtype if host else None)
         dtype = self._array_dtype
         if x.dtype == dtype:

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import backends
+
+from .._checks import FLOAT32_MAX
 
 FLOAT_DTYPES = ("float32", "float64")
 
@@ -110,7 +113,7 @@ def own_parameters(layer):
 
 
 # The largest finite value of each float dtype (float64 -> float32 casts above it give inf).
-_LARGEST = {"float32": float.fromhex("0x1.fffffep+127"), "float64": float.fromhex("0x1.fffffffffffffp+1023")}
+_LARGEST = {"float32": FLOAT32_MAX, "float64": sys.float_info.max}
 
 
 def checked_host_cast(value, dtype, what: str):

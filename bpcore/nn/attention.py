@@ -33,6 +33,16 @@ from . import init as _init
 from .module import Layer
 
 
+
+def check_heads(owner: str, embed_dim, num_heads) -> tuple[int, int]:
+    """(embed_dim, num_heads) as ints, embed_dim a multiple of num_heads; the errors name ``owner``
+    (MultiHeadAttention, TransformerBlock, gpt)."""
+    embed_dim, num_heads = check_int(owner, "embed_dim", embed_dim), check_int(owner, "num_heads", num_heads)
+    if embed_dim % num_heads:
+        raise ValueError(f"{owner}: embed_dim ({embed_dim}) must be a multiple of num_heads ({num_heads}): each "
+                         f"head takes embed_dim / num_heads features")
+    return embed_dim, num_heads
+
 class MultiHeadAttention(Layer):
     """Multi-head self-attention, as ``torch.nn.MultiheadAttention(E, H, batch_first=True)``.
 
@@ -54,11 +64,7 @@ class MultiHeadAttention(Layer):
 
     def __init__(self, embed_dim: int, num_heads: int, causal: bool = False, bias: bool = True, seed=None):
         super().__init__()
-        self.embed_dim = check_int("MultiHeadAttention", "embed_dim", embed_dim)
-        self.num_heads = check_int("MultiHeadAttention", "num_heads", num_heads)
-        if embed_dim % num_heads:
-            raise ValueError(f"MultiHeadAttention: embed_dim ({embed_dim}) must be a multiple of num_heads "
-                             f"({num_heads}): each head takes embed_dim / num_heads features")
+        self.embed_dim, self.num_heads = check_heads("MultiHeadAttention", embed_dim, num_heads)
         if not isinstance(causal, bool) or not isinstance(bias, bool):
             raise TypeError(f"MultiHeadAttention: causal and bias must be True or False, got "
                             f"causal={causal!r}, bias={bias!r}")

@@ -19,7 +19,7 @@ from __future__ import annotations
 from .._checks import check_int
 from . import init as _init
 from .activations import GELU
-from .attention import MultiHeadAttention
+from .attention import MultiHeadAttention, check_heads
 from .containers import Sequential, _check_placed, _check_runs
 from .embedding import Embedding
 from .linear import Linear
@@ -44,14 +44,10 @@ class TransformerBlock(Layer):
 
     def __init__(self, embed_dim: int, num_heads: int, mlp_ratio: int = 4, causal: bool = True, seed=None):
         super().__init__()
-        self.embed_dim = check_int("TransformerBlock", "embed_dim", embed_dim)
+        self.embed_dim, _ = check_heads("TransformerBlock", embed_dim, num_heads)   # named here, not by the attention
         self.mlp_ratio = check_int("TransformerBlock", "mlp_ratio", mlp_ratio)
-        check_int("TransformerBlock", "num_heads", num_heads)       # named here, not by the attention inside
         if not isinstance(causal, bool):
             raise TypeError(f"TransformerBlock: causal must be True or False, got {causal!r}")
-        if embed_dim % num_heads:
-            raise ValueError(f"TransformerBlock: embed_dim ({embed_dim}) must be a multiple of num_heads "
-                             f"({num_heads}): each head takes embed_dim / num_heads features")
         rng = _init.host_rng(seed, type(self).__name__)
         E, hidden = embed_dim, mlp_ratio * embed_dim
         self.ln_1 = LayerNorm(E)
@@ -185,8 +181,7 @@ def gpt(vocab_size: int, context_length: int, embed_dim: int, num_heads: int, nu
     for name, value in (("vocab_size", vocab_size), ("context_length", context_length), ("embed_dim", embed_dim),
                         ("num_heads", num_heads), ("num_layers", num_layers)):
         check_int("gpt", name, value)
-    if embed_dim % num_heads:
-        raise ValueError(f"gpt: embed_dim ({embed_dim}) must be a multiple of num_heads ({num_heads})")
+    check_heads("gpt", embed_dim, num_heads)
     rng = _init.host_rng(seed, "gpt")
     return Sequential(TokenPositionEmbedding(vocab_size, context_length, embed_dim, seed=rng),
                       *[TransformerBlock(embed_dim, num_heads, mlp_ratio=mlp_ratio, causal=True, seed=rng)

@@ -92,9 +92,8 @@ class Sequential(Layer):
             x = self.check_input(x)
             self.save_for_backward(runs=())
             return x
+        _check_placed(self, enumerate(self.layers))
         for layer in self.layers:
-            if layer._backend is not self._backend or layer._dtype != self._dtype:
-                raise _moved_alone(self, layer, self.layers.index(layer))
             x = layer.forward(x)
         self.save_for_backward(runs=[layer._saved for layer in self.layers])
         return x

@@ -208,7 +208,13 @@ class KitMethods:
             x = self._convert_indices(x, what, below)
         elif not (backend.owns(x) and x.dtype == self._array_dtype) or (backend.autograd and x.requires_grad):
             x = self._convert_input(x, what)
-        if shape is not None and not self._fits(x.shape, shape, "check_input"):
+        if shape is None:
+            return x
+        try:
+            fits = shape_fits(x.shape, shape)
+        except TypeError as error:                  # a malformed spec: this layer's mistake, named
+            raise TypeError(f"{self._name()}: check_input(shape=...): {error}") from None
+        if not fits:
             ndim = len(shape) - (Ellipsis in shape)
             if Ellipsis not in shape and x.ndim != ndim:
                 expected = f"a {ndim}-D {what} of shape {describe_shape(shape, x.ndim)}"
@@ -216,13 +222,6 @@ class KitMethods:
                 expected = f"{what} of shape {describe_shape(shape, x.ndim)}"
             raise ValueError(f"{self._name()}: expected {expected}, got {tuple(x.shape)}")
         return x
-
-    def _fits(self, got, spec, method: str) -> bool:
-        """``shape_fits(got, spec)``, with a malformed ``spec`` named as this layer's mistake."""
-        try:
-            return shape_fits(got, spec)
-        except TypeError as error:
-            raise TypeError(f"{self._name()}: {method}(shape=...): {error}") from None
 
     def _convert_indices(self, x, what, below):
         """:meth:`check_input` for integer indices below ``below``: moved as they are, range-checked

@@ -69,8 +69,7 @@ class DeviceMethods:
         spec, dtype = next(iter(placed)) if placed else own
         backend = backends.get(spec)
         for layer in self.modules():                # refuse before anything is placed: all or nothing
-            if layer._backend is not backend or layer._dtype != dtype:
-                _refuse_strays(layer, "__init__", lambda value, source=layer._backend: source.owns(value))
+            _refuse_strays(layer, "__init__", backend, dtype)
         for path, layer in self.named_modules():
             layer._place(backend, dtype)
             layer._path = path
@@ -84,8 +83,7 @@ class DeviceMethods:
         """
         target = backends.get(device)
         for layer in self.modules():                # refuse before anything moves: all or nothing
-            if layer._backend is not target:
-                _refuse_strays(layer, "to", lambda value, source=layer._backend: source.owns(value))
+            _refuse_strays(layer, "to", target, layer._dtype)
         for path, layer in self.named_modules():
             layer._path = path
             source = layer._backend
@@ -147,10 +145,7 @@ class DeviceMethods:
         if dtype not in FLOAT_DTYPES:
             raise ValueError(f"dtype must be one of {FLOAT_DTYPES}, got {dtype!r}")
         for layer in self.modules():                # refuse before anything is cast: all or nothing
-            if layer._dtype != dtype:
-                backend = layer._backend
-                _refuse_strays(layer, "astype", lambda value, backend=backend: backend.owns(value) and
-                               backend.xp.isdtype(value.dtype, "real floating") and value.dtype != backend.dtype(dtype))
+            _refuse_strays(layer, "astype", layer._backend, dtype)
         for layer in self.modules():
             backend = layer._backend
             xp, new = backend.xp, backend.dtype(dtype)
@@ -194,18 +189,26 @@ def _holds_state(layer) -> bool:
     return bool(_own_parameters(layer) or layer._buffer_names or layer._constant_names)
 
 
-def _refuse_strays(layer, method: str, left_behind) -> None:
-    """Raise TypeError when ``layer`` holds an array attribute that ``to()`` or ``astype()`` (or a
-    container taking its layers' device in ``__init__``) would leave behind (``left_behind(value)``
-    true): neither a Parameter nor a buffer, so it would keep the old device or dtype and fail, or
-    mix devices, at the next call. Parameters, buffers, NumPy scalars and what ``save_for_backward``
-    kept (dropped on purpose) are not strays."""
+def _refuse_strays(layer, method: str, backend, dtype: str) -> None:
+    """Raise TypeError when putting ``layer`` on ``backend`` in float ``dtype`` (``to()``, ``astype()``, or
+    a container taking its layers' place in ``__init__``: ``method``) would leave an array attribute
+    behind: an array of its backend that is neither a Parameter nor a buffer keeps its old device (any
+    array, on a move) or dtype (a floating one of another dtype, on a cast), and fails, or mixes devices,
+    at the next call. Parameters, buffers, NumPy scalars and what ``save_for_backward`` kept (dropped on
+    purpose) are not strays."""
+    source = layer._backend
+    moving = source is not backend
+    if not moving and layer._dtype == dtype:
+        return
+    new = source.dtype(dtype)
     buffers = set(layer._buffer_names + layer._constant_names)
     for name, value in vars(layer).items():
         if (name in buffers or name == "_saved" or isinstance(value, (numbers.Number, np.generic))
-                or not hasattr(value, "shape") or not left_behind(value)):
+                or not hasattr(value, "shape") or not source.owns(value)):
             continue
-        where = "device" if method == "to" else "dtype"
+        if not moving and not (source.xp.isdtype(value.dtype, "real floating") and value.dtype != new):
+            continue
+        where = "device" if moving else "dtype"
         raise TypeError(f"{layer._name()}.{method}(): attribute {name!r} is an array that is neither a Parameter "
                         f"nor a buffer, so it would keep its old {where}. Make it a buffer in __init__ "
                         f"(self.register_buffer({name.lstrip('_')!r}, host_array, persistent=False)), or keep it "

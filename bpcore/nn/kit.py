@@ -33,7 +33,7 @@ import math
 
 import backends
 
-from .._checks import INT64_MAX, ArgumentTypeError, check_cast_range
+from .._checks import ArgumentTypeError, check_cast_range
 from . import budget
 from .parameter import Parameter, checked_host_cast, dtype_name
 
@@ -121,12 +121,8 @@ def widened_indices(backend, indices, owner, what: str = "input"):
     xp = backend.xp
     if indices.dtype == xp.int64 or indices.dtype == xp.int32:
         return indices
-    if indices.dtype == xp.uint64 and backend.sync_free and math.prod(indices.shape):
-        largest = int(backend.to_numpy(indices).max())
-        if largest > INT64_MAX:
-            name = owner() if callable(owner) else owner
-            raise ValueError(f"{name}: {what} holds {largest}, beyond the int64 range that indices are "
-                             f"cast to (uint64 values above {INT64_MAX} cannot be indices)")
+    if indices.dtype == xp.uint64 and backend.sync_free:
+        check_cast_range(backend.to_numpy(indices), "int64", f"{owner() if callable(owner) else owner}: {what}")
     with backend.activate():
         return xp.astype(indices, xp.int64)
 

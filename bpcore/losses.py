@@ -208,8 +208,8 @@ class BCEWithLogitsLoss(_BinaryTargets, Loss):
         return xp.sum(per_entry) / size
 
 
-def _ignore_index_rule(value):
-    """SoftmaxCrossEntropyLoss's ignore_index: an int or None."""
+def _ignore_index_rule(loss, value):
+    """SoftmaxCrossEntropyLoss's ignore_index (a Setting's rule): an int or None."""
     if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
         raise ArgumentTypeError(f"SoftmaxCrossEntropyLoss: ignore_index must be an int or None, got {value!r}")
     return None if value is None else int(value)
@@ -236,7 +236,7 @@ class SoftmaxCrossEntropyLoss(Loss):
             An ignored label is never "out of range", whatever its value.
     """
 
-    ignore_index = Setting(lambda self, value: _ignore_index_rule(value))     # on every assignment
+    ignore_index = Setting(_ignore_index_rule)                 # checked on every assignment
 
     def __init__(self, ignore_index: int | None = None):
         super().__init__()

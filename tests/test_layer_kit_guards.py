@@ -141,8 +141,9 @@ def test_a_parameter_built_by_hand_needs_an_array_of_its_backend():
     assert "self.parameter(host_array)" in bp.Parameter.__doc__
 
 
-def test_layer_list_indices_assignment_and_insert():
-    blocks = bp.LayerList([bp.Linear(2, 2), bp.Tanh()])
+def test_layer_list_indices_assignment_and_insert(backend):
+    blocks = bp.LayerList([bp.Linear(2, 2).to(backend), bp.Tanh()])
+    assert blocks.backend is backend
     with pytest.raises(IndexError, match="LayerList index 5 out of range for 2 layers"):
         blocks[5]
     with pytest.raises(TypeError, match=r"LayerList indices must be ints \(or, to read, slices\), got str"):
@@ -154,8 +155,13 @@ def test_layer_list_indices_assignment_and_insert():
     with pytest.raises(ValueError, match="the same layer object appears twice"):
         blocks.insert(0, blocks[1])
     with pytest.raises(ValueError, match="different devices or dtypes"):
-        blocks[0] = bp.Linear(2, 2).astype("float64")
+        blocks[0] = bp.Linear(2, 2).to(backend).astype("float64")
     assert [type(layer).__name__ for layer in blocks] == ["Identity", "Linear", "ReLU"]     # left as it was
+    with backend.activate():
+        x = backend.asarray(np.ones((3, 2), dtype=np.float32))
+    for layer in blocks:                               # the inserted and assigned layers run on the list's device
+        x = layer(x)
+    assert backend.owns(x) and tuple(x.shape) == (3, 2)
 
 
 def test_modes_and_name_prefixes_are_checked():
